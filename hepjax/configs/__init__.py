@@ -1,0 +1,1 @@
+"""Configs shipped with the package (``hepjax train hepjax.configs.NAME[:ARG]``)."""

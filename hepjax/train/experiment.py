@@ -1,0 +1,112 @@
+"""Config -> trained run directory, and run directory -> metrics: what ``hepjax train`` and
+``hepjax evaluate`` do.
+
+Preprocessing (log transforms of the listed features, then standardisation) is fitted on the
+training split, saved as ``workdir/preprocessing.json`` and re-applied unchanged to validation,
+test and any data evaluated later.
+"""
+from __future__ import annotations
+
+import json
+import pathlib
+
+import numpy as np
+
+from hepjax import config as config_lib
+from hepjax import data as data_lib
+from hepjax import optim, preprocessing
+from hepjax.models import model_fn_from_config
+from hepjax.parallel import mesh as mesh_lib
+from hepjax.train.checkpoint import Checkpointer
+from hepjax.train.loop import build_state, evaluate, fit
+from hepjax.train.step import compile_steps
+from hepjax.train.tasks import make_task
+
+
+def _num_outputs(config) -> int:
+    return 1 if config.task == "binary" else int(config.model.num_classes)
+
+
+def _preprocessing(config, feature_names) -> preprocessing.Pipeline:
+    cfg = config.preprocessing
+    steps = []
+    unknown = [n for n in cfg.log_features if n not in feature_names]
+    if unknown:
+        raise ValueError(f"config.preprocessing.log_features names {unknown}, not among the "
+                         f"dataset's features {list(feature_names)}")
+    if cfg.log_features:
+        steps.append(preprocessing.LogTransform(
+            tuple(feature_names.index(n) for n in cfg.log_features)))
+    if cfg.standardize:
+        steps.append(preprocessing.Standardize())
+    return preprocessing.Pipeline(tuple(steps))
+
+
+def _transform(fitted, split: dict) -> dict:
+    out = dict(split)
+    if fitted.pipeline.steps:
+        out["features"] = np.asarray(fitted.transform(split["features"]), np.float32)
+    return out
+
+
+def train(config, workdir, progress=None) -> dict:
+    """Trains per ``config`` into ``workdir`` (resuming if it holds checkpoints); evaluates the
+    best model on the test split; returns and writes ``test_metrics.json``."""
+    workdir = pathlib.Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    splits = data_lib.load_splits(config.data)
+    fitted = _preprocessing(config, tuple(splits["feature_names"])).fit(splits["train"]["features"])
+    fitted.save(workdir / "preprocessing.json")
+    train_data, val_data, test_data = (_transform(fitted, splits[s]) for s in data_lib.SPLITS)
+    task = make_task(config)
+    model_fn = model_fn_from_config(config.model, train_data["features"].shape[1:], _num_outputs(config))
+    optimizer = optim.make_optimizer(config.optimizer, total_steps=int(config.train.num_steps))
+    mesh = mesh_lib.make_mesh(int(config.train.get("num_devices", 1)))
+    state, graphdefs, _ = fit(config, workdir, task=task, model_fn=model_fn, optimizer=optimizer,
+                              train_data=train_data, val_data=val_data, mesh=mesh, progress=progress)
+    _, eval_step = compile_steps(graphdefs, task, optimizer, mesh,
+                                 ensemble=int(config.train.get("ensemble_size", 1)) > 1)
+    result = evaluate(eval_step, state, test_data, _eval_batch(config), mesh, task,
+                      int(config.train.get("ensemble_size", 1)) > 1)
+    (workdir / "test_metrics.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
+def _eval_batch(config) -> int:
+    return int(config.train.get("eval_batch_size", 0) or config.train.batch_size)
+
+
+def evaluate_run(workdir, data_path: str | None = None, which: str = "best") -> dict:
+    """Metrics of a finished run on its test split, or on ``data_path`` (an .npz with
+    ``features`` and ``label`` in the raw, unpreprocessed layout of the training data)."""
+    workdir = pathlib.Path(workdir)
+    config_path = workdir / "config.json"
+    if not config_path.is_file():
+        raise FileNotFoundError(f"{workdir}: no config.json here; is this a hepjax run directory?")
+    config = config_lib.from_json(config_path.read_text())
+    fitted = preprocessing.FittedPipeline.load(workdir / "preprocessing.json")
+    if data_path is None:
+        arrays = data_lib.load_splits(config.data)["test"]
+    else:
+        arrays = data_lib.read_npz(data_path)
+        arrays.pop("feature_names", None)
+    arrays = _transform(fitted, arrays)
+    task = make_task(config)
+    model_fn = model_fn_from_config(config.model, arrays["features"].shape[1:], _num_outputs(config))
+    optimizer = optim.make_optimizer(config.optimizer, total_steps=int(config.train.num_steps))
+    mesh = mesh_lib.make_mesh(int(config.train.get("num_devices", 1)))
+    graphdefs, like = build_state(config, model_fn, optimizer)
+    ckpt = Checkpointer(workdir, keep=int(config.train.keep_checkpoints))
+    restored = ckpt.restore_best(like) if which == "best" else None
+    restored = restored or ckpt.restore_latest(like)
+    ckpt.close()
+    if restored is None:
+        raise FileNotFoundError(f"{workdir}: no checkpoint to evaluate (looked in best/ and checkpoints/)")
+    state, meta = restored
+    ensemble = int(config.train.get("ensemble_size", 1)) > 1
+    _, eval_step = compile_steps(graphdefs, task, optimizer, mesh, ensemble=ensemble)
+    result = evaluate(eval_step, state, arrays, _eval_batch(config), mesh, task, ensemble)
+    result["checkpoint_step"] = int(meta["step"])
+    result["data"] = str(data_path) if data_path else "test split of the config"
+    (workdir / "eval_metrics.json").write_text(json.dumps(result, indent=2))
+    return result

@@ -1,0 +1,186 @@
+"""The training loop: the thin shell around the pure, compiled steps.
+
+``fit`` trains from a config and in-memory arrays into a run directory::
+
+    workdir/config.json       the resolved config
+    workdir/run_info.json     seed, versions of jax/jaxlib/flax/optax..., host and devices
+    workdir/metrics.jsonl     one JSON line per train log / validation evaluation
+    workdir/checkpoints/      last ``keep`` periodic orbax checkpoints (state + loop metadata)
+    workdir/best/             the best checkpoint by the validation metric
+
+If ``workdir`` already holds checkpoints, ``fit`` resumes from the newest. Batches are a pure
+function of the step and steps are pure, so a run killed at any point (even SIGKILL) and resumed
+ends bit-identical to one that never stopped.
+"""
+from __future__ import annotations
+
+import json
+import pathlib
+import time
+from typing import Callable, Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import tqdm
+
+from hepjax import config as config_lib
+from hepjax import optim, rng
+from hepjax.data.pipeline import TrainBatches, eval_batches
+from hepjax.parallel import mesh as mesh_lib
+from hepjax.train import logging as log_lib
+from hepjax.train.checkpoint import Checkpointer
+from hepjax.train.state import init_ensemble, init_state
+from hepjax.train.step import Task, compile_steps
+
+
+class NonFiniteError(FloatingPointError):
+    """Raised when the loss, gradients or parameters stop being finite."""
+
+
+def _scalar_metrics(metrics, ensemble: bool) -> dict[str, float]:
+    out = {}
+    for name, value in metrics.items():
+        value = np.asarray(value)
+        out[name] = float(value.mean()) if name != "finite" else bool(value.all())
+    return out
+
+
+def check_finite(step: int, metrics: Mapping) -> None:
+    """NaN/Inf guard: raises naming the step and which quantity went non-finite."""
+    if bool(np.all(metrics["finite"])):
+        return
+    bad = [name for name in ("loss", "grad_norm") if not np.all(np.isfinite(metrics[name]))]
+    what = " and ".join(bad) if bad else "updated parameters"
+    raise NonFiniteError(
+        f"training step {step}: {what} became NaN/Inf (loss={np.asarray(metrics['loss']).tolist()}, "
+        f"grad_norm={np.asarray(metrics['grad_norm']).tolist()}). Lower the learning rate, enable "
+        "gradient clipping (config.optimizer.clip_norm) or check the inputs for extreme values.")
+
+
+def evaluate(eval_step, state, arrays, batch_size: int, mesh, task: Task, ensemble: bool) -> dict:
+    """Loss and the task's summary metrics over every example of ``arrays``."""
+    loss_sum = weight_sum = 0.0
+    outputs = []
+    for batch, n_valid in eval_batches(arrays, batch_size):
+        loss, weight, out = eval_step(state, mesh_lib.shard_batch(batch, mesh))
+        loss_sum = loss_sum + loss
+        weight_sum = weight_sum + weight
+        out = np.asarray(out)
+        outputs.append(out[:, :n_valid] if ensemble else out[:n_valid])
+    outputs = np.concatenate(outputs, axis=1 if ensemble else 0)
+    labels = arrays.get("label")
+    weights = arrays.get("weight")
+    loss = np.asarray(loss_sum) / np.asarray(weight_sum)
+    if not ensemble:
+        return {"loss": float(loss), **task.summarize(labels, outputs, weights)}
+    members = [task.summarize(labels, member, weights) for member in outputs]
+    result = {"loss": float(loss.mean()), "loss_members": loss.tolist()}
+    for name in members[0]:
+        values = np.array([m[name] for m in members], dtype=float)
+        result[name] = float(values.mean())
+        result[f"{name}_std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+    mean_ensemble = task.summarize(labels, outputs.mean(axis=0), weights)
+    median_ensemble = task.summarize(labels, np.median(outputs, axis=0), weights)
+    result.update({f"mean_ensemble_{k}": v for k, v in mean_ensemble.items()})
+    result.update({f"median_ensemble_{k}": v for k, v in median_ensemble.items()})
+    return result
+
+
+def build_state(config, model_fn, optimizer):
+    """(graphdefs, state) for the config's seed; an ensemble when ``train.ensemble_size > 1``."""
+    key = rng.key(int(config.seed))
+    size = int(config.train.get("ensemble_size", 1))
+    if size > 1:
+        return init_ensemble(model_fn, optimizer, jax.random.split(key, size))
+    return init_state(model_fn, optimizer, key)
+
+
+def fit(config, workdir: str | pathlib.Path, *, task: Task, model_fn: Callable,
+        optimizer, train_data: Mapping[str, np.ndarray], val_data: Mapping[str, np.ndarray],
+        mesh=None, progress: bool | None = None):
+    """Trains ``model_fn`` on ``train_data``; returns (best state, graphdefs, last eval metrics).
+
+    config fields used: ``seed``; ``train.{num_steps, batch_size, eval_batch_size, log_every,
+    eval_every, checkpoint_every, keep_checkpoints, ensemble_size, tensorboard}``;
+    ``train.early_stopping.{metric, mode, patience, min_delta, restore_best}``.
+    """
+    tc = config.train
+    workdir = pathlib.Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    is_main = jax.process_index() == 0
+    if is_main:
+        (workdir / "config.json").write_text(config_lib.to_json(config))
+        if not (workdir / "run_info.json").exists():
+            (workdir / "run_info.json").write_text(json.dumps(log_lib.run_info(int(config.seed)), indent=2))
+    mesh = mesh if mesh is not None else mesh_lib.make_mesh(int(tc.get("num_devices", 1)))
+    ensemble = int(tc.get("ensemble_size", 1)) > 1
+    graphdefs, state = build_state(config, model_fn, optimizer)
+    state = jax.device_put(state, mesh_lib.replicated(mesh))
+    train_step, eval_step = compile_steps(graphdefs, task, optimizer, mesh, ensemble=ensemble)
+
+    es_cfg = tc.early_stopping
+    stopper = optim.early_stopping(patience=int(es_cfg.patience), min_delta=float(es_cfg.min_delta),
+                                   mode=es_cfg.mode)
+    es_state = stopper.init()
+    writer = log_lib.MetricsWriter(workdir, tensorboard=bool(tc.get("tensorboard", False)))
+    ckpt = Checkpointer(workdir, keep=int(tc.keep_checkpoints))
+    restored = ckpt.restore_latest(state)
+    if restored is not None:
+        state, meta = restored
+        es_state = type(es_state)(**meta["early_stopping"])
+        writer.truncate_after(int(meta["step"]))
+    start = int(np.asarray(state.step).reshape(-1)[0])
+
+    batches = TrainBatches(train_data, int(tc.batch_size), seed=int(config.seed),
+                           shard=(jax.process_index(), jax.process_count()))
+    eval_bs = int(tc.get("eval_batch_size", 0) or tc.batch_size)
+    num_steps = int(tc.num_steps)
+    bar = tqdm.tqdm(total=num_steps, initial=start, unit="step", dynamic_ncols=True,
+                    disable=(not is_main) if progress is None else not progress)
+    window, window_start, window_time = [], start, time.perf_counter()
+    pending = None
+    last_eval = {}
+
+    def meta_for(step):
+        return {"step": step, "early_stopping": {k: (float(v) if isinstance(v, (float, np.floating)) else v)
+                                                  for k, v in es_state._asdict().items()}}
+
+    end = start if es_state.should_stop else num_steps  # a finished early-stopped run stays finished
+    for step in range(start, end):
+        state, metrics = train_step(state, mesh_lib.shard_batch(batches.batch(step), mesh))
+        if pending is not None:  # check step t-1 while step t runs: the guard costs no sync
+            window.append(jax.device_get(pending[1]))
+            check_finite(pending[0], window[-1])
+        pending = (step, metrics)
+        done = step + 1
+        if done % int(tc.log_every) == 0 or done == num_steps:
+            window.append(jax.device_get(metrics))
+            check_finite(step, window[-1])
+            pending = None
+            elapsed = time.perf_counter() - window_time
+            record = {k: float(np.mean([_scalar_metrics(m, ensemble)[k] for m in window]))
+                      for k in window[0] if k != "finite"}
+            record["examples_per_s"] = (done - window_start) * int(tc.batch_size) / max(elapsed, 1e-9)
+            writer.write(done, "train", record)
+            bar.set_postfix(loss=f"{record['loss']:.4f}", ex_s=f"{record['examples_per_s']:.0f}")
+            window, window_start, window_time = [], done, time.perf_counter()
+        bar.update(1)
+        if done % int(tc.eval_every) == 0 or done == num_steps:
+            last_eval = evaluate(eval_step, state, val_data, eval_bs, mesh, task, ensemble)
+            writer.write(done, "val", last_eval)
+            es_state, improved = stopper.update(es_state, last_eval[es_cfg.metric], done)
+            if improved:
+                ckpt.save_best(done, state, meta_for(done))
+        if done % int(tc.checkpoint_every) == 0 or done == num_steps or es_state.should_stop:
+            ckpt.save(done, state, meta_for(done))
+        if done % int(tc.eval_every) == 0 or done % int(tc.checkpoint_every) == 0:
+            window_time = time.perf_counter()  # throughput counts training steps only
+        if es_state.should_stop:
+            writer.write(done, "early_stop", {"best_step": es_state.best_step, "best": es_state.best})
+            break
+    bar.close()
+    if bool(es_cfg.get("restore_best", True)) and ckpt.best_step() is not None:
+        state, _ = ckpt.restore_best(state)
+    ckpt.close()
+    return state, graphdefs, last_eval
