@@ -136,7 +136,7 @@ def fit(config, workdir: str | pathlib.Path, *, task: Task, model_fn: Callable,
                            shard=(jax.process_index(), jax.process_count()))
     eval_bs = int(tc.get("eval_batch_size", 0) or tc.batch_size)
     num_steps = int(tc.num_steps)
-    bar = tqdm.tqdm(total=num_steps, initial=start, unit="step", dynamic_ncols=True,
+    bar = tqdm.tqdm(total=num_steps, initial=start, unit="step", dynamic_ncols=True, mininterval=1.0,
                     disable=(not is_main) if progress is None else not progress)
     window, window_start, window_time = [], start, time.perf_counter()
     pending = None

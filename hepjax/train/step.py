@@ -61,8 +61,8 @@ def train_step_fn(graphdefs: Graphdefs, loss_fn: LossFn, optimizer: optax.Gradie
             graphdefs, loss_fn, state.params, state.model_state, batch, key)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        grad_norm = optax.global_norm(grads)
-        param_norm = optax.global_norm(params)
+        grad_norm = optax.tree.norm(grads)
+        param_norm = optax.tree.norm(params)
         metrics = dict(metrics, loss=loss, grad_norm=grad_norm,
                        finite=jnp.isfinite(loss) & jnp.isfinite(grad_norm) & jnp.isfinite(param_norm))
         new_state = TrainState(state.step + 1, params, model_state, opt_state, state.key)
@@ -113,7 +113,7 @@ def pmap_train_step(graphdefs: Graphdefs, loss_fn: LossFn, optimizer, axis_name:
     the per-shard losses are means over equally weighted, equally sized shards. Per-device
     model state (batch statistics) is averaged too; dropout masks differ from the jit step
     (each device draws its own), so compare the two on models without dropout.
-    The state must be replicated (``jax.device_put_replicated``) and the batch reshaped to
+    The state must carry a leading device axis (``jnp.stack([x] * n)`` per leaf) and the batch reshaped to
     (devices, B / devices, ...).
     """
 
@@ -129,7 +129,7 @@ def pmap_train_step(graphdefs: Graphdefs, loss_fn: LossFn, optimizer, axis_name:
             model_state)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        metrics = dict(metrics, loss=loss, grad_norm=optax.global_norm(grads))
+        metrics = dict(metrics, loss=loss, grad_norm=optax.tree.norm(grads))
         return TrainState(state.step + 1, params, model_state, opt_state, state.key), metrics
 
     return jax.pmap(step, axis_name=axis_name, donate_argnums=0)
