@@ -1,1 +1,30 @@
+"""hepjax: machine learning for high-energy physics in JAX.
+
+Subpackages (imported on first use, so ``import hepjax.teach`` stays numpy-only):
+
+    hepjax.nn             activations, initialisers, Flax NNX layers (MLP, mask-aware norms)
+    hepjax.losses         losses with masks, weights and explicit reductions
+    hepjax.metrics        ROC, AUC, background rejection 1/eps_B, confusion matrices, bootstrap
+    hepjax.optim          optax chains from configs, schedules, early stopping
+    hepjax.preprocessing  standardisation, log transforms, PCA, saved with the run
+    hepjax.train          TrainState, pure steps, the loop, checkpoints, run records
+    hepjax.parallel       device meshes and shardings, the teaching pmap step
+    hepjax.data           generated physics samples, readers, static-shape batching
+    hepjax.models         complete networks by name
+    hepjax.config         Python configs and --config.x=y overrides
+    hepjax.rng            keys from seeds; per-step keys by fold_in
+    hepjax.teach          the from-scratch autodiff teaching module (numpy only)
+"""
+import importlib
+
 __version__ = "0.1.0"
+
+_SUBMODULES = ("config", "data", "losses", "metrics", "models", "nn", "optim", "parallel",
+               "preprocessing", "rng", "teach", "train")
+__all__ = ["__version__", *_SUBMODULES]
+
+
+def __getattr__(name):
+    if name in _SUBMODULES:
+        return importlib.import_module(f"hepjax.{name}")
+    raise AttributeError(f"module 'hepjax' has no attribute {name!r}")

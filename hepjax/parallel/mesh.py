@@ -43,9 +43,11 @@ def data_size(mesh: Mesh) -> int:
 def shard_batch(batch, mesh: Mesh):
     """Places a host batch (pytree of arrays with a leading batch axis) split over ``data``.
 
-    Single process: ``device_put``. Several processes: each holds its own slice of the global
+    One device: the host batch as it is. Single process: ``device_put``. Several processes: each holds its own slice of the global
     batch, assembled into one global array (``make_array_from_process_local_data``).
     """
+    if mesh.size == 1 and jax.process_count() == 1:
+        return batch  # one device: jit transfers host arrays itself, with less overhead
     sharding = data_sharded(mesh)
     n = data_size(mesh)
     for leaf in jax.tree.leaves(batch):

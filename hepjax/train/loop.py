@@ -38,7 +38,7 @@ class NonFiniteError(FloatingPointError):
     """Raised when the loss, gradients or parameters stop being finite."""
 
 
-def _scalar_metrics(metrics, ensemble: bool) -> dict[str, float]:
+def _scalar_metrics(metrics) -> dict[str, float]:
     out = {}
     for name, value in metrics.items():
         value = np.asarray(value)
@@ -47,11 +47,11 @@ def _scalar_metrics(metrics, ensemble: bool) -> dict[str, float]:
 
 
 def check_finite(step: int, metrics: Mapping) -> None:
-    """NaN/Inf guard: raises naming the step and which quantity went non-finite."""
+    """NaN/Inf guard: raises naming the step and which quantity (loss, gradient norm) went non-finite."""
     if bool(np.all(metrics["finite"])):
         return
     bad = [name for name in ("loss", "grad_norm") if not np.all(np.isfinite(metrics[name]))]
-    what = " and ".join(bad) if bad else "updated parameters"
+    what = " and ".join(bad)
     raise NonFiniteError(
         f"training step {step}: {what} became NaN/Inf (loss={np.asarray(metrics['loss']).tolist()}, "
         f"grad_norm={np.asarray(metrics['grad_norm']).tolist()}). Lower the learning rate, enable "
@@ -138,43 +138,53 @@ def fit(config, workdir: str | pathlib.Path, *, task: Task, model_fn: Callable,
     num_steps = int(tc.num_steps)
     bar = tqdm.tqdm(total=num_steps, initial=start, unit="step", dynamic_ncols=True, mininterval=1.0,
                     disable=(not is_main) if progress is None else not progress)
+    # Metrics stay on the device until a log, evaluation or checkpoint boundary; then one
+    # transfer fetches them all and the NaN guard checks every step (naming the first bad one)
+    # before anything is evaluated or saved. No per-step host sync.
     window, window_start, window_time = [], start, time.perf_counter()
-    pending = None
+    host_window = []
     last_eval = {}
 
     def meta_for(step):
         return {"step": step, "early_stopping": {k: (float(v) if isinstance(v, (float, np.floating)) else v)
                                                   for k, v in es_state._asdict().items()}}
 
+    def flush():
+        fetched = jax.device_get([m for _, m in window])
+        for (at, _), values in zip(window, fetched):
+            check_finite(at, values)
+        host_window.extend(fetched)
+        window.clear()
+
     end = start if es_state.should_stop else num_steps  # a finished early-stopped run stays finished
     for step in range(start, end):
         state, metrics = train_step(state, mesh_lib.shard_batch(batches.batch(step), mesh))
-        if pending is not None:  # check step t-1 while step t runs: the guard costs no sync
-            window.append(jax.device_get(pending[1]))
-            check_finite(pending[0], window[-1])
-        pending = (step, metrics)
+        window.append((step, metrics))
         done = step + 1
-        if done % int(tc.log_every) == 0 or done == num_steps:
-            window.append(jax.device_get(metrics))
-            check_finite(step, window[-1])
-            pending = None
+        evaluate_now = done % int(tc.eval_every) == 0 or done == num_steps
+        save_now = done % int(tc.checkpoint_every) == 0 or done == num_steps
+        log_now = done % int(tc.log_every) == 0 or done == num_steps
+        if evaluate_now or save_now or log_now:
+            flush()
+        if log_now:
             elapsed = time.perf_counter() - window_time
-            record = {k: float(np.mean([_scalar_metrics(m, ensemble)[k] for m in window]))
-                      for k in window[0] if k != "finite"}
+            scalars = [_scalar_metrics(m) for m in host_window]
+            record = {k: float(np.mean([m[k] for m in scalars])) for k in scalars[0] if k != "finite"}
             record["examples_per_s"] = (done - window_start) * int(tc.batch_size) / max(elapsed, 1e-9)
             writer.write(done, "train", record)
             bar.set_postfix(loss=f"{record['loss']:.4f}", ex_s=f"{record['examples_per_s']:.0f}")
-            window, window_start, window_time = [], done, time.perf_counter()
+            host_window.clear()
+            window_start, window_time = done, time.perf_counter()
         bar.update(1)
-        if done % int(tc.eval_every) == 0 or done == num_steps:
+        if evaluate_now:
             last_eval = evaluate(eval_step, state, val_data, eval_bs, mesh, task, ensemble)
             writer.write(done, "val", last_eval)
             es_state, improved = stopper.update(es_state, last_eval[es_cfg.metric], done)
             if improved:
                 ckpt.save_best(done, state, meta_for(done))
-        if done % int(tc.checkpoint_every) == 0 or done == num_steps or es_state.should_stop:
+        if save_now or es_state.should_stop:
             ckpt.save(done, state, meta_for(done))
-        if done % int(tc.eval_every) == 0 or done % int(tc.checkpoint_every) == 0:
+        if evaluate_now or save_now:
             window_time = time.perf_counter()  # throughput counts training steps only
         if es_state.should_stop:
             writer.write(done, "early_stop", {"best_step": es_state.best_step, "best": es_state.best})

@@ -50,8 +50,8 @@ def _value_and_grad(graphdefs: Graphdefs, loss_fn: LossFn, params, model_state, 
 def train_step_fn(graphdefs: Graphdefs, loss_fn: LossFn, optimizer: optax.GradientTransformation):
     """The pure, uncompiled step ``(state, batch) -> (state, metrics)``.
 
-    metrics holds the task's metrics plus ``loss``, ``grad_norm`` and ``finite`` (False if the loss,
-    a gradient or an updated parameter is NaN/Inf; the loop stops on it).
+    metrics holds the task's metrics plus ``loss``, ``grad_norm`` and ``finite`` (False if the loss
+    or a gradient is NaN/Inf; the loop stops on it).
     """
 
     def step(state: TrainState, batch):
@@ -62,9 +62,8 @@ def train_step_fn(graphdefs: Graphdefs, loss_fn: LossFn, optimizer: optax.Gradie
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         grad_norm = optax.tree.norm(grads)
-        param_norm = optax.tree.norm(params)
         metrics = dict(metrics, loss=loss, grad_norm=grad_norm,
-                       finite=jnp.isfinite(loss) & jnp.isfinite(grad_norm) & jnp.isfinite(param_norm))
+                       finite=jnp.isfinite(loss) & jnp.isfinite(grad_norm))
         new_state = TrainState(state.step + 1, params, model_state, opt_state, state.key)
         return new_state, metrics
 
@@ -94,7 +93,7 @@ def compile_steps(graphdefs, task: Task, optimizer, mesh=None, ensemble: bool = 
     if ensemble:
         train = jax.vmap(train, in_axes=(0, None))
         evaluate = jax.vmap(evaluate, in_axes=(0, None))
-    if mesh is None:
+    if mesh is None or mesh.size == 1:  # one device: plain jit, no sharding annotations
         return jax.jit(train, donate_argnums=0), jax.jit(evaluate)
     repl, data = mesh_lib.replicated(mesh), mesh_lib.data_sharded(mesh)
     out_axis = 1 if ensemble else 0

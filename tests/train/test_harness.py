@@ -142,3 +142,10 @@ def test_run_directory_records(tmp_path):
     train = read_metrics(tmp_path, "train")
     assert [r["step"] for r in train] == [10, 20] and all(r["examples_per_s"] > 0 for r in train)
     assert (tmp_path / "preprocessing.json").exists()
+
+
+def test_tensorboard_logging(tmp_path):
+    config = smoke_config(num_steps=20, tensorboard=True)
+    experiment.train(config, tmp_path, progress=False)
+    events = list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 100

@@ -1,0 +1,257 @@
+"""Optimisers, learning-rate schedules, gradient clipping, weight decay and early stopping.
+
+`make_optimizer(config)` turns a small config (dict or ml_collections.ConfigDict) into an
+`optax.GradientTransformation`:
+
+    {'name': 'adamw', 'learning_rate': 1e-3,
+     'schedule': {'name': 'warmup_cosine', 'warmup_steps': 100},   # optional, default constant
+     'weight_decay': 1e-4, 'clip_norm': 1.0,                        # optional
+     'b1': 0.9, 'b2': 0.999, 'eps': 1e-8}                           # adam/adamw
+    {'name': 'momentum', 'learning_rate': 0.1, 'momentum': 0.9, 'nesterov': True}
+
+The chain applied to the raw gradient g of the loss, in order:
+  1. 'l2' (coupled L2 penalty):  g <- g + l2 * w        (= gradient of l2/2 * |w|^2, masked)
+  2. 'clip_value':               g <- clip(g, -clip_value, clip_value) elementwise
+  3. 'clip_norm':                g <- g * min(1, clip_norm / ||g||_global)
+  4. the optimiser direction d (sgd: g; momentum: heavy-ball / Nesterov trace; adam: bias-
+     corrected m_hat / (sqrt(v_hat) + eps))
+  5. 'weight_decay' (decoupled, masked): d <- d + weight_decay * w   (sgd, momentum, adamw)
+  6. update = -lr(t) * d
+so AdamW follows the optax / PyTorch convention w <- w - lr(t) (m_hat/(sqrt(v_hat)+eps) + wd w):
+decay is decoupled from the adaptive scaling but multiplied by the (scheduled) learning rate.
+
+Weight-decay masks: by default only parameters with ndim > 1 (kernels) are decayed; biases and
+normalisation scales/offsets (ndim <= 1) are not (`default_weight_decay_mask`).
+
+Early stopping is an (init, update) pair with a NamedTuple state, run on the host.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+__all__ = [
+    "make_optimizer", "make_schedule", "default_weight_decay_mask", "l2_penalty",
+    "OPTIMIZERS", "SCHEDULES", "EarlyStoppingState", "EarlyStopping", "early_stopping",
+]
+
+OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
+
+# schedule name -> allowed keys (besides 'name'); see make_schedule.
+SCHEDULES: dict[str, tuple[str, ...]] = {
+    "constant": (),
+    "time_based": ("decay_rate",),
+    "step": ("decay_factor", "step_size"),
+    "exponential": ("tau",),
+    "warmup_cosine": ("warmup_steps", "decay_steps", "init_value", "end_value"),
+}
+
+_OPT_KEYS = {
+    "name", "learning_rate", "schedule", "weight_decay", "clip_norm", "clip_value", "l2",
+    "momentum", "nesterov", "b1", "b2", "eps",
+}
+
+
+def _as_dict(config: Any, what: str) -> dict:
+    if config is None:
+        return {}
+    if hasattr(config, "to_dict"):  # ml_collections.ConfigDict
+        config = config.to_dict()
+    if not isinstance(config, Mapping):
+        raise TypeError(f"{what} must be a dict or ConfigDict, got {type(config).__name__}")
+    return dict(config)
+
+
+def _require(cfg: dict, key: str, where: str):
+    if key not in cfg or cfg[key] is None:
+        raise ValueError(f"{where}: missing required field {key!r} (config: {cfg})")
+    return cfg[key]
+
+
+def make_schedule(config: Any = None, learning_rate: float | None = None,
+                  total_steps: int | None = None) -> optax.Schedule:
+    """Learning-rate schedule lr(t) for step t = 0, 1, ... (an optax schedule).
+
+    config: None (constant) or a dict with 'name' and the fields below; l0 = `learning_rate`
+    (or config['learning_rate'] if given there).
+      constant:       lr = l0
+      time_based:     lr = l0 / (1 + decay_rate * t)
+      step:           lr = l0 * decay_factor ** floor(t / step_size)
+      exponential:    lr = l0 * exp(-t / tau)
+      warmup_cosine:  linear warm-up from init_value (default 0) to l0 over warmup_steps, then
+                      cosine decay to end_value (default 0) at decay_steps (total length,
+                      warm-up included; default `total_steps`);
+                      optax.warmup_cosine_decay_schedule.
+    """
+    cfg = _as_dict(config, "schedule config")
+    if "learning_rate" in cfg:
+        lr_cfg = cfg.pop("learning_rate")
+        if learning_rate is not None and lr_cfg != learning_rate:
+            raise ValueError(f"make_schedule: learning_rate given twice ({learning_rate} and "
+                             f"{lr_cfg} in the schedule config); give it once")
+        learning_rate = lr_cfg
+    if learning_rate is None:
+        raise ValueError("make_schedule: no learning_rate; set config['learning_rate']")
+    l0 = float(learning_rate)
+    name = cfg.pop("name", "constant")
+    if name not in SCHEDULES:
+        raise ValueError(f"Unknown schedule {name!r}; valid names are {sorted(SCHEDULES)}")
+    unknown = set(cfg) - set(SCHEDULES[name])
+    if unknown:
+        raise ValueError(f"schedule {name!r}: unknown fields {sorted(unknown)}; valid fields are "
+                         f"{list(SCHEDULES[name])}")
+    where = f"schedule {name!r}"
+    if name == "constant":
+        return optax.constant_schedule(l0)
+    if name == "time_based":
+        k = float(_require(cfg, "decay_rate", where))
+        return lambda t: l0 / (1.0 + k * jnp.asarray(t, jnp.float32))
+    if name == "step":
+        lam = float(_require(cfg, "decay_factor", where))
+        tau = int(_require(cfg, "step_size", where))
+        if tau <= 0:
+            raise ValueError(f"{where}: step_size must be a positive integer, got {tau}")
+        return lambda t: l0 * jnp.power(lam, jnp.floor_divide(jnp.asarray(t), tau)
+                                        .astype(jnp.float32))
+    if name == "exponential":
+        tau = float(_require(cfg, "tau", where))
+        return lambda t: l0 * jnp.exp(-jnp.asarray(t, jnp.float32) / tau)
+    # warmup_cosine
+    decay_steps = cfg.get("decay_steps", total_steps)
+    if decay_steps is None:
+        raise ValueError(f"{where}: needs 'decay_steps' in the schedule config or total_steps=")
+    return optax.warmup_cosine_decay_schedule(
+        init_value=float(cfg.get("init_value", 0.0)), peak_value=l0,
+        warmup_steps=int(_require(cfg, "warmup_steps", where)), decay_steps=int(decay_steps),
+        end_value=float(cfg.get("end_value", 0.0)))
+
+
+def default_weight_decay_mask(params: Any) -> Any:
+    """Pytree of bools like `params`: True (decay) for leaves with ndim > 1 (kernels), False for
+    biases and normalisation scales/offsets (ndim <= 1)."""
+    return jax.tree.map(lambda p: jnp.ndim(p) > 1, params)
+
+
+def l2_penalty(params: Any, coefficient: float, mask: Any = None) -> jax.Array:
+    """Explicit L2 term coefficient/2 * sum w^2 over masked leaves, to add to the loss.
+
+    mask: None (use `default_weight_decay_mask`), a bool pytree, or a callable params -> pytree.
+    Equivalent to config['l2'] = coefficient in make_optimizer.
+    """
+    if mask is None:
+        mask = default_weight_decay_mask
+    if callable(mask):
+        mask = mask(params)
+    terms = jax.tree.map(lambda p, m: jnp.sum(jnp.square(p)) if m else 0.0, params, mask)
+    return 0.5 * coefficient * sum(jax.tree.leaves(terms))
+
+
+def make_optimizer(config: Any, total_steps: int | None = None,
+                   weight_decay_mask: Any = None) -> optax.GradientTransformation:
+    """Builds the optax chain described in the module docstring from `config`.
+
+    Fields: name ('sgd' | 'momentum' | 'adam' | 'adamw'), learning_rate, schedule (see
+    make_schedule), weight_decay, l2, clip_norm, clip_value, momentum (default 0.9), nesterov
+    (default False), b1 (0.9), b2 (0.999), eps (1e-8).
+    weight_decay_mask: bool pytree or callable params -> pytree for weight_decay and l2;
+    default `default_weight_decay_mask`. total_steps is passed to make_schedule.
+    """
+    cfg = _as_dict(config, "optimizer config")
+    unknown = set(cfg) - _OPT_KEYS
+    if unknown:
+        raise ValueError(f"optimizer config: unknown fields {sorted(unknown)}; valid fields are "
+                         f"{sorted(_OPT_KEYS)}")
+    name = cfg.get("name")
+    if name not in OPTIMIZERS:
+        raise ValueError(f"Unknown optimizer {name!r}; valid names are {list(OPTIMIZERS)}")
+    lr = make_schedule(cfg.get("schedule"), _require(cfg, "learning_rate", "optimizer config"),
+                       total_steps)
+    mask = default_weight_decay_mask if weight_decay_mask is None else weight_decay_mask
+    wd = float(cfg.get("weight_decay") or 0.0)
+    if name == "adam" and wd:
+        raise ValueError("optimizer 'adam' with weight_decay: use name='adamw' for decoupled "
+                         "weight decay, or 'l2' for a coupled L2 penalty")
+    if name == "adamw" and "weight_decay" not in cfg:
+        raise ValueError("optimizer 'adamw' needs 'weight_decay' in the config (e.g. 1e-4)")
+    for key in ("momentum", "nesterov"):
+        if key in cfg and name != "momentum":
+            raise ValueError(f"optimizer config: {key!r} only applies to name='momentum', "
+                             f"got name={name!r}")
+    for key in ("b1", "b2", "eps"):
+        if key in cfg and name not in ("adam", "adamw"):
+            raise ValueError(f"optimizer config: {key!r} only applies to adam/adamw, got {name!r}")
+
+    chain: list[optax.GradientTransformation] = []
+    if cfg.get("l2"):
+        chain.append(optax.add_decayed_weights(float(cfg["l2"]), mask=mask))
+    if cfg.get("clip_value"):
+        chain.append(optax.clip(float(cfg["clip_value"])))
+    if cfg.get("clip_norm"):
+        chain.append(optax.clip_by_global_norm(float(cfg["clip_norm"])))
+    if name == "momentum":
+        chain.append(optax.trace(decay=float(cfg.get("momentum", 0.9)),
+                                 nesterov=bool(cfg.get("nesterov", False))))
+    elif name in ("adam", "adamw"):
+        chain.append(optax.scale_by_adam(b1=float(cfg.get("b1", 0.9)),
+                                         b2=float(cfg.get("b2", 0.999)),
+                                         eps=float(cfg.get("eps", 1e-8))))
+    if wd:
+        chain.append(optax.add_decayed_weights(wd, mask=mask))
+    chain.append(optax.scale_by_learning_rate(lr))
+    return optax.chain(*chain)
+
+
+class EarlyStoppingState(NamedTuple):
+    """best: best metric so far (+inf / -inf before the first update); best_step: its step
+    (-1 before); bad_evals: evaluations since the last improvement; should_stop: bad_evals
+    reached patience."""
+    best: float
+    best_step: int
+    bad_evals: int
+    should_stop: bool
+
+
+class EarlyStopping(NamedTuple):
+    init: Callable[[], EarlyStoppingState]
+    update: Callable[[EarlyStoppingState, float, int], tuple[EarlyStoppingState, bool]]
+
+
+def early_stopping(patience: int, min_delta: float = 0.0, mode: str = "min") -> EarlyStopping:
+    """Early stopping on a validation metric, as an (init, update) pair (host-side python).
+
+    An evaluation improves if value < best - min_delta (mode='min') or value > best + min_delta
+    (mode='max'); a NaN never improves. On improvement best/best_step are updated and bad_evals
+    resets to 0; otherwise bad_evals += 1 and should_stop becomes True once bad_evals >= patience.
+
+    `update` returns (new_state, improved). Restoring the best parameters is the training
+    loop's job: keep a copy of the parameters whenever `improved` is True, and restore that copy
+    when `should_stop` is True (or at the end of training).
+    """
+    if mode not in ("min", "max"):
+        raise ValueError(f"early_stopping: mode must be 'min' or 'max', got {mode!r}")
+    if int(patience) != patience or patience < 0:
+        raise ValueError(f"early_stopping: patience must be a non-negative integer, got {patience}")
+    if min_delta < 0:
+        raise ValueError(f"early_stopping: min_delta must be >= 0, got {min_delta}")
+
+    def init() -> EarlyStoppingState:
+        return EarlyStoppingState(best=math.inf if mode == "min" else -math.inf, best_step=-1,
+                                  bad_evals=0, should_stop=False)
+
+    def update(state: EarlyStoppingState, value: float, step: int):
+        value = float(value)
+        if mode == "min":
+            improved = value < state.best - min_delta
+        else:
+            improved = value > state.best + min_delta
+        if improved:
+            return EarlyStoppingState(value, int(step), 0, False), True
+        bad = state.bad_evals + 1
+        return EarlyStoppingState(state.best, state.best_step, bad, bad >= patience), False
+
+    return EarlyStopping(init, update)
