@@ -1,7 +1,10 @@
 """Tasks: what a model is trained to do, as (loss_fn, predict_fn, summarize) — see ``step.Task``.
 
 Batches are dicts with ``features`` (B, ...) model inputs, ``label`` (B,) and ``weight`` (B,)
-(0 for padding). Models map features to logits.
+(0 for padding). Particle-level data add ``mask`` (B, N) bool (False = padded particle) and may
+add ``vectors`` (B, N, 4) four-momenta (E, px, py, pz) in GeV. Models are called as
+``model(features, mask=..., vectors=...)`` with the optional inputs the batch holds, and return
+logits.
 """
 from __future__ import annotations
 
@@ -11,6 +14,14 @@ import numpy as np
 
 from hepjax import losses, metrics
 from hepjax.train.step import Task
+
+
+MODEL_INPUTS = ("mask", "vectors")
+
+
+def apply_model(model, batch):
+    """``model(batch["features"], **optional inputs present in the batch)``."""
+    return model(batch["features"], **{k: batch[k] for k in MODEL_INPUTS if k in batch})
 
 
 def _weighted_mean(values, weight):
@@ -24,13 +35,13 @@ def binary_classification() -> Task:
     """
 
     def loss_fn(model, batch, key):
-        logits = model(batch["features"])[..., 0]
+        logits = apply_model(model, batch)[..., 0]
         loss = losses.binary_cross_entropy(logits, batch["label"], weights=batch["weight"])
         correct = ((logits > 0) == (batch["label"] > 0.5)).astype(jnp.float32)
         return loss, {"accuracy": _weighted_mean(correct, batch["weight"])}
 
     def predict_fn(model, batch):
-        return jax.nn.sigmoid(model(batch["features"])[..., 0])
+        return jax.nn.sigmoid(apply_model(model, batch)[..., 0])
 
     def summarize(labels, scores, weights=None):
         return metrics.binary_summary(np.asarray(labels), np.asarray(scores), weights=weights)
@@ -45,13 +56,13 @@ def multiclass_classification(num_classes: int) -> Task:
     """
 
     def loss_fn(model, batch, key):
-        logits = model(batch["features"])
+        logits = apply_model(model, batch)
         loss = losses.categorical_cross_entropy(logits, batch["label"], weights=batch["weight"])
         correct = (jnp.argmax(logits, -1) == batch["label"]).astype(jnp.float32)
         return loss, {"accuracy": _weighted_mean(correct, batch["weight"])}
 
     def predict_fn(model, batch):
-        return jax.nn.softmax(model(batch["features"]), axis=-1)
+        return jax.nn.softmax(apply_model(model, batch), axis=-1)
 
     def summarize(labels, probs, weights=None):
         labels, probs = np.asarray(labels), np.asarray(probs)
