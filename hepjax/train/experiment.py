@@ -2,7 +2,7 @@
 ``hepjax evaluate`` do.
 
 Preprocessing (log transforms of the listed features, then standardisation) is fitted on the
-training split, saved as ``workdir/preprocessing.json`` and re-applied unchanged to validation,
+training split (over real particles only where the split has a ``mask``), saved as ``workdir/preprocessing.json`` and re-applied unchanged to validation,
 test and any data evaluated later.
 """
 from __future__ import annotations
@@ -45,7 +45,7 @@ def _preprocessing(config, feature_names) -> preprocessing.Pipeline:
 def _transform(fitted, split: dict) -> dict:
     out = dict(split)
     if fitted.pipeline.steps:
-        out["features"] = np.asarray(fitted.transform(split["features"]), np.float32)
+        out["features"] = np.asarray(fitted.transform(split["features"], split.get("mask")), np.float32)
     return out
 
 
@@ -55,7 +55,8 @@ def train(config, workdir, progress=None) -> dict:
     workdir = pathlib.Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     splits = data_lib.load_splits(config.data)
-    fitted = _preprocessing(config, tuple(splits["feature_names"])).fit(splits["train"]["features"])
+    fitted = _preprocessing(config, tuple(splits["feature_names"])).fit(
+        splits["train"]["features"], splits["train"].get("mask"))
     fitted.save(workdir / "preprocessing.json")
     train_data, val_data, test_data = (_transform(fitted, splits[s]) for s in data_lib.SPLITS)
     task = make_task(config)
