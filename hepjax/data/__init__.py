@@ -8,6 +8,11 @@ Datasets (``config.data.name``):
     ``n_train``, ``n_val``, ``n_test`` and ``seed`` (the splits use seeds seed, seed+1, seed+2).
   * ``npz``: ``path`` is a directory holding ``train.npz``, ``val.npz``, ``test.npz``, each with
     arrays ``features`` and ``label`` (and optionally ``feature_names``).
+  * ``top_tagging``: Top Tagging Reference Dataset files, or Pythia 8 jets generated and cached
+    here (``hepjax.data.top_tagging``); particle representations add ``mask`` and ``vectors``.
+
+Readers: ``read_top_tagging`` (reference layout), ``formats.read_native``,
+``formats.read_energyflow_npz``, ``formats.read_jetclass``.
 """
 from __future__ import annotations
 
@@ -16,7 +21,11 @@ import pathlib
 import numpy as np
 
 from hepjax.data import dijet
+from hepjax.data.formats import iter_top_tagging, read_top_tagging, write_top_tagging
 from hepjax.data.pipeline import check_arrays
+
+__all__ = ["SPLITS", "load_splits", "read_npz", "write_npz", "read_top_tagging",
+           "iter_top_tagging", "write_top_tagging"]
 
 SPLITS = ("train", "val", "test")
 
@@ -61,4 +70,9 @@ def load_splits(cfg) -> dict:
             out[split] = arrays
         out["feature_names"] = names or tuple(f"f{i}" for i in range(out["train"]["features"].shape[-1]))
         return out
-    raise ValueError(f"config.data.name={cfg.name!r}: known datasets are 'dijet_resonance', 'npz'")
+    if cfg.name == "top_tagging":
+        from hepjax.data import top_tagging
+
+        return top_tagging.load_splits(cfg)
+    raise ValueError(f"config.data.name={cfg.name!r}: known datasets are 'dijet_resonance', "
+                     "'npz', 'top_tagging'")

@@ -1,0 +1,353 @@
+"""Jet samples generated with Pythia 8 and clustered with FastJet.
+
+Recipe of the Top Tagging Reference Dataset (Kasieczka et al., arXiv:1902.09914): 14 TeV pp;
+signal = hadronic ttbar (both W bosons forced to quarks, so every top decays hadronically),
+background = QCD dijets (``HardQCD:all``); multi-parton interactions, ISR and FSR stay ON.
+Generator-level final-state particles (neutrinos removed) go through the fast detector
+(``hepjax.data.detector``, default) or, with ``detector="none"``, straight to the clustering.
+Anti-kt R = 0.8 jets with 550 < pT < 650 GeV and |eta| < 2 are kept (every such jet of an event);
+a signal jet is kept only if the hadronic top (its last copy before decay) and its three decay
+quarks (the b and the W's two quarks) all lie within dR < 0.8 of the jet axis. Each jet keeps its
+200 hardest constituents sorted by pT, and the truth top four-momentum (zeros for QCD).
+Hard-process pT is generated in [500, 700] GeV (``PhaseSpace:pTHatMin/Max``) for efficiency.
+
+The quark/gluon task follows the energyflow Pythia sample (Komiske, Metodiev, Thaler,
+arXiv:1810.05165): Z(->nu nu) + gluon (label 0) and Z(->nu nu) + light quark (label 1) at 14 TeV,
+the hardest anti-kt R = 0.4 jet with 500 < pT < 550 GeV and |y| < 2.
+
+Determinism: events are made in chunks of ``events_per_chunk``; chunk ``c`` of process ``k`` runs
+a fresh Pythia seeded with ``chunk_seed(seed, k, c)``, and so does the detector. A class takes the
+jets of its chunks 0, 1, 2, ... in order until it has enough, so the output depends only on
+(task, n_jets, seed, detector, events_per_chunk) — never on the number of worker processes.
+Signal and background jets are then interleaved by a permutation drawn from the seed and given
+``ttv`` codes (0 train, 1 test, 2 val, as in the reference) in fractions ``ttv_fractions``.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import multiprocessing
+from typing import Callable
+
+import numpy as np
+
+from hepjax.data import detector as detector_lib
+
+# Bump when a change to the recipe, the detector or the jet selection changes the generated
+# jets: cached samples are named by it (hepjax.data.top_tagging.cache_path).
+RECIPE_VERSION = 1
+
+__all__ = ["Process", "JetCuts", "Task", "TASKS", "chunk_seed", "simulate_chunk", "generate",
+           "require_generators"]
+
+_PYTHIA_COMMON = ("Beams:eCM = 14000.", "Next:numberCount = 0", "Print:quiet = on",
+                  "Random:setSeed = on")
+
+
+@dataclasses.dataclass(frozen=True)
+class Process:
+    """A Pythia process: its settings, the class label it gives and its truth matching."""
+    name: str
+    settings: tuple[str, ...]
+    label: int
+    truth: str = "none"   # "top": keep a jet only if it contains a hadronic top and its quarks
+
+
+@dataclasses.dataclass(frozen=True)
+class JetCuts:
+    radius: float = 0.8
+    pt_min: float = 550.0
+    pt_max: float = 650.0
+    eta_max: float = 2.0
+    use_rapidity: bool = False   # cut on |y| instead of |eta|
+    jets_per_event: int = 2      # consider the N hardest jets of each event
+    max_constituents: int = 200
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    name: str
+    processes: tuple[Process, ...]   # one per class; jets are split evenly between them
+    cuts: JetCuts
+    events_per_chunk: int = 200
+
+
+_PTHAT = ("PhaseSpace:pTHatMin = 500.", "PhaseSpace:pTHatMax = 700.")
+TASKS = {
+    "top-tagging": Task(
+        "top-tagging",
+        (Process("ttbar", ("Top:gg2ttbar = on", "Top:qqbar2ttbar = on", "24:onMode = off",
+                           "24:onIfAny = 1 2 3 4 5") + _PTHAT, label=1, truth="top"),
+         Process("qcd", ("HardQCD:all = on",) + _PTHAT, label=0)),
+        JetCuts()),
+    "quark-gluon": Task(
+        "quark-gluon",
+        (Process("z_gluon", ("WeakBosonAndParton:qqbar2gmZg = on", "23:onMode = off",
+                             "23:onIfAny = 12 14 16", "PhaseSpace:pTHatMin = 450.",
+                             "PhaseSpace:pTHatMax = 650."), label=0),
+         Process("z_quark", ("WeakBosonAndParton:qg2gmZq = on", "23:onMode = off",
+                             "23:onIfAny = 12 14 16", "PhaseSpace:pTHatMin = 450.",
+                             "PhaseSpace:pTHatMax = 650."), label=1)),
+        JetCuts(radius=0.4, pt_min=500.0, pt_max=550.0, eta_max=2.0, use_rapidity=True,
+                jets_per_event=1)),
+}
+
+
+def require_generators():
+    """Imports (pythia8mc, fastjet) or raises an ImportError naming the extra to install."""
+    try:
+        import fastjet
+        import pythia8mc
+    except ImportError as err:
+        raise ImportError(f"event generation needs Pythia 8 and FastJet ({err}); install them "
+                          "with `pip install 'hepjax[gen]'` (pythia8mc==8.317.2, fastjet)") from None
+    return pythia8mc, fastjet
+
+
+def chunk_seed(seed: int, process_index: int, chunk_index: int) -> int:
+    """Pythia seed of one chunk, in [1, 900_000_000] (Pythia's allowed range)."""
+    state = np.random.SeedSequence([int(seed), int(process_index), int(chunk_index)])
+    return int(state.generate_state(1, np.uint64)[0] % 900_000_000) + 1
+
+
+def _pythia(settings, seed):
+    pythia8, _ = require_generators()
+    pythia = pythia8.Pythia("", False)
+    for line in _PYTHIA_COMMON + tuple(settings) + (f"Random:seed = {seed}",):
+        if not pythia.readString(line):
+            raise ValueError(f"Pythia rejected the setting {line!r}")
+    if not pythia.init():
+        raise RuntimeError(f"Pythia failed to initialise with {settings}")
+    return pythia
+
+
+def _flat_event_record(events, charge_of):
+    """Flat numpy columns of a Pythia batch (awkward), with per-event offsets."""
+    import awkward as ak
+
+    prt = events.prt
+    counts = ak.to_numpy(ak.num(prt)).astype(np.int64)
+    col = {k: ak.to_numpy(ak.flatten(prt[k])) for k in ("id", "status", "daughter1", "daughter2")}
+    for k, name in (("px", "px"), ("py", "py"), ("pz", "pz"), ("e", "E")):
+        col[name] = ak.to_numpy(ak.flatten(prt.p[k])).astype(np.float64)
+    col["event"] = np.repeat(np.arange(len(counts)), counts)
+    ids, inverse = np.unique(col["id"], return_inverse=True)
+    col["charge"] = np.array([charge_of(int(i)) for i in ids], np.float64)[inverse]
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    return col, offsets
+
+
+def _hadronic_tops(rec, start, stop):
+    """[(top p4 (E,px,py,pz), quark etas, quark phis)] of the hadronically decaying tops of one
+    event (indices into the flat record are start + local index)."""
+    ids = rec["id"][start:stop]
+    d1, d2 = rec["daughter1"][start:stop], rec["daughter2"][start:stop]
+
+    def p4(i):
+        return np.array([rec[k][start + i] for k in ("E", "px", "py", "pz")])
+
+    def daughters(i):
+        return list(range(d1[i], d2[i] + 1)) if d1[i] > 0 and d2[i] >= d1[i] else (
+            [d1[i]] if d1[i] > 0 else [])
+
+    def last_copy(i):
+        while True:
+            ds = daughters(i)
+            if len(ds) == 1 and ids[ds[0]] == ids[i]:
+                i = ds[0]
+            else:
+                return i
+
+    tops = []
+    for t in np.flatnonzero(np.abs(ids) == 6):
+        ds = daughters(t)
+        if not ds or any(abs(ids[d]) == 6 for d in ds):
+            continue   # not the last copy
+        b = [d for d in ds if abs(ids[d]) == 5]
+        w = [d for d in ds if abs(ids[d]) == 24]
+        if not b or not w:
+            continue
+        wq = [d for d in daughters(last_copy(w[0])) if 1 <= abs(ids[d]) <= 5]
+        if len(wq) != 2:
+            continue   # leptonic W
+        quarks = np.array([p4(q) for q in (b[0], *wq)])
+        qpt = np.hypot(quarks[:, 1], quarks[:, 2])
+        tops.append((p4(t), np.arcsinh(quarks[:, 3] / qpt), np.arctan2(quarks[:, 2], quarks[:, 1])))
+    return tops
+
+
+def _dr(eta1, phi1, eta2, phi2):
+    dphi = np.mod(phi1 - phi2 + np.pi, 2 * np.pi) - np.pi
+    return np.hypot(eta1 - eta2, dphi)
+
+
+def _empty(m):
+    return {"p4": np.zeros((0, m, 4), np.float32), "pid": np.zeros((0, m), np.int32),
+            "charge": np.zeros((0, m), np.int8), "n_constituents": np.zeros(0, np.int32),
+            "jet_p4": np.zeros((0, 4), np.float32), "truth": np.zeros((0, 4), np.float32)}
+
+
+def simulate_chunk(task: Task | str, process_index: int, seed: int, chunk_index: int,
+                   detector: str = "fast",
+                   detector_config: detector_lib.DetectorConfig = detector_lib.DetectorConfig(),
+                   events_per_chunk: int | None = None) -> dict[str, np.ndarray]:
+    """Jets of one chunk of one process. Returns arrays over the J selected jets:
+    ``p4`` (J, M, 4) float32 constituents (E, px, py, pz) in GeV sorted by pT, zero-padded;
+    ``pid`` (J, M) int32; ``charge`` (J, M) int8; ``n_constituents`` (J,) int32;
+    ``jet_p4`` (J, 4) and ``truth`` (J, 4) float32 (E, px, py, pz); M = max_constituents."""
+    import awkward as ak
+
+    _, fastjet = require_generators()
+    task = TASKS[task] if isinstance(task, str) else task
+    if detector not in ("fast", "none"):
+        raise ValueError(f"detector={detector!r}: use 'fast' or 'none'")
+    proc, cuts = task.processes[process_index], task.cuts
+    n_events = int(events_per_chunk or task.events_per_chunk)
+    pythia = _pythia(proc.settings, chunk_seed(seed, process_index, chunk_index))
+    events = pythia.nextBatch(n_events)
+    data = pythia.particleData
+    rec, offsets = _flat_event_record(events, lambda i: data.chargeType(i) / 3.0)
+    final = (rec["status"] > 0) & ~np.isin(np.abs(rec["id"]), detector_lib.NEUTRINOS)
+    final &= np.hypot(rec["px"], rec["py"]) > 0
+    particles = {k: rec[k][final] for k in ("event", "px", "py", "pz", "E", "charge")}
+    particles["pid"] = rec["id"][final]
+    if detector == "fast":
+        rng = np.random.default_rng([int(seed), process_index, chunk_index, 1])
+        objects = detector_lib.simulate(particles, rng, detector_config)
+    else:
+        pt = np.hypot(particles["px"], particles["py"])
+        keep = np.abs(np.arcsinh(particles["pz"] / pt)) < detector_config.calo_eta_max
+        objects = {k: v[keep] for k, v in particles.items()}
+        objects["pid"] = objects["pid"].astype(np.int32)
+        objects["charge"] = objects["charge"].astype(np.int8)
+    counts = np.bincount(objects["event"], minlength=len(offsets) - 1)
+    obj_offsets = np.concatenate([[0], np.cumsum(counts)])
+    arr = ak.unflatten(ak.zip({k: objects[k] for k in ("px", "py", "pz", "E")}), counts)
+    sequence = fastjet.ClusterSequence(arr, fastjet.JetDefinition(fastjet.antikt_algorithm,
+                                                                  cuts.radius))
+    min_pt = 0.8 * cuts.pt_min
+    jets = sequence.inclusive_jets(min_pt=min_pt)
+    constituents = sequence.constituent_index(min_pt=min_pt)
+    m = cuts.max_constituents
+    out = {k: [] for k in _empty(m)}
+    obj_pt = np.hypot(objects["px"], objects["py"])
+    for ev in range(len(counts)):
+        jpx, jpy = ak.to_numpy(jets[ev].px), ak.to_numpy(jets[ev].py)
+        jpz, je = ak.to_numpy(jets[ev].pz), ak.to_numpy(jets[ev].E)
+        jpt = np.hypot(jpx, jpy)
+        order = np.argsort(-jpt, kind="stable")[:cuts.jets_per_event]
+        tops = None
+        for j in order:
+            if cuts.use_rapidity:
+                position = 0.5 * np.log((je[j] + jpz[j]) / (je[j] - jpz[j]))
+            else:
+                position = np.arcsinh(jpz[j] / jpt[j])
+            if not (cuts.pt_min < jpt[j] < cuts.pt_max and abs(position) < cuts.eta_max):
+                continue
+            truth = np.zeros(4)
+            if proc.truth == "top":
+                if tops is None:
+                    tops = _hadronic_tops(rec, offsets[ev], offsets[ev + 1])
+                jeta, jphi = np.arcsinh(jpz[j] / jpt[j]), np.arctan2(jpy[j], jpx[j])
+                matched = [t for t in tops
+                           if np.all(_dr(jeta, jphi, t[1], t[2]) < cuts.radius)
+                           and _dr(jeta, jphi, np.arcsinh(t[0][3] / np.hypot(t[0][1], t[0][2])),
+                                   np.arctan2(t[0][2], t[0][1])) < cuts.radius]
+                if not matched:
+                    continue
+                truth = matched[0][0]
+            idx = obj_offsets[ev] + ak.to_numpy(constituents[ev][j]).astype(np.int64)
+            idx = idx[np.argsort(-obj_pt[idx], kind="stable")][:m]
+            n = len(idx)
+            p4 = np.zeros((m, 4), np.float32)
+            p4[:n] = np.stack([objects[k][idx] for k in ("E", "px", "py", "pz")], -1)
+            pid = np.zeros(m, np.int32)
+            pid[:n] = objects["pid"][idx]
+            charge = np.zeros(m, np.int8)
+            charge[:n] = objects["charge"][idx]
+            out["p4"].append(p4)
+            out["pid"].append(pid)
+            out["charge"].append(charge)
+            out["n_constituents"].append(n)
+            out["jet_p4"].append(np.array([je[j], jpx[j], jpy[j], jpz[j]], np.float32))
+            out["truth"].append(truth.astype(np.float32))
+    if not out["p4"]:
+        return _empty(m)
+    return {k: np.asarray(np.stack(v) if k != "n_constituents" else v,
+                          dtype=_empty(m)[k].dtype) for k, v in out.items()}
+
+
+def _chunk_job(args):
+    return simulate_chunk(*args)
+
+
+def generate(task: Task | str, n_jets: int, seed: int, *, detector: str = "fast",
+             workers: int = 1, events_per_chunk: int | None = None,
+             ttv_fractions: tuple[float, float, float] = (0.6, 0.2, 0.2),
+             detector_config: detector_lib.DetectorConfig = detector_lib.DetectorConfig(),
+             progress: Callable[[int], None] | None = None) -> dict[str, np.ndarray]:
+    """``n_jets`` jets of ``task`` ('top-tagging' or 'quark-gluon'), split evenly over its classes.
+
+    Returns the arrays of ``simulate_chunk`` over N = n_jets jets plus ``label`` (N,) int64 and
+    ``ttv`` (N,) int64 (0 train, 1 test, 2 val). ``workers`` > 1 runs chunks in that many
+    processes; the result is identical for any ``workers``. ``progress(k)`` is called with the
+    number of jets each finished chunk contributed.
+    """
+    task = TASKS[task] if isinstance(task, str) else task
+    require_generators()
+    n_jets = int(n_jets)
+    if n_jets < len(task.processes):
+        raise ValueError(f"n_jets={n_jets}: need at least one jet per class ({len(task.processes)})")
+    n_classes = len(task.processes)
+    targets = [n_jets // n_classes + (1 if k < n_jets % n_classes else 0) for k in range(n_classes)]
+    collected = [[] for _ in range(n_classes)]
+    have = [0] * n_classes
+    next_chunk = [0] * n_classes
+
+    def job(k):
+        args = (task, k, seed, next_chunk[k], detector, detector_config, events_per_chunk)
+        next_chunk[k] += 1
+        return args
+
+    def accept(k, chunk):
+        if have[k] >= targets[k]:
+            return
+        take = min(len(chunk["p4"]), targets[k] - have[k])
+        collected[k].append({key: v[:take] for key, v in chunk.items()})
+        have[k] += take
+        if progress is not None and take:
+            progress(take)
+
+    if workers <= 1:
+        for k in range(n_classes):
+            while have[k] < targets[k]:
+                accept(k, simulate_chunk(*job(k)))
+    else:
+        context = multiprocessing.get_context("spawn")
+        with concurrent.futures.ProcessPoolExecutor(int(workers), mp_context=context) as pool:
+            pending = {k: [] for k in range(n_classes)}   # futures in chunk order per class
+            while any(have[k] < targets[k] for k in range(n_classes)):
+                for k in range(n_classes):
+                    while have[k] < targets[k] and len(pending[k]) < workers:
+                        pending[k].append(pool.submit(_chunk_job, job(k)))
+                for k in range(n_classes):
+                    while pending[k] and pending[k][0].done():
+                        accept(k, pending[k].pop(0).result())
+                waiting = [f for fs in pending.values() for f in fs]
+                if waiting and not any(f.done() for f in waiting):
+                    concurrent.futures.wait(waiting, return_when=concurrent.futures.FIRST_COMPLETED)
+            for fs in pending.values():
+                for f in fs:
+                    f.cancel()
+    parts = []
+    for k, proc in enumerate(task.processes):
+        arrays = {key: np.concatenate([c[key] for c in collected[k]]) for key in collected[k][0]}
+        arrays["label"] = np.full(targets[k], proc.label, np.int64)
+        parts.append(arrays)
+    out = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+    order = np.random.default_rng([int(seed), 0x5EED]).permutation(n_jets)
+    out = {key: v[order] for key, v in out.items()}
+    fractions = np.asarray(ttv_fractions, np.float64)
+    codes = np.random.default_rng([int(seed), 0x77]).choice(3, size=n_jets, p=fractions / fractions.sum())
+    out["ttv"] = codes.astype(np.int64)
+    return out

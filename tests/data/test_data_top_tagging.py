@@ -1,0 +1,71 @@
+"""load_splits for the top_tagging dataset: reference directories, single files split by ttv."""
+import ml_collections
+import numpy as np
+import pytest
+
+from hepjax import data as data_lib
+from hepjax.data import formats
+
+pytest.importorskip("pandas")
+
+
+def _write(path, n, ttv=None, seed=0):
+    rng = np.random.default_rng(seed)
+    m = 40
+    counts = rng.integers(5, m, n)
+    pt = rng.exponential(30, (n, m)) + 1
+    eta, phi = rng.normal(0, 0.3, (n, m)), rng.normal(0, 0.3, (n, m))
+    p4 = np.stack([pt * np.cosh(eta), pt * np.cos(phi), pt * np.sin(phi), pt * np.sinh(eta)], -1)
+    p4 = np.where((np.arange(m)[None] < counts[:, None])[..., None], p4, 0)
+    ttv = rng.integers(0, 3, n) if ttv is None else np.full(n, ttv)
+    formats.write_top_tagging(path, p4, None, ttv, rng.integers(0, 2, n))
+    return p4, ttv
+
+
+def _cfg(path, representation, **kw):
+    return ml_collections.ConfigDict(dict(name="top_tagging", path=str(path), representation=representation,
+                                          max_particles=32, image_size=16, **kw))
+
+
+def test_reference_directory_all_representations(tmp_path):
+    pytest.importorskip("fastjet")
+    for split, code, n in (("train", 0, 30), ("test", 1, 12), ("val", 2, 10)):
+        _write(tmp_path / f"{split}.h5", n, code, seed=code)
+    obs = data_lib.load_splits(_cfg(tmp_path, "jet_observables"))
+    assert obs["train"]["features"].shape == (30, 11) and obs["test"]["label"].shape == (12,)
+    assert obs["feature_names"][0] == "mass"
+    parts = data_lib.load_splits(_cfg(tmp_path, "particles"))
+    val = parts["val"]
+    assert val["features"].shape == (10, 32, 7) and val["mask"].shape == (10, 32)
+    assert val["vectors"].shape == (10, 32, 4) and val["mask"].dtype == bool
+    assert np.all(val["vectors"][~val["mask"]] == 0) and np.all(val["features"][~val["mask"]] == 0)
+    imgs = data_lib.load_splits(_cfg(tmp_path, "images"))
+    assert imgs["train"]["features"].shape == (30, 16, 16, 1)
+
+
+def test_single_file_split_by_ttv(tmp_path):
+    p4, ttv = _write(tmp_path / "all.h5", 60)
+    splits = data_lib.load_splits(_cfg(tmp_path / "all.h5", "particles"))
+    for split, code in (("train", 0), ("test", 1), ("val", 2)):
+        assert len(splits[split]["label"]) == np.sum(ttv == code)
+    np.testing.assert_allclose(splits["test"]["vectors"], p4[ttv == 1][:, :32], rtol=1e-6)
+    with pytest.raises(ValueError, match="representation='bogus'"):
+        data_lib.load_splits(_cfg(tmp_path / "all.h5", "bogus"))
+    with pytest.raises(FileNotFoundError, match=r"missing \['train.h5', 'test.h5', 'val.h5'\]"):
+        (tmp_path / "d").mkdir()
+        data_lib.load_splits(_cfg(tmp_path / "d", "particles"))
+
+
+def test_generated_and_cached(tmp_path):
+    pytest.importorskip("pythia8mc")
+    cfg = _cfg("", "jet_observables", cache_dir=str(tmp_path), seed=3, n_jets=8, detector="none",
+               events_per_chunk=30, workers=1)
+    first = data_lib.load_splits(cfg)
+    cached = list(tmp_path.glob("top-tagging_n8_seed3_none_epc30_recipe*_pythia*.h5"))
+    assert len(cached) == 1
+    stamp = cached[0].stat().st_mtime_ns
+    second = data_lib.load_splits(cfg)
+    assert cached[0].stat().st_mtime_ns == stamp      # read from the cache, not regenerated
+    for split in ("train", "val", "test"):
+        np.testing.assert_array_equal(first[split]["features"], second[split]["features"])
+    assert sum(len(first[s]["label"]) for s in ("train", "val", "test")) == 8
