@@ -2,3 +2,4 @@
 from hepjax.physics.kinematics import (PAIR_FEATURES, delta_phi, delta_r, energy, eta,
                                        from_pt_eta_phi_m, jet_momentum, mass, mass2, p_abs,
                                        pairwise_features, phi, pt, pt2, rapidity)
+from hepjax.physics import lorentz
