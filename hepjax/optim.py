@@ -40,7 +40,7 @@ __all__ = [
     "OPTIMIZERS", "SCHEDULES", "EarlyStoppingState", "EarlyStopping", "early_stopping",
 ]
 
-OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
+OPTIMIZERS = ("sgd", "momentum", "adam", "adamw", "ranger")
 
 # schedule name -> allowed keys (besides 'name'); see make_schedule.
 SCHEDULES: dict[str, tuple[str, ...]] = {
@@ -49,11 +49,12 @@ SCHEDULES: dict[str, tuple[str, ...]] = {
     "step": ("decay_factor", "step_size"),
     "exponential": ("tau",),
     "warmup_cosine": ("warmup_steps", "decay_steps", "init_value", "end_value"),
+    "flat_decay": ("num_epochs",),
 }
 
 _OPT_KEYS = {
     "name", "learning_rate", "schedule", "weight_decay", "clip_norm", "clip_value", "l2",
-    "momentum", "nesterov", "b1", "b2", "eps",
+    "momentum", "nesterov", "b1", "b2", "eps", "lookahead_steps", "lookahead_alpha",
 }
 
 
@@ -87,6 +88,10 @@ def make_schedule(config: Any = None, learning_rate: float | None = None,
                       cosine decay to end_value (default 0) at decay_steps (total length,
                       warm-up included; default `total_steps`);
                       optax.warmup_cosine_decay_schedule.
+      flat_decay:     weaver-core's default 'flat+decay': with E = num_epochs epochs of
+                      total_steps / E steps and D = max(1, int(0.3 E)) decay epochs,
+                      lr = l0 * gamma ** max(0, epoch - (E - D) + 1), gamma = 0.01 ** (1 / D):
+                      flat for 70 % of training, then down to 1 % of l0 in epoch steps.
     """
     cfg = _as_dict(config, "schedule config")
     if "learning_rate" in cfg:
@@ -121,6 +126,20 @@ def make_schedule(config: Any = None, learning_rate: float | None = None,
     if name == "exponential":
         tau = float(_require(cfg, "tau", where))
         return lambda t: l0 * jnp.exp(-jnp.asarray(t, jnp.float32) / tau)
+    if name == "flat_decay":
+        epochs = int(_require(cfg, "num_epochs", where))
+        if total_steps is None or total_steps < epochs:
+            raise ValueError(f"{where}: needs total_steps >= num_epochs ({epochs}), got {total_steps}")
+        per_epoch = total_steps // epochs
+        decay_epochs = max(1, int(epochs * 0.3))
+        gamma = 0.01 ** (1.0 / decay_epochs)
+
+        def flat_decay(t):
+            epoch = jnp.minimum(jnp.asarray(t) // per_epoch, epochs - 1)
+            k = jnp.maximum(0, epoch - (epochs - decay_epochs) + 1).astype(jnp.float32)
+            return l0 * jnp.power(gamma, k)
+
+        return flat_decay
     # warmup_cosine
     decay_steps = cfg.get("decay_steps", total_steps)
     if decay_steps is None:
@@ -183,8 +202,11 @@ def make_optimizer(config: Any, total_steps: int | None = None,
             raise ValueError(f"optimizer config: {key!r} only applies to name='momentum', "
                              f"got name={name!r}")
     for key in ("b1", "b2", "eps"):
-        if key in cfg and name not in ("adam", "adamw"):
-            raise ValueError(f"optimizer config: {key!r} only applies to adam/adamw, got {name!r}")
+        if key in cfg and name not in ("adam", "adamw", "ranger"):
+            raise ValueError(f"optimizer config: {key!r} only applies to adam/adamw/ranger, got {name!r}")
+    for key in ("lookahead_steps", "lookahead_alpha"):
+        if key in cfg and name != "ranger":
+            raise ValueError(f"optimizer config: {key!r} only applies to ranger, got {name!r}")
 
     chain: list[optax.GradientTransformation] = []
     if cfg.get("l2"):
@@ -200,10 +222,56 @@ def make_optimizer(config: Any, total_steps: int | None = None,
         chain.append(optax.scale_by_adam(b1=float(cfg.get("b1", 0.9)),
                                          b2=float(cfg.get("b2", 0.999)),
                                          eps=float(cfg.get("eps", 1e-8))))
+    elif name == "ranger":
+        chain.append(optax.scale_by_radam(b1=float(cfg.get("b1", 0.95)), b2=float(cfg.get("b2", 0.999)),
+                                          eps=float(cfg.get("eps", 1e-5))))
     if wd:
         chain.append(optax.add_decayed_weights(wd, mask=mask))
     chain.append(optax.scale_by_learning_rate(lr))
+    if name == "ranger":
+        return lookahead(optax.chain(*chain), int(cfg.get("lookahead_steps", 6)),
+                         float(cfg.get("lookahead_alpha", 0.5)))
     return optax.chain(*chain)
+
+
+class LookaheadState(NamedTuple):
+    inner: Any
+    slow: Any
+    count: jax.Array
+
+
+def lookahead(inner: optax.GradientTransformation, sync_period: int = 6,
+              alpha: float = 0.5) -> optax.GradientTransformation:
+    """Lookahead (Zhang et al. 2019) around ``inner``, on ordinary parameters.
+
+    The fast weights follow ``inner``; every ``sync_period`` steps the slow weights move
+    ``slow += alpha (fast - slow)`` and the fast weights are reset to them. The update returned
+    on a sync step is ``slow_new - params``, so callers apply it like any optax update (unlike
+    ``optax.lookahead``, which needs its own parameter wrapper). With the RAdam direction
+    (b1 = 0.95, eps = 1e-5) this is the Ranger optimiser weaver-core trains ParticleNet and ParT
+    with.
+    """
+    if sync_period < 1 or not 0.0 < alpha <= 1.0:
+        raise ValueError(f"lookahead: need sync_period >= 1 and 0 < alpha <= 1, got "
+                         f"{sync_period}, {alpha}")
+
+    def init(params):
+        return LookaheadState(inner.init(params), jax.tree.map(jnp.asarray, params),
+                              jnp.zeros((), jnp.int32))
+
+    def update(updates, state, params=None):
+        if params is None:
+            raise ValueError("lookahead needs params in update(updates, state, params)")
+        fast_updates, inner_state = inner.update(updates, state.inner, params)
+        count = state.count + 1
+        sync = count % sync_period == 0
+        fast = optax.apply_updates(params, fast_updates)
+        slow = jax.tree.map(lambda s, f: jnp.where(sync, s + alpha * (f - s), s), state.slow, fast)
+        new_updates = jax.tree.map(lambda u, s, p: jnp.where(sync, s - p, u).astype(u.dtype),
+                                   fast_updates, slow, params)
+        return new_updates, LookaheadState(inner_state, slow, count)
+
+    return optax.GradientTransformation(init, update)
 
 
 class EarlyStoppingState(NamedTuple):

@@ -196,7 +196,7 @@ def test_warmup_cosine_uses_total_steps_and_configdict():
 
 
 def test_errors_list_valid_names():
-    with pytest.raises(ValueError, match=r"valid names are \['sgd', 'momentum', 'adam', 'adamw'\]"):
+    with pytest.raises(ValueError, match=r"valid names are \['sgd', 'momentum', 'adam', 'adamw', 'ranger'\]"):
         optim.make_optimizer({"name": "rmsprop", "learning_rate": 0.1})
     with pytest.raises(ValueError, match="valid names are.*exponential"):
         optim.make_schedule({"name": "cosine"}, 0.1)
@@ -247,3 +247,40 @@ def test_early_stopping_max_mode():
     assert state.should_stop and state.best == 0.85 and state.best_step == 1
     with pytest.raises(ValueError, match="mode"):
         optim.early_stopping(3, mode="maximum")
+
+
+# ---------------------------------------------------------------------------------------------
+# Ranger (RAdam + Lookahead) and weaver's flat+decay schedule
+# ---------------------------------------------------------------------------------------------
+
+
+def test_ranger_is_radam_inside_lookahead_hand_loop():
+    from hepjax import optim as optim_lib
+    with jax.enable_x64(True):
+        tx = optim_lib.make_optimizer({"name": "ranger", "learning_rate": 0.1})
+        inner = optax.chain(optax.scale_by_radam(b1=0.95, b2=0.999, eps=1e-5),
+                            optax.scale_by_learning_rate(0.1))
+        w = jnp.array([1.0, -2.0, 3.0])
+        state = tx.init(w)
+        fast = slow = w
+        inner_state = inner.init(w)
+        for t in range(1, 25):
+            update, state = tx.update(2 * w, state, w)
+            w = w + update
+            inner_update, inner_state = inner.update(2 * fast, inner_state, fast)
+            fast = fast + inner_update
+            if t % 6 == 0:  # slow weights pulled halfway to the fast ones, fast reset to slow
+                slow = slow + 0.5 * (fast - slow)
+                fast = slow
+            np.testing.assert_allclose(w, fast, rtol=1e-12)
+        assert not np.allclose(w, [1.0, -2.0, 3.0])
+
+
+def test_flat_decay_schedule_matches_weaver():
+    from hepjax import optim as optim_lib
+    schedule = optim_lib.make_schedule({"name": "flat_decay", "num_epochs": 20}, 1e-3, total_steps=2000)
+    gamma = 0.01 ** (1 / 6)  # 6 = int(0.3 * 20) decay epochs
+    for step, factor in ((0, 1.0), (1399, 1.0), (1400, gamma), (1650, gamma**3), (1999, gamma**6)):
+        np.testing.assert_allclose(float(schedule(step)), 1e-3 * factor, rtol=1e-6)
+    with pytest.raises(ValueError, match="total_steps"):
+        optim_lib.make_schedule({"name": "flat_decay", "num_epochs": 20}, 1e-3, total_steps=None)
