@@ -60,29 +60,9 @@ def run(workdir: str | pathlib.Path = "runs/demo", quick: bool = False,
 
 def _test_scores(workdir):
     """Signal scores of the best checkpoint on the test split (re-using the saved pipeline)."""
-    import jax
+    from hepjax.train import experiment
 
-    from hepjax import data as data_lib
-    from hepjax import optim, preprocessing
-    from hepjax.models import model_fn_from_config
-    from hepjax.train.checkpoint import Checkpointer
-    from hepjax.train.loop import build_state
-    from hepjax.train.tasks import make_task
-    from flax import nnx
-
-    config = config_lib.from_json((workdir / "config.json").read_text())
-    test = data_lib.load_splits(config.data)["test"]
-    fitted = preprocessing.FittedPipeline.load(workdir / "preprocessing.json")
-    features = np.asarray(fitted.transform(test["features"]), np.float32)
-    model_fn = model_fn_from_config(config.model, features.shape[1:], 1)
-    optimizer = optim.make_optimizer(config.optimizer, total_steps=int(config.train.num_steps))
-    graphdefs, like = build_state(config, model_fn, optimizer)
-    ckpt = Checkpointer(workdir, keep=int(config.train.keep_checkpoints))
-    state, _ = ckpt.restore_best(like)
-    ckpt.close()
-    model = nnx.merge(graphdefs.eval, state.params, state.model_state)
-    predict = jax.jit(lambda f: make_task(config).predict_fn(model, {"features": f}))
-    return np.asarray(predict(features)), test["label"]
+    return experiment.predict_run(workdir)
 
 
 def _progress(total: int):

@@ -49,7 +49,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.train.checkpoint_every = 500
     c.train.keep_checkpoints = 2
     c.train.ensemble_size = 1
-    c.train.num_devices = 1
+    c.train.num_devices = 1  # 0: all devices (required with several processes)
+    c.train.precision = "float32"  # or "bfloat16": bf16 forward pass, fp32 params/optimiser/loss
     c.train.tensorboard = False
     c.train.early_stopping = ml_collections.ConfigDict(
         {"metric": "loss", "mode": "min", "patience": 4, "min_delta": 0.0, "restore_best": True})

@@ -61,10 +61,10 @@ class TrainBatches:
     def batch(self, step: int) -> dict[str, np.ndarray]:
         """The global batch of ``step``, or this process's slice of it when sharded."""
         epoch, position = divmod(int(step), self.steps_per_epoch)
-        index = self._permutation(epoch)[position * self.batch_size:(position + 1) * self.batch_size]
-        shard, count = self.shard
+        index = np.sort(self._permutation(epoch)[position * self.batch_size:(position + 1) * self.batch_size])
+        shard, count = self.shard  # processes take consecutive slices of the same sorted batch
         local = self.batch_size // count
-        index = np.sort(index[shard * local:(shard + 1) * local])
+        index = index[shard * local:(shard + 1) * local]
         return {key: value[index] for key, value in self.arrays.items()}
 
 

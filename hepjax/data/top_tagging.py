@@ -28,7 +28,8 @@ from hepjax.data import features as features_lib
 from hepjax.data import formats
 from hepjax.data import images as images_lib
 
-__all__ = ["cache_dir", "cache_path", "generate_cached", "load_jets", "represent", "load_splits",
+__all__ = ["cache_dir", "cache_path", "generate_cached", "load_file", "load_jets", "represent",
+           "load_splits",
            "TTV_CODES"]
 
 TTV_CODES = {"train": 0, "test": 1, "val": 2}
@@ -75,7 +76,8 @@ def generate_cached(cfg, progress=None) -> pathlib.Path:
                                progress=progress)
     meta = {"task": "top-tagging", "n_jets": int(cfg.n_jets), "seed": int(cfg.seed),
             "detector": detector, "events_per_chunk": epc}
-    partial = path.with_suffix(".partial")  # a killed run never leaves a truncated cache
+    # a killed run never leaves a truncated cache; concurrent writers never share a partial file
+    partial = path.with_suffix(f".partial-{os.getpid()}")
     formats.write_native(partial, jets, meta)
     os.replace(partial, path)
     return path
@@ -153,6 +155,16 @@ def represent(jets: dict, cfg) -> tuple[dict, tuple[str, ...]]:
         return out, tuple(f"pixel_{i}_{j}" for i in range(npix) for j in range(npix))
     raise ValueError(f"config.data.representation={kind!r}: use 'jet_observables', 'particles' "
                      "or 'images'")
+
+
+def load_file(cfg, path) -> dict:
+    """Every jet of one file (reference layout or native), in ``cfg.representation``: what
+    ``hepjax evaluate --data FILE`` scores."""
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file (expected a reference-layout or native .h5)")
+    arrays, _ = represent(_read_any(path, int(cfg.get("max_particles", 200))), cfg)
+    return arrays
 
 
 def load_splits(cfg) -> dict:

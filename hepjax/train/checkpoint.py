@@ -5,6 +5,12 @@ keeps the single best one by the validation metric. Each holds the state and a J
 early-stopping state, the best metric so far). Writes are synchronous and atomic (orbax writes to
 a temporary directory and renames it), so a run killed at any moment resumes from the last
 complete checkpoint. PRNG keys are stored as their raw key data and re-wrapped on restore.
+
+Several processes: every process calls ``save`` and ``restore`` (they synchronise); each writes
+the shards its devices hold and process 0 writes the metadata and the JSON ``meta``. A
+checkpoint restores onto any device count and mesh: ``restore_*(like)`` reads each array
+straight into ``like``'s sharding (abstract arrays carrying the target mesh), so a state saved
+by 2 processes x 4 devices restores into one process on 1 or 8 devices, and vice versa.
 """
 from __future__ import annotations
 
@@ -71,7 +77,8 @@ class Checkpointer:
 
     def restore_latest(self, like):
         """(state, meta) of the newest periodic checkpoint, or None. ``like``: a state of the same
-        structure (its shardings are used for placement)."""
+        structure placed as the result should be (e.g. ``hepjax.parallel.replicate(state, mesh)``);
+        only its shapes, dtypes and shardings are used."""
         return self._restore(self._last, like)
 
     def restore_best(self, like):

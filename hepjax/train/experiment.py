@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import json
 import pathlib
+from typing import Any, NamedTuple
 
+import jax
 import numpy as np
 
 from hepjax import config as config_lib
 from hepjax import data as data_lib
 from hepjax import optim, preprocessing
+from hepjax.data.pipeline import eval_batches
 from hepjax.models import model_fn_from_config
 from hepjax.parallel import mesh as mesh_lib
 from hepjax.train.checkpoint import Checkpointer
@@ -57,7 +60,8 @@ def train(config, workdir, progress=None) -> dict:
     splits = data_lib.load_splits(config.data)
     fitted = _preprocessing(config, tuple(splits["feature_names"])).fit(
         splits["train"]["features"], splits["train"].get("mask"))
-    fitted.save(workdir / "preprocessing.json")
+    if jax.process_index() == 0:
+        fitted.save(workdir / "preprocessing.json")
     train_data, val_data, test_data = (_transform(fitted, splits[s]) for s in data_lib.SPLITS)
     task = make_task(config)
     model_fn = model_fn_from_config(config.model, train_data["features"].shape[1:], _num_outputs(config))
@@ -65,37 +69,59 @@ def train(config, workdir, progress=None) -> dict:
     mesh = mesh_lib.make_mesh(int(config.train.get("num_devices", 1)))
     state, graphdefs, _ = fit(config, workdir, task=task, model_fn=model_fn, optimizer=optimizer,
                               train_data=train_data, val_data=val_data, mesh=mesh, progress=progress)
-    _, eval_step = compile_steps(graphdefs, task, optimizer, mesh,
+    _, eval_step = compile_steps(graphdefs, task, optimizer, mesh, precision=_precision(config),
                                  ensemble=int(config.train.get("ensemble_size", 1)) > 1)
     result = evaluate(eval_step, state, test_data, _eval_batch(config), mesh, task,
                       int(config.train.get("ensemble_size", 1)) > 1)
-    (workdir / "test_metrics.json").write_text(json.dumps(result, indent=2))
+    if jax.process_index() == 0:
+        (workdir / "test_metrics.json").write_text(json.dumps(result, indent=2))
     return result
+
+
+def _precision(config) -> str:
+    return str(config.train.get("precision", "float32"))
 
 
 def _eval_batch(config) -> int:
     return int(config.train.get("eval_batch_size", 0) or config.train.batch_size)
 
 
-def evaluate_run(workdir, data_path: str | None = None, which: str = "best") -> dict:
-    """Metrics of a finished run on its test split, or on ``data_path`` (an .npz with
-    ``features`` and ``label`` in the raw, unpreprocessed layout of the training data)."""
+def load_eval_data(config, data_path: str | None = None) -> dict:
+    """The arrays to evaluate on: the config's test split, an .npz (``features``, ``label``), or
+    for top-tagging configs any reference-layout / native .h5 file (every jet in it)."""
+    if data_path is None:
+        return data_lib.load_splits(config.data)["test"]
+    if str(data_path).endswith(".npz"):
+        arrays = data_lib.read_npz(data_path)
+        arrays.pop("feature_names", None)
+        return arrays
+    if config.data.name == "top_tagging":
+        from hepjax.data import top_tagging
+        return top_tagging.load_file(config.data, data_path)
+    raise ValueError(f"--data {data_path}: for dataset {config.data.name!r} give an .npz with "
+                     "'features' and 'label'")
+
+
+class RestoredRun(NamedTuple):
+    config: Any
+    graphdefs: Any
+    state: Any
+    step: int
+    fitted: preprocessing.FittedPipeline
+    task: Any
+    optimizer: Any
+
+
+def restore_run(workdir, input_shape, which: str = "best") -> RestoredRun:
+    """The run's config, preprocessing and model state from its best (or latest) checkpoint."""
     workdir = pathlib.Path(workdir)
     config_path = workdir / "config.json"
     if not config_path.is_file():
         raise FileNotFoundError(f"{workdir}: no config.json here; is this a hepjax run directory?")
     config = config_lib.from_json(config_path.read_text())
     fitted = preprocessing.FittedPipeline.load(workdir / "preprocessing.json")
-    if data_path is None:
-        arrays = data_lib.load_splits(config.data)["test"]
-    else:
-        arrays = data_lib.read_npz(data_path)
-        arrays.pop("feature_names", None)
-    arrays = _transform(fitted, arrays)
-    task = make_task(config)
-    model_fn = model_fn_from_config(config.model, arrays["features"].shape[1:], _num_outputs(config))
+    model_fn = model_fn_from_config(config.model, input_shape, _num_outputs(config))
     optimizer = optim.make_optimizer(config.optimizer, total_steps=int(config.train.num_steps))
-    mesh = mesh_lib.make_mesh(int(config.train.get("num_devices", 1)))
     graphdefs, like = build_state(config, model_fn, optimizer)
     ckpt = Checkpointer(workdir, keep=int(config.train.keep_checkpoints))
     restored = ckpt.restore_best(like) if which == "best" else None
@@ -104,10 +130,48 @@ def evaluate_run(workdir, data_path: str | None = None, which: str = "best") -> 
     if restored is None:
         raise FileNotFoundError(f"{workdir}: no checkpoint to evaluate (looked in best/ and checkpoints/)")
     state, meta = restored
+    return RestoredRun(config, graphdefs, state, int(meta["step"]), fitted, make_task(config), optimizer)
+
+
+def _read_config(workdir):
+    path = pathlib.Path(workdir) / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{workdir}: no config.json here; is this a hepjax run directory?")
+    return config_lib.from_json(path.read_text())
+
+
+def evaluate_run(workdir, data_path: str | None = None, which: str = "best") -> dict:
+    """Metrics of a finished run on its test split or on ``data_path`` (see ``load_eval_data``;
+    raw inputs: the run's saved preprocessing is applied)."""
+    workdir = pathlib.Path(workdir)
+    config = _read_config(workdir)
+    raw = load_eval_data(config, data_path)
+    run = restore_run(workdir, raw["features"].shape[1:], which)
+    arrays = _transform(run.fitted, raw)
+    mesh = mesh_lib.make_mesh(int(config.train.get("num_devices", 1)))
     ensemble = int(config.train.get("ensemble_size", 1)) > 1
-    _, eval_step = compile_steps(graphdefs, task, optimizer, mesh, ensemble=ensemble)
-    result = evaluate(eval_step, state, arrays, _eval_batch(config), mesh, task, ensemble)
-    result["checkpoint_step"] = int(meta["step"])
+    _, eval_step = compile_steps(run.graphdefs, run.task, run.optimizer, mesh, ensemble=ensemble,
+                                 precision=_precision(config))
+    result = evaluate(eval_step, run.state, arrays, _eval_batch(config), mesh, run.task, ensemble)
+    result["checkpoint_step"] = run.step
     result["data"] = str(data_path) if data_path else "test split of the config"
     (workdir / "eval_metrics.json").write_text(json.dumps(result, indent=2))
     return result
+
+
+def predict_run(workdir, data_path: str | None = None, which: str = "best"):
+    """(outputs, labels) of a finished run on its test split or ``data_path``: signal
+    probabilities (N,) for binary tasks, class probabilities (N, C) for multi-class; with an
+    ensemble, (K, N[, C]) per member."""
+    config = _read_config(workdir)
+    raw = load_eval_data(config, data_path)
+    run = restore_run(workdir, raw["features"].shape[1:], which)
+    arrays = _transform(run.fitted, raw)
+    ensemble = int(config.train.get("ensemble_size", 1)) > 1
+    _, eval_step = compile_steps(run.graphdefs, run.task, run.optimizer, None, ensemble=ensemble,
+                                 precision=_precision(config))
+    outputs = []
+    for batch, n_valid in eval_batches(arrays, _eval_batch(config)):
+        out = np.asarray(eval_step(run.state, batch)[2])
+        outputs.append(out[:, :n_valid] if ensemble else out[:n_valid])
+    return np.concatenate(outputs, axis=1 if ensemble else 0), np.asarray(raw["label"])

@@ -11,6 +11,13 @@
 If ``workdir`` already holds checkpoints, ``fit`` resumes from the newest. Batches are a pure
 function of the step and steps are pure, so a run killed at any point (even SIGKILL) and resumed
 ends bit-identical to one that never stopped.
+
+Several processes (``hepjax.parallel.distributed.initialize``, a mesh over all devices): every
+process runs ``fit`` with the same config and data; each reads the step's global batch (the same
+rows in the same order as a single-process run) and transfers only the rows its own devices hold
+(``shard_global_batch``), so the run matches a single-process one on as many devices. Only
+process 0 writes config.json, run_info.json and metrics.jsonl; every process takes part in the
+orbax saves, where process 0 writes the metadata.
 """
 from __future__ import annotations
 
@@ -63,7 +70,7 @@ def evaluate(eval_step, state, arrays, batch_size: int, mesh, task: Task, ensemb
     loss_sum = weight_sum = 0.0
     outputs = []
     for batch, n_valid in eval_batches(arrays, batch_size):
-        loss, weight, out = eval_step(state, mesh_lib.shard_batch(batch, mesh))
+        loss, weight, out = eval_step(state, mesh_lib.shard_global_batch(batch, mesh))
         loss_sum = loss_sum + loss
         weight_sum = weight_sum + weight
         out = np.asarray(out)
@@ -102,7 +109,7 @@ def fit(config, workdir: str | pathlib.Path, *, task: Task, model_fn: Callable,
     """Trains ``model_fn`` on ``train_data``; returns (best state, graphdefs, last eval metrics).
 
     config fields used: ``seed``; ``train.{num_steps, batch_size, eval_batch_size, log_every,
-    eval_every, checkpoint_every, keep_checkpoints, ensemble_size, tensorboard}``;
+    eval_every, checkpoint_every, keep_checkpoints, ensemble_size, tensorboard, precision}``;
     ``train.early_stopping.{metric, mode, patience, min_delta, restore_best}``.
     """
     tc = config.train
@@ -116,8 +123,9 @@ def fit(config, workdir: str | pathlib.Path, *, task: Task, model_fn: Callable,
     mesh = mesh if mesh is not None else mesh_lib.make_mesh(int(tc.get("num_devices", 1)))
     ensemble = int(tc.get("ensemble_size", 1)) > 1
     graphdefs, state = build_state(config, model_fn, optimizer)
-    state = jax.device_put(state, mesh_lib.replicated(mesh))
-    train_step, eval_step = compile_steps(graphdefs, task, optimizer, mesh, ensemble=ensemble)
+    state = mesh_lib.replicate(state, mesh)
+    train_step, eval_step = compile_steps(graphdefs, task, optimizer, mesh, ensemble=ensemble,
+                                          precision=str(tc.get("precision", "float32")))
 
     es_cfg = tc.early_stopping
     stopper = optim.early_stopping(patience=int(es_cfg.patience), min_delta=float(es_cfg.min_delta),
@@ -132,8 +140,8 @@ def fit(config, workdir: str | pathlib.Path, *, task: Task, model_fn: Callable,
         writer.truncate_after(int(meta["step"]))
     start = int(np.asarray(state.step).reshape(-1)[0])
 
-    batches = TrainBatches(train_data, int(tc.batch_size), seed=int(config.seed),
-                           shard=(jax.process_index(), jax.process_count()))
+    # The global batch on every process; each places only its devices' rows (see the docstring).
+    batches = TrainBatches(train_data, int(tc.batch_size), seed=int(config.seed))
     eval_bs = int(tc.get("eval_batch_size", 0) or tc.batch_size)
     num_steps = int(tc.num_steps)
     bar = tqdm.tqdm(total=num_steps, initial=start, unit="step", dynamic_ncols=True, mininterval=1.0,
@@ -158,7 +166,7 @@ def fit(config, workdir: str | pathlib.Path, *, task: Task, model_fn: Callable,
 
     end = start if es_state.should_stop else num_steps  # a finished early-stopped run stays finished
     for step in range(start, end):
-        state, metrics = train_step(state, mesh_lib.shard_batch(batches.batch(step), mesh))
+        state, metrics = train_step(state, mesh_lib.shard_global_batch(batches.batch(step), mesh))
         window.append((step, metrics))
         done = step + 1
         evaluate_now = done % int(tc.eval_every) == 0 or done == num_steps
