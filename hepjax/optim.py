@@ -256,8 +256,10 @@ def lookahead(inner: optax.GradientTransformation, sync_period: int = 6,
                          f"{sync_period}, {alpha}")
 
     def init(params):
-        return LookaheadState(inner.init(params), jax.tree.map(jnp.asarray, params),
-                              jnp.zeros((), jnp.int32))
+        # A copy, not an alias: the training step donates its state, and XLA refuses one
+        # buffer donated twice (params and slow weights).
+        slow = jax.tree.map(lambda p: jnp.array(p, copy=True), params)
+        return LookaheadState(inner.init(params), slow, jnp.zeros((), jnp.int32))
 
     def update(updates, state, params=None):
         if params is None:

@@ -63,6 +63,7 @@ def train(config, workdir, progress=None) -> dict:
     if jax.process_index() == 0:
         fitted.save(workdir / "preprocessing.json")
     train_data, val_data, test_data = (_transform(fitted, splits[s]) for s in data_lib.SPLITS)
+    _resolve_num_steps(config, len(train_data["label"]))
     task = make_task(config)
     model_fn = model_fn_from_config(config.model, train_data["features"].shape[1:], _num_outputs(config))
     optimizer = optim.make_optimizer(config.optimizer, total_steps=int(config.train.num_steps))
@@ -76,6 +77,21 @@ def train(config, workdir, progress=None) -> dict:
     if jax.process_index() == 0:
         (workdir / "test_metrics.json").write_text(json.dumps(result, indent=2))
     return result
+
+
+def _resolve_num_steps(config, num_train: int) -> None:
+    """``train.num_steps = 0`` with ``train.num_epochs = E``: E epochs of the training split
+    (written into the run's config.json, so evaluation rebuilds the same schedule)."""
+    tc = config.train
+    if int(tc.num_steps) > 0:
+        return
+    epochs = int(tc.get("num_epochs", 0))
+    if epochs <= 0:
+        raise ValueError("config.train: set num_steps > 0, or num_steps = 0 and num_epochs > 0")
+    if num_train < int(tc.batch_size):
+        raise ValueError(f"config.train.batch_size={tc.batch_size} exceeds the {num_train} "
+                         "training examples")
+    tc.num_steps = epochs * (num_train // int(tc.batch_size))
 
 
 def _precision(config) -> str:
