@@ -168,7 +168,19 @@ def load_file(cfg, path) -> dict:
 
 
 def load_splits(cfg) -> dict:
+    """Splits in ``cfg.representation``; ``cfg.train_fraction`` (default 1) keeps that fraction of
+    the training jets, chosen by a permutation seeded with ``cfg.seed`` (nested: a smaller
+    fraction is a subset of a larger one), for data-efficiency studies."""
     jets = load_jets(cfg)
+    fraction = float(cfg.get("train_fraction", 1.0))
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"config.data.train_fraction={fraction}: expected 0 < fraction <= 1")
+    if fraction < 1.0:
+        train = jets["train"]
+        n = len(train["label"])
+        keep = max(1, int(round(fraction * n)))
+        rows = np.sort(np.random.default_rng([int(cfg.get("seed", 0)), 7]).permutation(n)[:keep])
+        jets["train"] = {k: v[rows] for k, v in train.items()}
     out = {}
     for split, arrays in jets.items():
         out[split], names = represent(arrays, cfg)

@@ -64,6 +64,9 @@ def train(config, workdir, progress=None) -> dict:
         fitted.save(workdir / "preprocessing.json")
     train_data, val_data, test_data = (_transform(fitted, splits[s]) for s in data_lib.SPLITS)
     _resolve_num_steps(config, len(train_data["label"]))
+    if jax.process_index() == 0:
+        sizes = {split: int(len(splits[split]["label"])) for split in data_lib.SPLITS}
+        (workdir / "data_sizes.json").write_text(json.dumps(sizes))
     task = make_task(config)
     model_fn = model_fn_from_config(config.model, train_data["features"].shape[1:], _num_outputs(config))
     optimizer = optim.make_optimizer(config.optimizer, total_steps=int(config.train.num_steps))

@@ -21,3 +21,22 @@ def test_tagger_trains_on_generated_top_jets(model, tmp_path):
     train = read_metrics(tmp_path, "train")
     assert len(train) == 2 and all(math.isfinite(r["loss"]) for r in train)
     assert json.loads((tmp_path / "config.json").read_text())["model"]["name"] == model
+
+
+def test_landscape_runner_writes_table_and_roc(tmp_path):
+    from experiments.top_tagging import run
+    assert run.main(["--models", "efn,pfn", "--smoke", "--workdir", str(tmp_path)]) == 0
+    rows = json.loads((tmp_path / "table.json").read_text())
+    assert [r["model"] for r in rows] == ["efn", "pfn"] and all(r["params"] > 0 for r in rows)
+    assert "| efn |" in (tmp_path / "table.md").read_text()
+    assert (tmp_path / "roc.png").stat().st_size > 1000
+
+
+def test_data_efficiency_runner_uses_nested_fractions(tmp_path):
+    from experiments.data_efficiency import run
+    assert run.main(["--n-jets", "400", "--fractions", "0.25,0.5", "--steps", "6", "--batch-size", "8",
+                     "--smoke", "--workdir", str(tmp_path)]) == 0
+    rows = json.loads((tmp_path / "table.json").read_text())
+    sizes = {(r["model"], r["fraction"]): r["train_jets"] for r in rows}
+    assert sizes[("lorentznet", 0.25)] < sizes[("lorentznet", 0.5)] == sizes[("particlenet", 0.5)]
+    assert (tmp_path / "efficiency.png").exists()

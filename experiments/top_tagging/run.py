@@ -1,0 +1,161 @@
+"""Train and test every landscape tagger, then write the table and the ROC plot.
+
+    python -m experiments.top_tagging.run --models all [--smoke] [--workdir runs/top_tagging]
+        [--data-path DIR] [--n-jets N] [--ensemble K] [--config.section.field=value ...]
+
+Each model is trained by ``hepjax.train.experiment.train`` from
+``experiments/top_tagging/config.py:MODEL`` into ``WORKDIR/MODEL`` (a finished model is not
+retrained: its run directory resumes at the end). Writes ``WORKDIR/table.md``,
+``WORKDIR/table.json`` and ``WORKDIR/roc.png`` (background rejection 1/eps_B against signal
+efficiency, log scale, as in the landscape paper). With ``--ensemble K`` each tagger is K
+independently seeded trainings in one vmapped step: the table gives the single-model mean and
+spread, and the mean- and median-ensemble numbers.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import pathlib
+import time
+
+import numpy as np
+
+from hepjax import config as config_lib
+from hepjax import metrics
+from hepjax.train import experiment
+from hepjax.train.logging import read_metrics
+from hepjax.train.state import count_params
+
+from experiments.top_tagging.config import MODELS
+
+CONFIG = pathlib.Path(__file__).with_name("config.py")
+
+# Single-model AUC and 1/eps_B at eps_S = 0.3 as listed in the issue that set up this study
+# (landscape paper, arXiv:1902.09914, Table 1; ParT paper arXiv:2202.03772; LorentzNet paper
+# arXiv:2201.08187). Trained on the reference dataset (1.2M training jets, 400k test jets).
+PUBLISHED = {
+    "particlenet": [("landscape", 0.9848, "1298 ± 46"), ("ParT paper", 0.9858, "1615 ± 93")],
+    "part": [("ParT paper", 0.9858, "1602 ± 81")],
+    "lorentznet": [("LorentzNet paper", 0.9868, "2195 ± 173")],
+    "pfn": [("landscape", 0.9819, "891 ± 18")],
+    "cnn": [("landscape", 0.9814, "914 ± 14")],
+    "lola": [("landscape", 0.9802, "722 ± 17")],
+    "efn": [("landscape", 0.9789, "633 ± 31")],
+}
+
+
+def run_model(name: str, args, overrides) -> dict:
+    config = config_lib.load_config(f"{CONFIG}:{name}{',smoke' if args.smoke else ''}")
+    if args.data_path:
+        config.data.path = args.data_path
+    if args.n_jets:
+        config.data.n_jets = args.n_jets
+    config.train.ensemble_size = args.ensemble
+    config_lib.parse_overrides(config, overrides)
+    workdir = pathlib.Path(args.workdir) / name
+    start = time.perf_counter()
+    result = experiment.train(config, workdir)
+    wall = time.perf_counter() - start
+    outputs, labels = experiment.predict_run(workdir)
+    np.savez_compressed(workdir / "test_scores.npz", scores=outputs, labels=labels)
+    run = experiment.restore_run(workdir, _input_shape(workdir))
+    params = count_params(run.state.params) // max(args.ensemble, 1)
+    train_log = read_metrics(workdir, "train")
+    resolved = json.loads((workdir / "config.json").read_text())
+    return {"model": name, "params": params, "wall_s": round(wall, 1),
+            "train_jets": _count(resolved, workdir), "steps": resolved["train"]["num_steps"],
+            "examples_per_s": float(np.median([r["examples_per_s"] for r in train_log])) if train_log else None,
+            "recipe": resolved.get("recipe_source", ""), **result}
+
+
+def _input_shape(workdir):
+    config = config_lib.from_json((workdir / "config.json").read_text())
+    raw = experiment.load_eval_data(config)
+    return raw["features"].shape[1:]
+
+
+def _count(resolved, workdir) -> int | None:
+    info = workdir / "data_sizes.json"
+    return json.loads(info.read_text())["train"] if info.exists() else None
+
+
+def _fmt(value, digits=4):
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return "inf" if math.isinf(value) else f"{value:.{digits}f}"
+    return str(value)
+
+
+def write_table(rows, workdir: pathlib.Path, ensemble: int) -> str:
+    head = ["tagger", "params", "accuracy", "AUC", "1/eps_B (0.3)", "1/eps_B (0.5)"]
+    if ensemble > 1:
+        head += ["AUC spread", "mean-ens. AUC", "median-ens. AUC", "mean-ens. 1/eps_B (0.3)"]
+    head += ["train jets", "examples/s", "steps", "published AUC / 1/eps_B(0.3)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [r["model"], str(r["params"]), _fmt(r["accuracy"]), _fmt(r["auc"]),
+                 _fmt(r["rej30"], 1), _fmt(r["rej50"], 1)]
+        if ensemble > 1:
+            cells += [_fmt(r.get("auc_std")), _fmt(r.get("mean_ensemble_auc")),
+                      _fmt(r.get("median_ensemble_auc")), _fmt(r.get("mean_ensemble_rej30"), 1)]
+        published = "; ".join(f"{auc} / {rej} ({src})" for src, auc, rej in PUBLISHED.get(r["model"], []))
+        cells += [str(r["train_jets"]), _fmt(r["examples_per_s"], 0), str(r["steps"]), published]
+        lines.append("| " + " | ".join(cells) + " |")
+    table = "\n".join(lines) + "\n"
+    (workdir / "table.md").write_text(table)
+    (workdir / "table.json").write_text(json.dumps(rows, indent=2, default=str))
+    return table
+
+
+def plot_rocs(names, workdir: pathlib.Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    for name in names:
+        data = np.load(workdir / name / "test_scores.npz")
+        scores = data["scores"]
+        scores = scores.mean(axis=0) if scores.ndim == 2 else scores
+        fpr, tpr, _ = metrics.roc_curve(data["labels"], scores)
+        keep = (fpr > 0) & (tpr > 0)
+        ax.plot(tpr[keep], 1 / fpr[keep], label=f"{name} ({metrics.roc_auc(data['labels'], scores):.4f})")
+    ax.set_yscale("log")
+    ax.set_xlabel(r"signal efficiency $\epsilon_S$")
+    ax.set_ylabel(r"background rejection $1/\epsilon_B$")
+    ax.set_title("top tagging")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(workdir / "roc.png", dpi=130)
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", default="all", help="'all' or a comma-separated list of " + ", ".join(MODELS))
+    parser.add_argument("--smoke", action="store_true", help="the CI variants (seconds per model)")
+    parser.add_argument("--workdir", default="runs/top_tagging")
+    parser.add_argument("--data-path", default="", help="directory with the reference train/val/test.h5")
+    parser.add_argument("--n-jets", type=int, default=0, help="generated jets (default: the config's)")
+    parser.add_argument("--ensemble", type=int, default=1, help="independently seeded trainings per tagger")
+    args, overrides = parser.parse_known_args(argv)
+    names = MODELS if args.models == "all" else tuple(args.models.split(","))
+    unknown = [n for n in names if n not in MODELS]
+    if unknown:
+        parser.error(f"unknown models {unknown}; choose from {MODELS}")
+    workdir = pathlib.Path(args.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    rows = [run_model(name, args, overrides) for name in names]
+    table = write_table(rows, workdir, args.ensemble)
+    plot_rocs(names, workdir)
+    print(table)
+    print(f"table: {workdir / 'table.md'}, {workdir / 'table.json'}; ROC plot: {workdir / 'roc.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
