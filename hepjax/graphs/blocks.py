@@ -26,7 +26,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from hepjax.graphs import build, segment
-from hepjax.graphs.padding import (GraphsTuple, edge_mask as _edge_mask, graph_mask as _graph_mask,
+from hepjax.graphs.padding import (GraphsTuple, edge_mask as _edge_mask,
                                    node_graph_index, node_mask as _node_mask, zero_out_padding)
 from hepjax.nn import MLP, BatchNorm, Dense
 from hepjax.nn import initializers as inits

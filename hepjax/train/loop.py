@@ -27,7 +27,6 @@ import time
 from typing import Callable, Mapping
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import tqdm
 

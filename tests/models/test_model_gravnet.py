@@ -6,21 +6,7 @@ from flax import nnx
 
 from hepjax.models import gravnet
 from hepjax.train import compile_steps, init_state, tasks
-
-
-def toy_jets(n_jets, n_max=8, seed=0):
-    """2-prong (label 0) vs 3-prong (label 1) toy jets: features (eta, phi, log pT), mask, labels."""
-    rng = np.random.default_rng(seed)
-    labels = rng.integers(0, 2, n_jets)
-    feats = np.zeros((n_jets, n_max, 3), np.float32)
-    mask = np.zeros((n_jets, n_max), bool)
-    for j, lab in enumerate(labels):
-        prongs = rng.normal(scale=0.3, size=(2 + lab, 2))
-        n = rng.integers(n_max // 2, n_max + 1)
-        ang = prongs[rng.integers(0, 2 + lab, n)] + rng.normal(scale=0.03, size=(n, 2))
-        feats[j, :n] = np.concatenate([ang, np.log(rng.exponential(20.0, (n, 1)) + 1.0)], -1)
-        mask[j, :n] = True
-    return feats, mask, labels.astype(np.float32)
+from toyjets import prong_jets as toy_jets
 
 
 def small_cfg():

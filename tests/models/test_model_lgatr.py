@@ -7,26 +7,9 @@ import optax
 from flax import nnx
 
 from hepjax.models import lgatr
-from hepjax.physics import clifford, kinematics, lorentz
+from hepjax.physics import clifford, lorentz
 from hepjax.train import count_params, state as state_lib, step as step_lib, tasks
-
-
-def toy_jets(rng, b, n, signal):
-    """Massless constituents of 1-prong (QCD-like) or 3-prong (top-like) jets, pT ~ 400 GeV."""
-    pt = rng.uniform(350, 450, b)
-    eta0, phi0 = rng.uniform(-1, 1, b), rng.uniform(-np.pi, np.pi, b)
-    out = np.zeros((b, n, 4))
-    for i in range(b):
-        prongs = 3 if signal[i] else 1
-        offset = rng.normal(0, 0.4, (prongs, 2)) if prongs == 3 else np.zeros((1, 2))
-        k = np.arange(n) % prongs
-        z = rng.dirichlet(np.ones(n))
-        share = rng.dirichlet(np.full(prongs, 3.0))
-        pts = pt[i] * share[k] * z / np.array([z[k == j].sum() for j in k])
-        eta = eta0[i] + offset[k, 0] + rng.normal(0, 0.05, n)
-        phi = phi0[i] + offset[k, 1] + rng.normal(0, 0.05, n)
-        out[i] = np.asarray(kinematics.from_pt_eta_phi_m(pts, eta, phi, 0.0))
-    return out
+from toyjets import four_vector_jets as toy_jets
 
 
 @nnx.jit

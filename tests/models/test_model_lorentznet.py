@@ -8,8 +8,9 @@ import optax
 from flax import nnx
 
 from hepjax.models import lorentznet
-from hepjax.physics import kinematics, lorentz
+from hepjax.physics import lorentz
 from hepjax.train import count_params, state as state_lib, step as step_lib, tasks
+from toyjets import four_vector_jets as toy_jets
 
 
 def _conditioned(rng, b, n):
@@ -19,24 +20,6 @@ def _conditioned(rng, b, n):
     p3 = rng.normal(0, 5.0, (b, n, 3))
     m = rng.uniform(5.0, 15.0, (b, n))
     return np.concatenate([np.sqrt(m**2 + (p3**2).sum(-1))[..., None], p3], -1)
-
-
-def toy_jets(rng, b, n, signal):
-    """Massless constituents of 1-prong (QCD-like) or 3-prong (top-like) jets, pT ~ 400 GeV."""
-    pt = rng.uniform(350, 450, b)
-    eta0, phi0 = rng.uniform(-1, 1, b), rng.uniform(-np.pi, np.pi, b)
-    out = np.zeros((b, n, 4))
-    for i in range(b):
-        prongs = 3 if signal[i] else 1
-        offset = rng.normal(0, 0.4, (prongs, 2)) if prongs == 3 else np.zeros((1, 2))
-        k = np.arange(n) % prongs
-        z = rng.dirichlet(np.ones(n))
-        share = rng.dirichlet(np.full(prongs, 3.0))
-        pts = pt[i] * share[k] * z / np.array([z[k == j].sum() for j in k])
-        eta = eta0[i] + offset[k, 0] + rng.normal(0, 0.05, n)
-        phi = phi0[i] + offset[k, 1] + rng.normal(0, 0.05, n)
-        out[i] = np.asarray(kinematics.from_pt_eta_phi_m(pts, eta, phi, 0.0))
-    return out
 
 
 def _model(x64=False, **overrides):

@@ -5,11 +5,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from flax import nnx
 
 from hepjax import data as data_lib
 from hepjax.nn import MLP
-from hepjax.parallel import make_mesh, shard_batch
+
 from hepjax.train import experiment, loop, state as state_lib, step as step_lib, tasks
 from hepjax.train.logging import read_metrics
 

@@ -1,0 +1,341 @@
+"""hepjax's Particle Transformer against weaver-core's, same configuration, same data, same CPU.
+
+Both networks are the paper's ParT (arXiv:2202.03772; jet-universe/particle_transformer
+networks/example_ParticleTransformer.py): embed 128-512-128, pair embed 64-64-64 -> 8 heads,
+8 particle-attention and 2 class-attention blocks, 17 input features, 10 classes, dropout 0.1,
+no `trim` (hepjax has static shapes; every particle is real here, so trimming would change
+nothing but weaver's random reordering). The parameter counts are asserted equal.
+
+First an output check: weaver's freshly initialised weights are copied into the hepjax model and
+both evaluate 16 jets with 40-100 % real particles (zero padding) in eval mode; the logits must
+agree to 1e-3 (relative to their size), else the script stops.
+
+Measured, per batch (default 128 jets x 128 particles, all real):
+  * train: one Adam step (forward, cross entropy, backward, update) in training mode;
+  * infer: a forward pass in eval mode (torch.no_grad / jax.jit).
+Each figure is the median over --repeats timings of --steps consecutive calls, after warm-up
+(compilation for JAX). Prints ms per batch and the ratio weaver / hepjax (> 1: hepjax faster).
+
+weaver-core and torch==2.13.0 (CPU) live in their own venv, benchmarks/.venv-weaver, shared with
+benchmarks/particlenet_vs_weaver.py; it is created and filled if missing. The torch side runs
+in that venv as a subprocess of this script (this same file with --torch-worker).
+
+    .venv/bin/python benchmarks/part_vs_weaver.py [--batch 128] [--particles 128]
+                                                  [--steps 5] [--repeats 3] [--threads 0]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = pathlib.Path(__file__).resolve().parent
+VENV = HERE / ".venv-weaver"
+VENV_PY = VENV / "bin" / "python"
+TORCH_VERSION = "2.13.0"
+NUM_FEATURES, NUM_CLASSES = 17, 10
+
+PAPER = dict(embed_dims=(128, 512, 128), pair_embed_dims=(64, 64, 64), num_heads=8,
+             num_layers=8, num_cls_layers=2, fc_params=(), activation="gelu")
+
+
+# --------------------------------------------------------------------------------------------
+# shared: data
+# --------------------------------------------------------------------------------------------
+
+def make_data(batch: int, particles: int, seed: int = 0):
+    """Random jets: features (B, N, 17), four-momenta (B, N, 4) (E, px, py, pz) GeV, labels."""
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    pt = rng.exponential(20.0, (batch, particles)) + 0.5
+    eta = rng.normal(0.0, 0.3, (batch, particles))
+    phi = rng.normal(0.0, 0.3, (batch, particles))
+    px, py, pz = pt * np.cos(phi), pt * np.sin(phi), pt * np.sinh(eta)
+    e = np.sqrt(px**2 + py**2 + pz**2 + 0.14**2)
+    return {"features": rng.normal(size=(batch, particles, NUM_FEATURES)).astype(np.float32),
+            "vectors": np.stack([e, px, py, pz], -1).astype(np.float32),
+            "mask": np.ones((batch, particles), bool),
+            "label": rng.integers(0, NUM_CLASSES, batch).astype(np.int32)}
+
+
+def make_check_data(particles: int, seed: int = 1):
+    """16 jets with 40-100 % of the particles real (the rest zero padding), for the output check."""
+    import numpy as np
+    d = make_data(16, particles, seed)
+    rng = np.random.default_rng(seed)
+    n_real = rng.integers(max(1, int(0.4 * particles)), particles + 1, 16)
+    mask = np.arange(particles)[None] < n_real[:, None]
+    return {"check_features": np.where(mask[..., None], d["features"], 0.0).astype(np.float32),
+            "check_vectors": np.where(mask[..., None], d["vectors"], 0.0).astype(np.float32),
+            "check_mask": mask}
+
+
+def _median_time(fn, steps: int, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(steps):
+            fn()
+        times.append((time.perf_counter() - start) / steps)
+    times.sort()
+    return times[len(times) // 2]
+
+
+# --------------------------------------------------------------------------------------------
+# torch / weaver side (runs inside benchmarks/.venv-weaver)
+# --------------------------------------------------------------------------------------------
+
+def torch_worker(data_path: str, out_path: str, steps: int, repeats: int, threads: int):
+    import numpy as np
+    import torch
+    from weaver.nn.model.ParticleTransformer import ParticleTransformer
+
+    if threads > 0:
+        torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    d = dict(np.load(data_path))
+    x = torch.from_numpy(d["features"]).transpose(1, 2).contiguous()  # (B, F, N)
+    vec = d["vectors"]  # (E, px, py, pz) -> weaver's (px, py, pz, E)
+    v = torch.from_numpy(vec[..., [1, 2, 3, 0]]).transpose(1, 2).contiguous()
+    mask = torch.from_numpy(d["mask"]).unsqueeze(1).float()  # (B, 1, N)
+    y = torch.from_numpy(d["label"]).long()
+
+    model = ParticleTransformer(
+        input_dim=NUM_FEATURES, num_classes=NUM_CLASSES, pair_input_dim=4,
+        use_pre_activation_pair=False, embed_dims=list(PAPER["embed_dims"]),
+        pair_embed_dims=list(PAPER["pair_embed_dims"]), num_heads=8, num_layers=8,
+        num_cls_layers=2, block_params=None,
+        cls_block_params={"dropout": 0, "attn_dropout": 0, "activation_dropout": 0},
+        fc_params=[], activation="gelu", trim=False, for_inference=False)
+    n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+    # the output check: weights and eval-mode logits on padded jets, before any training
+    model.eval()
+    with torch.no_grad():
+        cx = torch.from_numpy(d["check_features"]).transpose(1, 2).contiguous()
+        cv = torch.from_numpy(d["check_vectors"][..., [1, 2, 3, 0]]).transpose(1, 2).contiguous()
+        cm = torch.from_numpy(d["check_mask"]).unsqueeze(1).float()
+        check_logits = model(cx, cv, cm).numpy()
+    np.savez(out_path + ".weights.npz", check_logits=check_logits,
+             **{k: t.detach().numpy() for k, t in model.state_dict().items()})
+
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loss_fn = torch.nn.CrossEntropyLoss()
+
+    def train():
+        model.train()
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(model(x, v, mask), y)
+        loss.backward()
+        opt.step()
+        return loss
+
+    def infer():
+        model.eval()
+        with torch.no_grad():
+            return model(x, v, mask)
+
+    for _ in range(2):
+        train()
+        infer()
+    result = {"params": n_params, "train_s": _median_time(train, steps, repeats),
+              "infer_s": _median_time(infer, steps, repeats),
+              "torch": torch.__version__, "threads": torch.get_num_threads()}
+    pathlib.Path(out_path).write_text(json.dumps(result))
+
+
+def ensure_venv():
+    """Creates benchmarks/.venv-weaver with torch==2.13.0 (CPU) and weaver-core if missing."""
+    probe = [str(VENV_PY), "-c", "import torch, weaver.nn.model.ParticleTransformer"]
+    if VENV_PY.exists() and subprocess.run(probe, capture_output=True).returncode == 0:
+        return
+    print(f"setting up {VENV} (torch=={TORCH_VERSION}, weaver-core) ...", flush=True)
+    if not VENV_PY.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+    pip = [str(VENV_PY), "-m", "pip", "install", "-q"]
+    subprocess.run(pip + [f"torch=={TORCH_VERSION}", "numpy"], check=True)
+    # weaver-core's own requirements (uproot, tensorboard, numba, ...) are for its training
+    # framework; ParticleTransformer.py needs only torch.
+    subprocess.run(pip + ["--no-deps", "weaver-core"], check=True)
+    if subprocess.run(probe, capture_output=True).returncode != 0:
+        raise RuntimeError(f"{VENV}: torch / weaver-core still do not import after installing; "
+                           f"delete {VENV} and rerun")
+
+
+# --------------------------------------------------------------------------------------------
+# JAX / hepjax side
+# --------------------------------------------------------------------------------------------
+
+# weaver orders the pair features (ln kT, ln z, ln Delta, ln m^2); hepjax (ln Delta, ln kT, ln z,
+# ln m^2): hepjax channel c is weaver channel _PAIR_PERM[c]
+_PAIR_PERM = [2, 0, 1, 3]
+
+
+def load_weaver_weights(model, w):
+    """Copies a weaver ParticleTransformer state_dict (numpy arrays) into a hepjax
+    ParticleTransformer of the same configuration (Linear/Conv1d weights transposed)."""
+    import numpy as np
+
+    def lin(dense, prefix, perm=None):
+        k = w[prefix + ".weight"]
+        k = k[..., 0] if k.ndim == 3 else k  # Conv1d (out, in, 1)
+        k = k.T
+        dense.kernel[...] = k if perm is None else k[perm]
+        dense.bias[...] = w[prefix + ".bias"]
+
+    def ln(norm, prefix):
+        norm.scale[...] = w[prefix + ".weight"]
+        norm.bias[...] = w[prefix + ".bias"]
+
+    def bn(norm, prefix, perm=None):
+        sel = (lambda a: a) if perm is None else (lambda a: a[perm])
+        norm.scale[...] = sel(w[prefix + ".weight"])
+        norm.bias[...] = sel(w[prefix + ".bias"])
+        norm.mean[...] = sel(w[prefix + ".running_mean"])
+        norm.var[...] = sel(w[prefix + ".running_var"])
+
+    bn(model.input_norm, "embed.input_bn")
+    for i, (norm, dense) in enumerate(zip(model.embed_norms, model.embed_denses)):
+        ln(norm, f"embed.embed.{3 * i}")
+        lin(dense, f"embed.embed.{3 * i + 1}")
+    pe = model.pair_embed
+    bn(pe.input_norm, "pair_embed.embed.0", _PAIR_PERM)
+    for i, (layer, norm) in enumerate(zip(pe.layers, pe.norms)):
+        lin(layer, f"pair_embed.embed.{1 + 3 * i}", _PAIR_PERM if i == 0 else None)
+        bn(norm, f"pair_embed.embed.{2 + 3 * i}")
+    for name, blocks in (("blocks", model.blocks), ("cls_blocks", model.cls_blocks)):
+        for i, blk in enumerate(blocks):
+            p = f"{name}.{i}."
+            ln(blk.pre_attn_norm, p + "pre_attn_norm")
+            e = blk.embed_dim
+            win, bin_ = w[p + "attn.in_proj.weight"], w[p + "attn.in_proj.bias"]
+            blk.attn.q_proj.kernel[...] = win[:e].T
+            blk.attn.q_proj.bias[...] = bin_[:e]
+            blk.attn.kv_proj.kernel[...] = win[e:].T
+            blk.attn.kv_proj.bias[...] = bin_[e:]
+            lin(blk.attn.out_proj, p + "attn.out_proj")
+            ln(blk.post_attn_norm, p + "post_attn_norm")
+            ln(blk.pre_fc_norm, p + "pre_fc_norm")
+            lin(blk.fc1, p + "fc1")
+            ln(blk.post_fc_norm, p + "post_fc_norm")
+            lin(blk.fc2, p + "fc2")
+            blk.head_scale[...] = w[p + "c_attn"]
+            blk.resid_scale[...] = w[p + "w_resid"]
+    model.cls_token[...] = w["cls_token"]
+    ln(model.norm, "norm")
+    lin(model.out, "fc.0")
+    return np.asarray(w["check_logits"])
+
+
+def check_outputs(cfg, weights_path, data) -> float:
+    """Max |logit difference| between weaver and hepjax with weaver's weights, eval mode, on
+    padded jets."""
+    import numpy as np
+    from flax import nnx
+
+    from hepjax.models import part
+
+    particles = data["check_features"].shape[1]
+    model = part.build(cfg, (particles, NUM_FEATURES), NUM_CLASSES,
+                       nnx.Rngs(params=0, dropout=1))
+    ref = load_weaver_weights(model, dict(np.load(weights_path)))
+    model.eval()
+    ours = np.asarray(nnx.jit(lambda m, f, k, v: m(f, k, v))(
+        model, data["check_features"], data["check_mask"], data["check_vectors"]))
+    return float(np.max(np.abs(ours - ref))), float(np.max(np.abs(ref)))
+
+
+def run_jax(data, steps: int, repeats: int):
+    import jax
+    import ml_collections
+    import optax
+    from flax import nnx
+
+    from hepjax.models import part
+    from hepjax.train import compile_steps, count_params, init_state, tasks
+
+    batch_size, particles, _ = data["features"].shape
+    cfg = ml_collections.ConfigDict(dict(PAPER, dropout=0.1, attn_dropout=0.1,
+                                         activation_dropout=0.1))
+    opt = optax.adam(1e-3)
+    graphdefs, state = init_state(
+        lambda r: part.build(cfg, (particles, NUM_FEATURES), NUM_CLASSES, r), opt,
+        jax.random.key(0))
+    n_params = count_params(state.params)
+    train_step, _ = compile_steps(graphdefs, tasks.multiclass_classification(NUM_CLASSES), opt)
+    batch = {k: jax.device_put(v) for k, v in data.items()}
+    batch["weight"] = jax.numpy.ones((batch_size,), jax.numpy.float32)
+
+    holder = {"state": state}
+
+    def train():
+        holder["state"], metrics = train_step(holder["state"], batch)
+        jax.block_until_ready(metrics["loss"])
+
+    @jax.jit
+    def forward(params, model_state, f, m, v):
+        return nnx.merge(graphdefs.eval, params, model_state)(f, m, v)
+
+    def infer():
+        s = holder["state"]
+        jax.block_until_ready(forward(s.params, s.model_state, batch["features"],
+                                      batch["mask"], batch["vectors"]))
+
+    for _ in range(2):
+        train()
+        infer()
+    return {"params": n_params, "train_s": _median_time(train, steps, repeats),
+            "infer_s": _median_time(infer, steps, repeats), "jax": jax.__version__}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--particles", type=int, default=128)
+    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--torch-worker", nargs=2, metavar=("DATA", "OUT"), help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.torch_worker:
+        torch_worker(*args.torch_worker, args.steps, args.repeats, args.threads)
+        return
+
+    import numpy as np
+    ensure_venv()
+    data = make_data(args.batch, args.particles)
+    with tempfile.TemporaryDirectory() as tmp:
+        data_path, out_path = os.path.join(tmp, "data.npz"), os.path.join(tmp, "torch.json")
+        check = make_check_data(args.particles)
+        np.savez(data_path, **data, **check)
+        subprocess.run([str(VENV_PY), str(pathlib.Path(__file__).resolve()), "--torch-worker",
+                        data_path, out_path, "--steps", str(args.steps), "--repeats",
+                        str(args.repeats), "--threads", str(args.threads)], check=True,
+                       env={**os.environ, "PYTHONPATH": ""})
+        ref = json.loads(pathlib.Path(out_path).read_text())
+        import ml_collections
+        cfg = ml_collections.ConfigDict(dict(PAPER))
+        diff, scale = check_outputs(cfg, out_path + ".weights.npz", check)
+    print(f"output check (weaver's weights loaded into hepjax, eval mode, 16 padded jets): "
+          f"max |logit difference| = {diff:.2e} (logits up to {scale:.2f})", flush=True)
+    if diff > 1e-3 * max(1.0, scale):
+        raise AssertionError(f"hepjax and weaver ParT disagree: max |logit diff| {diff:.3e}")
+    ours = run_jax(data, args.steps, args.repeats)
+    assert ours["params"] == ref["params"], (
+        f"parameter counts differ: hepjax {ours['params']:,} vs weaver {ref['params']:,}")
+    print(f"ParT paper config, {ours['params']:,} parameters (both), batch {args.batch} x "
+          f"{args.particles} particles, CPU ({os.cpu_count()} cores), torch {ref['torch']} "
+          f"({ref['threads']} threads), jax {ours['jax']}")
+    print(f"{'':8s}{'weaver ms':>12s}{'hepjax ms':>12s}{'ratio':>8s}")
+    for key, name in (("train_s", "train"), ("infer_s", "infer")):
+        print(f"{name:8s}{1e3 * ref[key]:12.1f}{1e3 * ours[key]:12.1f}"
+              f"{ref[key] / ours[key]:8.2f}")
+
+
+if __name__ == "__main__":
+    main()
