@@ -2,7 +2,10 @@
 
 Subpackages (imported on first use, so ``import hepjax.teach`` stays numpy-only):
 
-    hepjax.nn             activations, initialisers, Flax NNX layers (MLP, mask-aware norms)
+    hepjax.nn             activations, initialisers, Flax NNX layers (MLP, mask-aware norms),
+                          attention/transformer blocks, recurrent cells, convolutions
+    hepjax.graphs         segment ops, GraphsTuple padding, kNN/radius/LSH graphs, GNN blocks
+    hepjax.physics        kinematics, ParT pair features, Lorentz transformations, Cl(1,3)
     hepjax.losses         losses with masks, weights and explicit reductions
     hepjax.metrics        ROC, AUC, background rejection 1/eps_B, confusion matrices, bootstrap
     hepjax.optim          optax chains from configs, schedules, early stopping
@@ -13,14 +16,15 @@ Subpackages (imported on first use, so ``import hepjax.teach`` stays numpy-only)
     hepjax.models         complete networks by name
     hepjax.config         Python configs and --config.x=y overrides
     hepjax.rng            keys from seeds; per-step keys by fold_in
+    hepjax.plots          background-rejection curves
     hepjax.teach          the from-scratch autodiff teaching module (numpy only)
 """
 import importlib
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("config", "data", "losses", "metrics", "models", "nn", "optim", "parallel",
-               "preprocessing", "rng", "teach", "train")
+_SUBMODULES = ("config", "data", "graphs", "losses", "metrics", "models", "nn", "optim", "parallel",
+               "physics", "plots", "preprocessing", "rng", "teach", "train")
 __all__ = ["__version__", *_SUBMODULES]
 
 

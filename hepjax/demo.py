@@ -112,21 +112,7 @@ def _plot_images(config, path):
 
 
 def _plot_roc(labels, scores, path):
-    import matplotlib
+    from hepjax import plots
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fpr, tpr, _ = metrics.roc_curve(labels, scores)
-    keep = (fpr > 0) & (tpr > 0)
-    fig, ax = plt.subplots(figsize=(5, 4))
-    ax.plot(tpr[keep], 1 / fpr[keep], label=f"MLP (AUC {metrics.roc_auc(labels, scores):.3f})")
-    ax.set_yscale("log")
-    ax.set_xlabel(r"signal efficiency $\epsilon_S$")
-    ax.set_ylabel(r"background rejection $1/\epsilon_B$")
-    ax.set_title("top vs QCD jets (Pythia 8 + fast detector)")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    plots.rejection_curves({"MLP on jet observables": (labels, scores)}, path,
+                           "top vs QCD jets (Pythia 8 + fast detector)")

@@ -2,7 +2,7 @@
 top-tagging training set (the fractions of the LorentzNet paper's Table 3, seed 004).
 
     python -m experiments.data_efficiency.run [--n-jets 20000] [--fractions 0.005,0.01,0.05]
-        [--steps 1000] [--workdir runs/data_efficiency] [--smoke]
+        [--steps 1000] [--evals 10] [--max-particles N] [--workdir runs/data_efficiency] [--smoke]
 
 Both taggers use their paper configurations (``experiments/top_tagging/config.py``) and the same
 nested training subsets (``data.train_fraction``, seeded), the same validation and test splits,
@@ -31,7 +31,9 @@ def run_one(model: str, fraction: float, args) -> dict:
     config.train.num_epochs = 0
     config.train.num_steps = args.steps
     config.train.batch_size = args.batch_size
-    config.train.eval_every = config.train.checkpoint_every = max(args.steps // 10, 1)
+    config.train.eval_every = config.train.checkpoint_every = max(args.steps // args.evals, 1)
+    if args.max_particles:
+        config.data.max_particles = args.max_particles
     config.train.log_every = max(args.steps // 20, 1)
     config.train.early_stopping.patience = 4
     if config.optimizer.get("schedule") and config.optimizer.schedule.name == "flat_decay":
@@ -50,6 +52,9 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--workdir", default="runs/data_efficiency")
+    parser.add_argument("--evals", type=int, default=10, help="validation evaluations per training")
+    parser.add_argument("--max-particles", type=int, default=0,
+                        help="constituents per jet (default: the taggers' configs, 100)")
     parser.add_argument("--smoke", action="store_true", help="small models and data, for CI")
     args = parser.parse_args(argv)
     fractions = [float(f) for f in args.fractions.split(",")]

@@ -22,7 +22,7 @@ import time
 import numpy as np
 
 from hepjax import config as config_lib
-from hepjax import metrics
+from hepjax import plots
 from hepjax.train import experiment
 from hepjax.train.logging import read_metrics
 from hepjax.train.state import count_params
@@ -110,28 +110,12 @@ def write_table(rows, workdir: pathlib.Path, ensemble: int) -> str:
 
 
 def plot_rocs(names, workdir: pathlib.Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4.5))
+    curves = {}
     for name in names:
         data = np.load(workdir / name / "test_scores.npz")
         scores = data["scores"]
-        scores = scores.mean(axis=0) if scores.ndim == 2 else scores
-        fpr, tpr, _ = metrics.roc_curve(data["labels"], scores)
-        keep = (fpr > 0) & (tpr > 0)
-        ax.plot(tpr[keep], 1 / fpr[keep], label=f"{name} ({metrics.roc_auc(data['labels'], scores):.4f})")
-    ax.set_yscale("log")
-    ax.set_xlabel(r"signal efficiency $\epsilon_S$")
-    ax.set_ylabel(r"background rejection $1/\epsilon_B$")
-    ax.set_title("top tagging")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(workdir / "roc.png", dpi=130)
-    plt.close(fig)
+        curves[name] = (data["labels"], scores.mean(axis=0) if scores.ndim == 2 else scores)
+    plots.rejection_curves(curves, workdir / "roc.png", "top tagging", figsize=(6, 4.5))
 
 
 def main(argv=None) -> int:
