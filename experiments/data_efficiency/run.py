@@ -36,8 +36,11 @@ def run_one(model: str, fraction: float, args) -> dict:
         config.data.max_particles = args.max_particles
     config.train.log_every = max(args.steps // 20, 1)
     config.train.early_stopping.patience = 4
-    if config.optimizer.get("schedule") and config.optimizer.schedule.name == "flat_decay":
-        config.optimizer.schedule.num_epochs = min(10, args.steps)
+    schedule = config.optimizer.get("schedule")
+    if schedule and schedule.name == "flat_decay":
+        schedule.num_epochs = min(10, args.steps)
+    elif schedule and schedule.name == "warmup_cosine":
+        schedule.warmup_steps = min(schedule.warmup_steps, max(args.steps // 10, 1))
     workdir = pathlib.Path(args.workdir) / f"{model}_{fraction:g}"
     result = experiment.train(config, workdir)
     sizes = json.loads((workdir / "data_sizes.json").read_text())
