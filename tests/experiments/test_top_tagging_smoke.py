@@ -40,3 +40,21 @@ def test_data_efficiency_runner_uses_nested_fractions(tmp_path):
     sizes = {(r["model"], r["fraction"]): r["train_jets"] for r in rows}
     assert sizes[("lorentznet", 0.25)] < sizes[("lorentznet", 0.5)] == sizes[("particlenet", 0.5)]
     assert (tmp_path / "efficiency.png").exists()
+
+
+@pytest.mark.parametrize("model", ["gravnet", "deepjet", "transformer"])
+def test_other_particle_models_train_on_generated_top_jets(model, tmp_path):
+    from hepjax import models
+    config = config_lib.load_config("experiments/top_tagging/config.py:pfn,smoke")
+    config.model = models.default_config(model)
+    small = {"gravnet": {"num_blocks": 2, "dense_width": 16, "space_dims": 2, "propagate_dims": 8,
+                         "out_dims": 16, "k": 8, "head_width": 16},
+             "deepjet": {"conv_dims": (16, 8), "lstm_units": 16, "dense_dims": (16,)},
+             "transformer": {"embed_dims": (16, 16), "num_heads": 2, "num_layers": 1,
+                             "num_cls_layers": 1}}[model]
+    for key, value in small.items():
+        with config.model.ignore_type():
+            config.model[key] = value
+    result = experiment.train(config, tmp_path, progress=False)
+    assert 0.0 <= result["auc"] <= 1.0 and math.isfinite(result["loss"])
+    assert all(math.isfinite(r["loss"]) for r in read_metrics(tmp_path, "train"))
