@@ -129,5 +129,14 @@ def main(argv=None) -> int:
     return _demo(args)
 
 
+def entry() -> int:
+    """The `hepjax` console script: `main` in a process with the tuned allocator
+    (`hepjax.runtime`)."""
+    from hepjax import runtime
+
+    runtime.reexec_with_tuned_allocator()
+    return main()
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(entry())

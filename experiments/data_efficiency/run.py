@@ -100,4 +100,7 @@ def _plot(rows, path):
 
 
 if __name__ == "__main__":
+    from hepjax import runtime
+
+    runtime.reexec_with_tuned_allocator()
     raise SystemExit(main())

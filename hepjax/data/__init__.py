@@ -54,7 +54,9 @@ def write_npz(path: str | pathlib.Path, features, label, feature_names=()) -> No
              feature_names=np.asarray(feature_names, dtype=str))
 
 
-def load_splits(cfg) -> dict:
+def load_splits(cfg, splits=SPLITS) -> dict:
+    """The dataset of ``cfg`` (``config.data``): {split: arrays} for ``splits`` (some sources
+    build only the splits asked for) and ``feature_names``."""
     if cfg.name == "dijet_resonance":
         seed = int(cfg.seed)
         sizes = {"train": int(cfg.n_train), "val": int(cfg.n_val), "test": int(cfg.n_test)}
@@ -73,6 +75,6 @@ def load_splits(cfg) -> dict:
     if cfg.name == "top_tagging":
         from hepjax.data import top_tagging
 
-        return top_tagging.load_splits(cfg)
+        return top_tagging.load_splits(cfg, tuple(splits))
     raise ValueError(f"config.data.name={cfg.name!r}: known datasets are 'dijet_resonance', "
                      "'npz', 'top_tagging'")

@@ -29,7 +29,7 @@ from hepjax.data import formats
 from hepjax.data import images as images_lib
 
 __all__ = ["cache_dir", "cache_path", "generate_cached", "load_file", "load_jets", "represent",
-           "load_splits",
+           "load_splits", "ttv_fractions", "DEFAULT_TTV_FRACTIONS",
            "TTV_CODES"]
 
 TTV_CODES = {"train": 0, "test": 1, "val": 2}
@@ -47,9 +47,24 @@ def cache_path(cfg) -> pathlib.Path:
     from hepjax.data import generation
 
     epc = int(cfg.get("events_per_chunk", 0) or 200)
+    fractions = ttv_fractions(cfg)
+    split = "" if fractions == DEFAULT_TTV_FRACTIONS else \
+        "_ttv" + "-".join(f"{round(100 * f):d}" for f in fractions)
     return cache_dir(cfg) / (f"top-tagging_n{int(cfg.n_jets)}_seed{int(cfg.seed)}_"
-                             f"{cfg.get('detector', 'fast')}_epc{epc}_"
+                             f"{cfg.get('detector', 'fast')}_epc{epc}{split}_"
                              f"recipe{generation.RECIPE_VERSION}_pythia{_pythia_version()}.h5")
+
+
+DEFAULT_TTV_FRACTIONS = (0.6, 0.2, 0.2)   # train, test, val: the reference dataset's 1.2M/400k/400k
+
+
+def ttv_fractions(cfg) -> tuple[float, float, float]:
+    """``cfg.ttv_fractions`` (train, test, val) of generated jets, checked; default 0.6/0.2/0.2."""
+    fractions = tuple(float(f) for f in (cfg.get("ttv_fractions", None) or DEFAULT_TTV_FRACTIONS))
+    if len(fractions) != 3 or min(fractions) <= 0 or abs(sum(fractions) - 1.0) > 1e-9:
+        raise ValueError(f"config.data.ttv_fractions={fractions}: expected three positive "
+                         "fractions (train, test, val) summing to 1")
+    return fractions
 
 
 def _pythia_version() -> str:
@@ -73,9 +88,10 @@ def generate_cached(cfg, progress=None) -> pathlib.Path:
     epc = int(cfg.get("events_per_chunk", 0) or 200)
     jets = generation.generate("top-tagging", int(cfg.n_jets), int(cfg.seed), detector=detector,
                                workers=int(cfg.get("workers", 1)), events_per_chunk=epc,
-                               progress=progress)
+                               ttv_fractions=ttv_fractions(cfg), progress=progress)
     meta = {"task": "top-tagging", "n_jets": int(cfg.n_jets), "seed": int(cfg.seed),
-            "detector": detector, "events_per_chunk": epc}
+            "detector": detector, "events_per_chunk": epc,
+            "ttv_fractions": list(ttv_fractions(cfg))}
     # a killed run never leaves a truncated cache; concurrent writers never share a partial file
     partial = path.with_suffix(f".partial-{os.getpid()}")
     formats.write_native(partial, jets, meta)
@@ -167,22 +183,43 @@ def load_file(cfg, path) -> dict:
     return arrays
 
 
-def load_splits(cfg) -> dict:
-    """Splits in ``cfg.representation``; ``cfg.train_fraction`` (default 1) keeps that fraction of
-    the training jets, chosen by a permutation seeded with ``cfg.seed`` (nested: a smaller
-    fraction is a subset of a larger one), for data-efficiency studies."""
+def _subset(arrays: dict, keep: int, seed) -> dict:
+    """``keep`` rows chosen by a permutation seeded with ``seed`` (nested: a smaller subset is
+    part of every larger one), in their original order."""
+    n = len(arrays["label"])
+    rows = np.sort(np.random.default_rng(seed).permutation(n)[:keep])
+    return {k: v[rows] for k, v in arrays.items()}
+
+
+def load_splits(cfg, splits=("train", "val", "test")) -> dict:
+    """The ``splits`` in ``cfg.representation`` (only those are converted: observables and images
+    cost time on large samples), plus ``feature_names``.
+
+    Subsets, each nested and seeded with ``cfg.seed`` (the same jets on every run):
+    ``cfg.train_fraction`` (default 1) keeps that fraction of the training jets, for
+    data-efficiency studies; ``cfg.max_train_jets`` / ``cfg.max_val_jets`` (default 0: all) keep
+    at most that many training / validation jets, so taggers too slow for the whole sample train
+    on part of it while every tagger is tested on the same test jets."""
+    unknown = [s for s in splits if s not in TTV_CODES]
+    if unknown or not splits:
+        raise ValueError(f"load_splits: splits {tuple(splits)}; choose from {tuple(TTV_CODES)}")
     jets = load_jets(cfg)
+    seed = int(cfg.get("seed", 0))
     fraction = float(cfg.get("train_fraction", 1.0))
     if not 0.0 < fraction <= 1.0:
         raise ValueError(f"config.data.train_fraction={fraction}: expected 0 < fraction <= 1")
     if fraction < 1.0:
-        train = jets["train"]
-        n = len(train["label"])
-        keep = max(1, int(round(fraction * n)))
-        rows = np.sort(np.random.default_rng([int(cfg.get("seed", 0)), 7]).permutation(n)[:keep])
-        jets["train"] = {k: v[rows] for k, v in train.items()}
+        n = len(jets["train"]["label"])
+        jets["train"] = _subset(jets["train"], max(1, int(round(fraction * n))), [seed, 7])
+    for split, key, stream in (("train", "max_train_jets", 7), ("val", "max_val_jets", 8)):
+        limit = int(cfg.get(key, 0) or 0)
+        if limit < 0:
+            raise ValueError(f"config.data.{key}={limit}: expected >= 0 (0 = every jet)")
+        if 0 < limit < len(jets[split]["label"]):
+            jets[split] = _subset(jets[split], limit, [seed, stream])
     out = {}
-    for split, arrays in jets.items():
-        out[split], names = represent(arrays, cfg)
+    names = ()
+    for split in splits:
+        out[split], names = represent(jets[split], cfg)
     out["feature_names"] = names
     return out

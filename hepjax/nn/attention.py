@@ -25,7 +25,7 @@ from flax import nnx
 
 from hepjax.nn import initializers as inits
 from hepjax.nn.activations import get_activation, softmax
-from hepjax.nn.layers import Dense, LayerNorm
+from hepjax.nn.layers import Dense, Dropout, LayerNorm
 
 Array = jax.Array
 
@@ -141,7 +141,7 @@ def _dropout(rate: float, rngs: nnx.Rngs):
     if "dropout" not in rngs:
         raise ValueError("dropout > 0 needs a 'dropout' stream: build with "
                          "nnx.Rngs(params=seed, dropout=seed2)")
-    return nnx.Dropout(rate, rngs=rngs)
+    return Dropout(rate, rngs=rngs)
 
 
 def _apply(drop, x):

@@ -28,7 +28,39 @@ Array = jax.Array
 
 __all__ = ["Dense", "BatchNorm", "LayerNorm", "Dropout", "ResidualBlock", "MLP", "one_hot"]
 
-Dropout = nnx.Dropout  # nnx.Dropout(rate, rngs=rngs): stream 'dropout', `deterministic` attribute
+
+
+class Dropout(nnx.Dropout):
+    """nnx.Dropout (stream 'dropout', `deterministic` flipped by `model.train()` / `.eval()`,
+    `nnx.reseed` works) with a cheaper mask: each 32-bit random word gives two 16-bit uniforms,
+    kept when below round(keep * 2^16), and kept entries are scaled by 2^16 / that threshold, so
+    the output is unbiased exactly. The keep probability is thereby rounded to a multiple of
+    2^-16 (0.9 -> 0.899994). On CPU this halves the cost of the mask, which dominated ParT's
+    attention-weight dropout (10^7 entries per block). Same key, same mask (bit-identical)."""
+
+    def __call__(self, inputs, *, deterministic: bool | None = None, rngs=None):
+        deterministic = self.deterministic if deterministic is None else deterministic
+        if self.rate == 0.0 or deterministic:
+            return inputs
+        if self.rate == 1.0:
+            return jnp.zeros_like(inputs)
+        if self.broadcast_dims:
+            return super().__call__(inputs, deterministic=deterministic, rngs=rngs)
+        rngs = self.rngs if rngs is None else rngs
+        if isinstance(rngs, nnx.Rngs):
+            key = rngs[self.rng_collection]()
+        elif isinstance(rngs, nnx.RngStream):
+            key = rngs()
+        else:
+            key = rngs
+        threshold = max(1, min(65535, round((1.0 - self.rate) * 65536)))
+        n = inputs.size
+        words = jax.random.bits(key, ((n + 1) // 2,), jnp.uint32)
+        u16 = jax.lax.bitcast_convert_type(words, jnp.uint16).reshape(-1)[:n]
+        keep = u16.reshape(inputs.shape) < threshold
+        scale = jnp.asarray(65536.0 / threshold, inputs.dtype)
+        return jnp.where(keep, inputs * scale, jnp.zeros_like(inputs))
+
 
 
 def _zero_masked(y: Array, mask: Array | None) -> Array:

@@ -22,4 +22,7 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    from hepjax import runtime
+
+    runtime.reexec_with_tuned_allocator()
     sys.exit(main())

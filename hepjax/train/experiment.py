@@ -23,6 +23,7 @@ from hepjax.parallel import mesh as mesh_lib
 from hepjax.train.checkpoint import Checkpointer
 from hepjax.train.loop import build_state, evaluate, fit
 from hepjax.train.step import compile_steps
+from hepjax.train.state import count_params
 from hepjax.train.tasks import make_task
 
 
@@ -75,10 +76,17 @@ def train(config, workdir, progress=None) -> dict:
                               train_data=train_data, val_data=val_data, mesh=mesh, progress=progress)
     _, eval_step = compile_steps(graphdefs, task, optimizer, mesh, precision=_precision(config),
                                  ensemble=int(config.train.get("ensemble_size", 1)) > 1)
-    result = evaluate(eval_step, state, test_data, _eval_batch(config), mesh, task,
-                      int(config.train.get("ensemble_size", 1)) > 1)
+    ensemble = int(config.train.get("ensemble_size", 1))
+    result, outputs = evaluate(eval_step, state, test_data, _eval_batch(config), mesh, task,
+                               ensemble > 1, return_outputs=True)
     if jax.process_index() == 0:
         (workdir / "test_metrics.json").write_text(json.dumps(result, indent=2))
+        # the test outputs of the best model (what `predict_run` recomputes), and its size
+        np.savez_compressed(workdir / "test_outputs.npz", outputs=outputs,
+                            labels=np.asarray(test_data["label"]))
+        (workdir / "model_info.json").write_text(json.dumps(
+            {"params": count_params(state.params) // max(ensemble, 1),
+             "ensemble_size": ensemble, "num_steps": int(config.train.num_steps)}))
     return result
 
 
@@ -109,7 +117,7 @@ def load_eval_data(config, data_path: str | None = None) -> dict:
     """The arrays to evaluate on: the config's test split, an .npz (``features``, ``label``), or
     for top-tagging configs any reference-layout / native .h5 file (every jet in it)."""
     if data_path is None:
-        return data_lib.load_splits(config.data)["test"]
+        return data_lib.load_splits(config.data, ("test",))["test"]
     if str(data_path).endswith(".npz"):
         arrays = data_lib.read_npz(data_path)
         arrays.pop("feature_names", None)

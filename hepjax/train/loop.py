@@ -64,8 +64,10 @@ def check_finite(step: int, metrics: Mapping) -> None:
         "gradient clipping (config.optimizer.clip_norm) or check the inputs for extreme values.")
 
 
-def evaluate(eval_step, state, arrays, batch_size: int, mesh, task: Task, ensemble: bool) -> dict:
-    """Loss and the task's summary metrics over every example of ``arrays``."""
+def evaluate(eval_step, state, arrays, batch_size: int, mesh, task: Task, ensemble: bool,
+             return_outputs: bool = False):
+    """Loss and the task's summary metrics over every example of ``arrays``; with
+    ``return_outputs`` also the model outputs ((N, ...), or (K, N, ...) for an ensemble)."""
     loss_sum = weight_sum = 0.0
     outputs = []
     for batch, n_valid in eval_batches(arrays, batch_size):
@@ -79,7 +81,8 @@ def evaluate(eval_step, state, arrays, batch_size: int, mesh, task: Task, ensemb
     weights = arrays.get("weight")
     loss = np.asarray(loss_sum) / np.asarray(weight_sum)
     if not ensemble:
-        return {"loss": float(loss), **task.summarize(labels, outputs, weights)}
+        result = {"loss": float(loss), **task.summarize(labels, outputs, weights)}
+        return (result, outputs) if return_outputs else result
     members = [task.summarize(labels, member, weights) for member in outputs]
     result = {"loss": float(loss.mean()), "loss_members": loss.tolist()}
     for name in members[0]:
@@ -90,7 +93,7 @@ def evaluate(eval_step, state, arrays, batch_size: int, mesh, task: Task, ensemb
     median_ensemble = task.summarize(labels, np.median(outputs, axis=0), weights)
     result.update({f"mean_ensemble_{k}": v for k, v in mean_ensemble.items()})
     result.update({f"median_ensemble_{k}": v for k, v in median_ensemble.items()})
-    return result
+    return (result, outputs) if return_outputs else result
 
 
 def build_state(config, model_fn, optimizer):

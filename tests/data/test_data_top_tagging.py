@@ -69,3 +69,50 @@ def test_generated_and_cached(tmp_path):
     for split in ("train", "val", "test"):
         np.testing.assert_array_equal(first[split]["features"], second[split]["features"])
     assert sum(len(first[s]["label"]) for s in ("train", "val", "test")) == 8
+
+
+def test_max_train_and_val_jets_are_nested_seeded_subsets(tmp_path):
+    p4, ttv = _write(tmp_path / "all.h5", 200, seed=4)
+    full = data_lib.load_splits(_cfg(tmp_path / "all.h5", "particles", seed=5))
+    small = data_lib.load_splits(_cfg(tmp_path / "all.h5", "particles", seed=5,
+                                      max_train_jets=20, max_val_jets=7))
+    larger = data_lib.load_splits(_cfg(tmp_path / "all.h5", "particles", seed=5,
+                                       max_train_jets=40))
+    assert len(small["train"]["label"]) == 20 and len(small["val"]["label"]) == 7
+    # the test split is never cut: every configuration is tested on the same jets
+    np.testing.assert_array_equal(small["test"]["vectors"], full["test"]["vectors"])
+
+    def rows(sub, whole):
+        flat = whole.reshape(len(whole), -1)
+        return {int(np.flatnonzero((flat == r).all(1))[0]) for r in sub.reshape(len(sub), -1)}
+
+    small_rows = rows(small["train"]["vectors"], full["train"]["vectors"])
+    larger_rows = rows(larger["train"]["vectors"], full["train"]["vectors"])
+    assert len(small_rows) == 20 and small_rows < larger_rows      # nested
+    assert sorted(small_rows) != list(range(20))                   # a random choice, not the head
+    # train_fraction and max_train_jets draw from the same seeded permutation
+    frac = data_lib.load_splits(_cfg(tmp_path / "all.h5", "particles", seed=5,
+                                     train_fraction=20 / len(full["train"]["label"])))
+    np.testing.assert_array_equal(frac["train"]["vectors"], small["train"]["vectors"])
+    with pytest.raises(ValueError, match="max_val_jets=-1"):
+        data_lib.load_splits(_cfg(tmp_path / "all.h5", "particles", max_val_jets=-1))
+
+
+def test_only_the_requested_splits_are_built(tmp_path):
+    _write(tmp_path / "all.h5", 60, seed=6)
+    test_only = data_lib.load_splits(_cfg(tmp_path / "all.h5", "images"), ("test",))
+    assert set(test_only) == {"test", "feature_names"}
+    with pytest.raises(ValueError, match="choose from"):
+        data_lib.load_splits(_cfg(tmp_path / "all.h5", "images"), ("training",))
+
+
+def test_ttv_fractions_name_the_cache_and_are_checked():
+    from hepjax.data import top_tagging
+    base = dict(n_jets=100, seed=1, detector="fast", events_per_chunk=200)
+    default = top_tagging.cache_path(ml_collections.ConfigDict(base)).name
+    same = top_tagging.cache_path(ml_collections.ConfigDict(dict(base, ttv_fractions=(0.6, 0.2, 0.2)))).name
+    other = top_tagging.cache_path(ml_collections.ConfigDict(dict(base, ttv_fractions=(0.8, 0.1, 0.1)))).name
+    assert default == same and "_ttv" not in default
+    assert "_ttv80-10-10_" in other
+    with pytest.raises(ValueError, match="ttv_fractions"):
+        top_tagging.ttv_fractions(ml_collections.ConfigDict(dict(ttv_fractions=(0.5, 0.2, 0.2))))

@@ -225,3 +225,34 @@ def test_one_hot():
         nn.one_hot(np.array([-1, 0]), 3)
     out = jax.jit(lambda y: nn.one_hot(y, 3))(jnp.array([0, 5]))  # traced: no check
     np.testing.assert_array_equal(out, [[1, 0, 0], [0, 0, 0]])
+
+
+@pytest.mark.parametrize("rate", [0.1, 0.5])
+def test_dropout_16bit_mask_statistics(rate):
+    drop = nn.Dropout(rate, rngs=nnx.Rngs(dropout=3))
+    x = jnp.ones((1001, 999), jnp.float32)  # odd size: the last 16-bit half-word is unused
+    y = np.asarray(drop(x))
+    threshold = round((1 - rate) * 65536)
+    kept = y != 0
+    np.testing.assert_allclose(y[kept], 65536 / threshold, rtol=1e-7)  # one scale, unbiased
+    n = y.size
+    sigma = np.sqrt(rate * (1 - rate) / n)
+    assert abs((1 - kept.mean()) - rate) < 5 * sigma
+    assert abs(y.mean() - 1.0) < 5 * sigma * 65536 / threshold
+    # rows are not copies of each other (both 16-bit halves of a word are used independently)
+    assert not np.array_equal(kept[0], kept[1])
+
+
+def test_dropout_same_key_same_mask_and_eval_identity():
+    x = jnp.arange(1.0, 3001.0).reshape(3, 1000)
+    a = nn.Dropout(0.2, rngs=nnx.Rngs(dropout=7))(x)
+    b = nn.Dropout(0.2, rngs=nnx.Rngs(dropout=7))(x)
+    c = nn.Dropout(0.2, rngs=nnx.Rngs(dropout=8))(x)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+    d = nn.Dropout(0.2, rngs=nnx.Rngs(dropout=7))
+    d.eval()
+    np.testing.assert_array_equal(d(x), x)
+    # gradients flow through the kept entries with the same scale
+    g = jax.grad(lambda x: jnp.sum(nn.Dropout(0.2, rngs=nnx.Rngs(dropout=7))(x)))(x)
+    np.testing.assert_array_equal(np.asarray(g) != 0, np.asarray(a) != 0)
