@@ -300,6 +300,8 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--allocator", choices=("hugetlb", "default"), default="hugetlb",
+                    help="glibc malloc setting for BOTH frameworks (hepjax.runtime)")
     p.add_argument("--torch-worker", nargs=2, metavar=("DATA", "OUT"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.torch_worker:
@@ -307,6 +309,9 @@ def main(argv=None):
         return
 
     import numpy as np
+    from hepjax import runtime
+
+    allocator = runtime.same_allocator_for_all(args.allocator)
     ensure_venv()
     data = make_data(args.batch, args.particles)
     with tempfile.TemporaryDirectory() as tmp:
@@ -330,7 +335,7 @@ def main(argv=None):
         f"parameter counts differ: hepjax {ours['params']:,} vs weaver {ref['params']:,}")
     print(f"ParT paper config, {ours['params']:,} parameters (both), batch {args.batch} x "
           f"{args.particles} particles, CPU ({os.cpu_count()} cores), torch {ref['torch']} "
-          f"({ref['threads']} threads), jax {ours['jax']}")
+          f"({ref['threads']} threads), jax {ours['jax']}, malloc: {allocator}")
     print(f"{'':8s}{'weaver ms':>12s}{'hepjax ms':>12s}{'ratio':>8s}")
     for key, name in (("train_s", "train"), ("infer_s", "infer")):
         print(f"{name:8s}{1e3 * ref[key]:12.1f}{1e3 * ours[key]:12.1f}"

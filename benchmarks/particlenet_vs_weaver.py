@@ -183,12 +183,18 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--allocator", choices=("hugetlb", "default"), default="hugetlb",
+                    help="glibc malloc setting for BOTH frameworks (hepjax.runtime)")
     ap.add_argument("--torch-worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.torch_worker:
         torch_worker(args.threads)
         return 0
 
+    from hepjax import runtime
+
+    allocator = runtime.same_allocator_for_all(args.allocator)
+    print(f"malloc: {allocator}", flush=True)
     ensure_venv()
     env = dict(os.environ, PYTHONPATH="")
     worker = subprocess.Popen([str(VENV_PY), __file__, "--torch-worker", "--threads", str(args.threads)],

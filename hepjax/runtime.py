@@ -22,7 +22,8 @@ import pathlib
 import platform
 import sys
 
-__all__ = ["HUGETLB_TUNABLE", "allocator_env", "huge_pages_available", "reexec_with_tuned_allocator"]
+__all__ = ["HUGETLB_TUNABLE", "allocator_env", "huge_pages_available", "reexec_with_tuned_allocator",
+           "same_allocator_for_all"]
 
 HUGETLB_TUNABLE = "glibc.malloc.hugetlb=1"
 _THP = pathlib.Path("/sys/kernel/mm/transparent_hugepage/enabled")
@@ -73,3 +74,17 @@ def reexec_with_tuned_allocator() -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(sys.executable, [sys.executable] + argv[1:], env)
+
+
+def same_allocator_for_all(kind: str) -> str:
+    """For benchmarks against other frameworks run as subprocesses (which inherit the
+    environment): 'hugetlb' re-executes with GLIBC_TUNABLES=glibc.malloc.hugetlb=1 like the
+    entry points, 'default' requires it absent, so both sides always share one setting.
+    Returns the setting in words."""
+    if kind == "hugetlb":
+        reexec_with_tuned_allocator()
+    elif kind != "default":
+        raise ValueError(f"allocator {kind!r}: use 'hugetlb' or 'default'")
+    elif "glibc.malloc.hugetlb" in os.environ.get("GLIBC_TUNABLES", ""):
+        raise SystemExit("--allocator default: unset GLIBC_TUNABLES first")
+    return os.environ.get("GLIBC_TUNABLES", "") or "glibc default"
