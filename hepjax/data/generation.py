@@ -27,6 +27,7 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import multiprocessing
+import os
 from typing import Callable
 
 import numpy as np
@@ -277,21 +278,37 @@ def simulate_chunk(task: Task | str, process_index: int, seed: int, chunk_index:
                           dtype=_empty(m)[k].dtype) for k, v in out.items()}
 
 
-def _chunk_job(args):
-    return simulate_chunk(*args)
+def _chunk_job(args, chunk_file=None):
+    """One chunk, read back from ``chunk_file`` when an earlier (killed) run finished it, else
+    simulated and, with ``chunk_file``, saved there atomically (never a partial file)."""
+    if chunk_file is not None and os.path.exists(chunk_file):
+        with np.load(chunk_file) as saved:
+            return {k: saved[k] for k in saved.files}
+    out = simulate_chunk(*args)
+    if chunk_file is not None:
+        partial = f"{chunk_file}.partial-{os.getpid()}.npz"
+        np.savez(partial, **out)
+        os.replace(partial, chunk_file)
+    return out
 
 
 def generate(task: Task | str, n_jets: int, seed: int, *, detector: str = "fast",
              workers: int = 1, events_per_chunk: int | None = None,
              ttv_fractions: tuple[float, float, float] = (0.6, 0.2, 0.2),
              detector_config: detector_lib.DetectorConfig = detector_lib.DetectorConfig(),
-             progress: Callable[[int], None] | None = None) -> dict[str, np.ndarray]:
+             progress: Callable[[int], None] | None = None,
+             chunk_dir: str | os.PathLike | None = None) -> dict[str, np.ndarray]:
     """``n_jets`` jets of ``task`` ('top-tagging' or 'quark-gluon'), split evenly over its classes.
 
     Returns the arrays of ``simulate_chunk`` over N = n_jets jets plus ``label`` (N,) int64 and
     ``ttv`` (N,) int64 (0 train, 1 test, 2 val). ``workers`` > 1 runs chunks in that many
     processes; the result is identical for any ``workers``. ``progress(k)`` is called with the
-    number of jets each finished chunk contributed.
+    number of jets each finished chunk contributed. With ``chunk_dir`` every finished chunk is
+    kept there as it completes, and a rerun with the same arguments reads them back instead of
+    simulating them again: a killed generation resumes where it stopped, with an identical
+    result (chunks depend only on their seeds). The directory should be specific to these
+    arguments (``hepjax.data.top_tagging`` names it after the cache file) and may be deleted
+    once the sample is written.
     """
     task = TASKS[task] if isinstance(task, str) else task
     require_generators()
@@ -304,10 +321,15 @@ def generate(task: Task | str, n_jets: int, seed: int, *, detector: str = "fast"
     have = [0] * n_classes
     next_chunk = [0] * n_classes
 
+    if chunk_dir is not None:
+        os.makedirs(chunk_dir, exist_ok=True)
+
     def job(k):
         args = (task, k, seed, next_chunk[k], detector, detector_config, events_per_chunk)
+        chunk_file = (None if chunk_dir is None
+                      else os.path.join(chunk_dir, f"process{k}_chunk{next_chunk[k]:07d}.npz"))
         next_chunk[k] += 1
-        return args
+        return args, chunk_file
 
     def accept(k, chunk):
         if have[k] >= targets[k]:
@@ -321,7 +343,7 @@ def generate(task: Task | str, n_jets: int, seed: int, *, detector: str = "fast"
     if workers <= 1:
         for k in range(n_classes):
             while have[k] < targets[k]:
-                accept(k, simulate_chunk(*job(k)))
+                accept(k, _chunk_job(*job(k)))
     else:
         context = multiprocessing.get_context("spawn")
         with concurrent.futures.ProcessPoolExecutor(int(workers), mp_context=context) as pool:
@@ -329,7 +351,7 @@ def generate(task: Task | str, n_jets: int, seed: int, *, detector: str = "fast"
             while any(have[k] < targets[k] for k in range(n_classes)):
                 for k in range(n_classes):
                     while have[k] < targets[k] and len(pending[k]) < workers:
-                        pending[k].append(pool.submit(_chunk_job, job(k)))
+                        pending[k].append(pool.submit(_chunk_job, *job(k)))
                 for k in range(n_classes):
                     while pending[k] and pending[k][0].done():
                         accept(k, pending[k].pop(0).result())

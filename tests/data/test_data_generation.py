@@ -85,6 +85,24 @@ def test_output_independent_of_worker_count():
         assert one[key].tobytes() == two[key].tobytes(), key
 
 
+def test_killed_generation_resumes_from_its_chunks(tmp_path, monkeypatch):
+    fresh = generation.generate("top-tagging", 10, seed=9, events_per_chunk=20)
+    chunks = tmp_path / "chunks"
+    first = generation.generate("top-tagging", 10, seed=9, events_per_chunk=20, chunk_dir=chunks)
+    saved = sorted(chunks.glob("process*_chunk*.npz"))
+    assert len(saved) >= 2 and not list(chunks.glob("*partial*"))
+    # a rerun after a kill: the finished chunks are read back, only the missing ones simulated
+    saved[-1].unlink()
+    simulated = []
+    real = generation.simulate_chunk
+    monkeypatch.setattr(generation, "simulate_chunk",
+                        lambda *a, **k: simulated.append(a[1:4]) or real(*a, **k))
+    resumed = generation.generate("top-tagging", 10, seed=9, events_per_chunk=20, chunk_dir=chunks)
+    assert len(simulated) == 1
+    for key in fresh:
+        assert fresh[key].tobytes() == first[key].tobytes() == resumed[key].tobytes(), key
+
+
 def test_cli_generate_reference_file_reads_back(tmp_path, capsys):
     pd = pytest.importorskip("pandas")
     from hepjax import cli
