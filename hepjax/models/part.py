@@ -104,6 +104,7 @@ class PairEmbedding(nnx.Module):
                  activation: str = "gelu", use_pre_activation: bool = False, rngs: nnx.Rngs):
         self.num_heads = num_heads
         self.activation = get_activation(activation)
+        self.fused_gelu = activation == "gelu"
         self.use_pre_activation = use_pre_activation
         self.input_norm = BatchNorm(input_dim, momentum=0.9, rngs=rngs)
         widths = list(dims) + [num_heads]
@@ -124,6 +125,11 @@ class PairEmbedding(nnx.Module):
         h = self.input_norm(feats, mask=pmask)
         last = len(self.layers) - 1
         for i, (layer, norm) in enumerate(zip(self.layers, self.norms)):
+            if self.fused_gelu and (i < last or not self.use_pre_activation):
+                # BatchNorm + exact GELU with a lean backward; the 1x1 convolution's bias only
+                # shifts the running mean (training-mode BatchNorm removes it exactly)
+                h = norm.gelu(h @ layer.kernel[...], mask=pmask, shift=layer.bias[...])
+                continue
             h = norm(layer(h), mask=pmask)
             if i < last or not self.use_pre_activation:
                 h = self.activation(h)

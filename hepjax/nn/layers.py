@@ -15,6 +15,7 @@ False = padding). Where a mask is given, outputs at padded positions are exactly
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -22,6 +23,7 @@ import numpy as np
 from flax import nnx
 
 from hepjax.nn import initializers as inits
+from hepjax.nn.activations import gelu as _gelu_exact_act
 from hepjax.nn.activations import get_activation
 
 Array = jax.Array
@@ -100,6 +102,71 @@ class Dense(nnx.Module):
         return y
 
 
+def _gelu_parts(u):
+    cdf = 0.5 * (1.0 + jax.lax.erf(u * jnp.asarray(0.7071067811865476, u.dtype)))
+    pdf = jnp.exp(-0.5 * u * u) * jnp.asarray(0.3989422804014327, u.dtype)
+    return cdf, pdf
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(4, 5))
+def batch_norm_gelu(x, mask, scale, bias, epsilon, axes):
+    """Training-mode masked batch normalisation followed by the exact GELU, with a hand-written
+    VJP that keeps only x (and the per-feature statistics) for the backward pass and recomputes
+    the normalised values there. Same values and gradients as `BatchNorm` + `gelu` by autodiff
+    (tested), with about half the full-size intermediates XLA otherwise materialises: it is what
+    the ParT pair embedding runs on its ~10^6 pairs x 64 channels.
+
+    x (..., C); mask (...) bool (True = real entry; statistics over the real entries only) or
+    None; scale, bias (C,); axes = the leading axes. Returns (y, batch mean, batch variance);
+    y is 0 at masked entries. The statistics carry no gradient (they feed the running averages).
+    """
+    y, (mean, var), _ = _bn_gelu_forward(x, mask, scale, bias, epsilon, axes)
+    return y, mean, var
+
+
+def _bn_gelu_forward(x, mask, scale, bias, epsilon, axes):
+    w = (jnp.ones(x.shape[:-1], x.dtype) if mask is None else mask.astype(x.dtype))[..., None]
+    n = jnp.maximum(jnp.sum(w), 1.0)
+    mean = jnp.sum(w * x, axis=axes) / n
+    var = jnp.sum(w * jnp.square(x - mean), axis=axes) / n
+    rstd = jax.lax.rsqrt(var + epsilon)
+    u = (x - mean) * (rstd * scale) + bias
+    cdf, _ = _gelu_parts(u)
+    y = u * cdf
+    if mask is not None:
+        y = jnp.where(mask[..., None], y, jnp.zeros((), y.dtype))
+    return y, (mean, var), (x, mask, scale, bias, mean, rstd, n)
+
+
+def _bn_gelu_fwd(x, mask, scale, bias, epsilon, axes):
+    y, (mean, var), residuals = _bn_gelu_forward(x, mask, scale, bias, epsilon, axes)
+    return (y, mean, var), residuals
+
+
+def _bn_gelu_bwd(epsilon, axes, residuals, cotangents):
+    # the barrier keeps XLA from merging this recomputation with the forward pass, which turns
+    # it back into stored full-size intermediates (the step's memory traffic: 75.5 GB with it,
+    # 78.9 GB without, ParT at batch 128 x 128)
+    x, mask, scale, bias, mean, rstd, n = jax.lax.optimization_barrier(residuals)
+    dy = cotangents[0]
+    xhat = (x - mean) * rstd
+    u = xhat * scale + bias
+    cdf, pdf = _gelu_parts(u)
+    g = dy * (cdf + u * pdf)
+    if mask is not None:
+        g = jnp.where(mask[..., None], g, jnp.zeros((), g.dtype))
+    dbias = jnp.sum(g, axis=axes)
+    dscale = jnp.sum(g * xhat, axis=axes)
+    dx = (rstd * scale) * (g - (dbias + xhat * dscale) / n)
+    if mask is not None:
+        dx = jnp.where(mask[..., None], dx, jnp.zeros((), dx.dtype))
+    dmask = None if mask is None else np.zeros(mask.shape, jax.dtypes.float0)
+    return dx, dmask, dscale, dbias
+
+
+batch_norm_gelu.defvjp(_bn_gelu_fwd, _bn_gelu_bwd)
+
+
 class BatchNorm(nnx.Module):
     """Mask-aware batch normalisation over all leading axes of (..., num_features).
 
@@ -151,6 +218,35 @@ class BatchNorm(nnx.Module):
             self.var[...] = jnp.where(has_data, m * old_var + (1 - m) * var, old_var)
         y = (x - mean) * jax.lax.rsqrt(var + self.epsilon) * self.scale[...] + self.bias[...]
         return _zero_masked(y, mask)
+
+    def gelu(self, x: Array, mask: Array | None = None, shift: Array | None = None) -> Array:
+        """gelu(self(x + shift, mask)) (exact GELU), 0 at masked entries; in training mode
+        through `batch_norm_gelu` (same values, cheaper backward pass on large inputs).
+
+        ``shift`` (C,), e.g. the bias of the Dense layer before: batch normalisation removes it
+        in training mode (its gradient is exactly 0), so it only enters the running mean there
+        and x + shift is never formed; in eval mode it is added."""
+        if self.use_running_average:
+            x = x if shift is None else x + shift
+            return _zero_masked(_gelu_exact_act(self(x, mask)), mask)
+        if x.shape[-1] != self.num_features:
+            raise ValueError(
+                f"BatchNorm: expected x.shape[-1] == num_features = {self.num_features}, got "
+                f"x of shape {tuple(x.shape)}")
+        _check_mask(x, mask, "BatchNorm")
+        mask = None if mask is None else jnp.asarray(mask, bool)
+        y, mean, var = batch_norm_gelu(x, mask, self.scale[...], self.bias[...],
+                                       float(self.epsilon), tuple(range(x.ndim - 1)))
+        count = x[..., 0].size if mask is None else jnp.sum(mask)
+        m = self.momentum
+        has_data = count > 0
+        old_mean, old_var = self.mean[...], self.var[...]
+        mean, var = jax.lax.stop_gradient(mean), jax.lax.stop_gradient(var)
+        if shift is not None:
+            mean = mean + jax.lax.stop_gradient(shift)
+        self.mean[...] = jnp.where(has_data, m * old_mean + (1 - m) * mean, old_mean)
+        self.var[...] = jnp.where(has_data, m * old_var + (1 - m) * var, old_var)
+        return y
 
 
 class LayerNorm(nnx.Module):

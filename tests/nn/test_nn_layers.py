@@ -256,3 +256,44 @@ def test_dropout_same_key_same_mask_and_eval_identity():
     # gradients flow through the kept entries with the same scale
     g = jax.grad(lambda x: jnp.sum(nn.Dropout(0.2, rngs=nnx.Rngs(dropout=7))(x)))(x)
     np.testing.assert_array_equal(np.asarray(g) != 0, np.asarray(a) != 0)
+
+
+@pytest.mark.parametrize("masked", [True, False])
+def test_batch_norm_gelu_matches_autodiff_float64(masked):
+    from hepjax.nn.layers import batch_norm_gelu
+    rng = np.random.default_rng(1)
+    with jax.enable_x64(True):
+        x = jnp.asarray(rng.normal(size=(3, 7, 5)) * 2 + 1)
+        mask = jnp.asarray(rng.random((3, 7)) < 0.7) if masked else None
+        full = jnp.ones((3, 7), bool) if mask is None else mask
+        scale, bias = jnp.asarray(rng.normal(size=5)), jnp.asarray(rng.normal(size=5))
+        dy = jnp.asarray(rng.normal(size=(3, 7, 5)))
+
+        def reference(x, s, b):
+            w = full.astype(x.dtype)[..., None]
+            n = w.sum()
+            mean = (w * x).sum((0, 1)) / n
+            var = (w * (x - mean) ** 2).sum((0, 1)) / n
+            u = (x - mean) / jnp.sqrt(var + 1e-5) * s + b
+            return jnp.where(full[..., None], 0.5 * u * (1 + jax.scipy.special.erf(u / np.sqrt(2))), 0)
+
+        fused = lambda x, s, b: batch_norm_gelu(x, mask, s, b, 1e-5, (0, 1))[0]
+        np.testing.assert_allclose(fused(x, scale, bias), reference(x, scale, bias), atol=1e-14)
+        got = jax.vjp(fused, x, scale, bias)[1](dy)
+        want = jax.vjp(reference, x, scale, bias)[1](dy)
+        for g, w in zip(got, want):
+            np.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-13)
+
+
+def test_batchnorm_gelu_method_equals_dense_bias_batchnorm_gelu():
+    x, mask = _data(3)
+    shift = jnp.asarray([0.3, -2.0, 5.0], jnp.float32)
+    a, b = nn.BatchNorm(3, rngs=nnx.Rngs(0)), nn.BatchNorm(3, rngs=nnx.Rngs(0))
+    for mode in ("train", "eval"):
+        got = a.gelu(jnp.asarray(x), mask, shift=shift)
+        want = nn.gelu(b(jnp.asarray(x) + shift, mask))
+        np.testing.assert_allclose(got, np.where(mask[..., None], want, 0), atol=2e-6)
+        # the same running statistics (the shift enters the running mean only)
+        np.testing.assert_allclose(a.mean[...], b.mean[...], atol=1e-6)
+        np.testing.assert_allclose(a.var[...], b.var[...], atol=1e-6)
+        a.eval(), b.eval()
