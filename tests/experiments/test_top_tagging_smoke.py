@@ -58,3 +58,21 @@ def test_other_particle_models_train_on_generated_top_jets(model, tmp_path):
     result = experiment.train(config, tmp_path, progress=False)
     assert 0.0 <= result["auc"] <= 1.0 and math.isfinite(result["loss"])
     assert all(math.isfinite(r["loss"]) for r in read_metrics(tmp_path, "train"))
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_cpu_variant_shares_the_sample_and_rescales_the_recipe(model):
+    full = config_lib.load_config(f"experiments/top_tagging/config.py:{model}")
+    cpu = config_lib.load_config(f"experiments/top_tagging/config.py:{model},cpu")
+    assert (cpu.data.n_jets, tuple(cpu.data.ttv_fractions), cpu.data.seed) == (250_000, (0.8, 0.1, 0.1), 2024)
+    assert cpu.optimizer.name == full.optimizer.name
+    assert cpu.optimizer.learning_rate == full.optimizer.learning_rate
+    schedule = cpu.optimizer.get("schedule")
+    if schedule is not None and schedule.name == "flat_decay":
+        assert schedule.num_epochs == cpu.train.num_epochs
+    train_jets = cpu.data.max_train_jets or 200_000
+    steps_per_epoch = train_jets // cpu.train.batch_size
+    assert cpu.train.eval_every == steps_per_epoch            # one validation per epoch
+    if schedule is not None and schedule.name == "warmup_cosine":
+        assert schedule.warmup_steps < steps_per_epoch * cpu.train.num_epochs
+    assert (cpu.data.max_val_jets > 0) == (0 < cpu.data.max_train_jets <= 20_000)
