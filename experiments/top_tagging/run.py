@@ -60,26 +60,69 @@ def run_model(name: str, args, overrides) -> dict:
     config_lib.parse_overrides(config, overrides)
     workdir = pathlib.Path(args.workdir) / name
     start = time.perf_counter()
-    result = experiment.train(config, workdir)
-    wall = time.perf_counter() - start
+    experiment.train(config, workdir)
+    wall = round(time.perf_counter() - start, 1)
+    (workdir / "runner.json").write_text(json.dumps({"wall_s": wall}))
+    return collect_row(name, workdir, wall)
+
+
+def collect_row(name: str, workdir: pathlib.Path, wall_s=None) -> dict:
+    """The table row of a finished run directory (test metrics, sizes, throughput) and the
+    statistical uncertainty of its background rejections."""
+    result = json.loads((workdir / "test_metrics.json").read_text())
     saved = np.load(workdir / "test_outputs.npz")
-    np.savez_compressed(workdir / "test_scores.npz", scores=saved["outputs"], labels=saved["labels"])
+    scores, labels = saved["outputs"], saved["labels"]
+    np.savez_compressed(workdir / "test_scores.npz", scores=scores, labels=labels)
     info = json.loads((workdir / "model_info.json").read_text())
     train_log = read_metrics(workdir, "train")
     resolved = json.loads((workdir / "config.json").read_text())
     data = resolved["data"]
     particles = data["max_particles"] if data["representation"] == "particles" else None
-    return {"model": name, "params": info["params"], "wall_s": round(wall, 1),
+    n_background = int(np.sum(labels == 0))
+    stat = {}
+    for key in ("rej30", "rej50"):
+        rejection = result.get(key)
+        if rejection and math.isfinite(rejection) and rejection > 0:
+            # 1/eps_B = N_b / n_pass; Poisson error on the n_pass background jets kept
+            n_pass = max(n_background / rejection, 1.0)
+            stat[f"{key}_stat"] = rejection / math.sqrt(n_pass)
+            stat[f"{key}_n_pass"] = n_pass
+    return {"model": name, "params": info["params"], "wall_s": wall_s,
             "train_jets": _count(workdir, "train"), "test_jets": _count(workdir, "test"),
+            "test_background_jets": n_background,
             "epochs": resolved["train"].get("num_epochs"), "particles": particles,
             "batch_size": resolved["train"]["batch_size"], "steps": resolved["train"]["num_steps"],
             "examples_per_s": float(np.median([r["examples_per_s"] for r in train_log])) if train_log else None,
-            "recipe": resolved.get("recipe_source", ""), **result}
+            "recipe": resolved.get("recipe_source", ""), **result, **stat}
+
+
+def rebuild_rows(names, workdir: pathlib.Path) -> list[dict]:
+    """Rows of finished runs without training (``--table-only``); wall times from each run's
+    runner.json, else from an earlier table.json."""
+    previous = {}
+    if (workdir / "table.json").exists():
+        previous = {r["model"]: r.get("wall_s") for r in json.loads((workdir / "table.json").read_text())}
+    rows = []
+    for name in names:
+        run = workdir / name
+        if not (run / "test_metrics.json").exists():
+            raise FileNotFoundError(f"{run}: no finished run (test_metrics.json); train it first")
+        wall = (json.loads((run / "runner.json").read_text())["wall_s"]
+                if (run / "runner.json").exists() else previous.get(name))
+        rows.append(collect_row(name, run, wall))
+    return rows
 
 
 def _count(workdir, split) -> int | None:
     info = workdir / "data_sizes.json"
     return json.loads(info.read_text())[split] if info.exists() else None
+
+
+def _rej(row, key) -> str:
+    value, stat = row.get(key), row.get(f"{key}_stat")
+    if value is None:
+        return ""
+    return f"{value:.0f} ± {stat:.0f}" if stat is not None else _fmt(value, 1)
 
 
 def _fmt(value, digits=4):
@@ -91,7 +134,7 @@ def _fmt(value, digits=4):
 
 
 def write_table(rows, workdir: pathlib.Path, ensemble: int) -> str:
-    head = ["tagger", "params", "accuracy", "AUC", "1/eps_B (0.3)", "1/eps_B (0.5)"]
+    head = ["tagger", "params", "accuracy", "AUC", "1/eps_B (0.3) ± stat", "1/eps_B (0.5) ± stat"]
     if ensemble > 1:
         head += ["AUC spread", "mean-ens. AUC", "median-ens. AUC", "mean-ens. 1/eps_B (0.3)"]
     head += ["train jets", "epochs", "particles", "examples/s", "wall s",
@@ -99,7 +142,7 @@ def write_table(rows, workdir: pathlib.Path, ensemble: int) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [r["model"], str(r["params"]), _fmt(r["accuracy"]), _fmt(r["auc"]),
-                 _fmt(r["rej30"], 1), _fmt(r["rej50"], 1)]
+                 _rej(r, "rej30"), _rej(r, "rej50")]
         if ensemble > 1:
             cells += [_fmt(r.get("auc_std")), _fmt(r.get("mean_ensemble_auc")),
                       _fmt(r.get("median_ensemble_auc")), _fmt(r.get("mean_ensemble_rej30"), 1)]
@@ -133,6 +176,8 @@ def main(argv=None) -> int:
     parser.add_argument("--data-path", default="", help="directory with the reference train/val/test.h5")
     parser.add_argument("--n-jets", type=int, default=0, help="generated jets (default: the config's)")
     parser.add_argument("--ensemble", type=int, default=1, help="independently seeded trainings per tagger")
+    parser.add_argument("--table-only", action="store_true",
+                        help="rebuild table and plot from the finished runs in WORKDIR (no training)")
     args, overrides = parser.parse_known_args(argv)
     names = MODELS if args.models == "all" else tuple(args.models.split(","))
     unknown = [n for n in names if n not in MODELS]
@@ -140,7 +185,10 @@ def main(argv=None) -> int:
         parser.error(f"unknown models {unknown}; choose from {MODELS}")
     workdir = pathlib.Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    rows = [run_model(name, args, overrides) for name in names]
+    if args.table_only:
+        rows = rebuild_rows(names, workdir)
+    else:
+        rows = [run_model(name, args, overrides) for name in names]
     table = write_table(rows, workdir, args.ensemble)
     plot_rocs(names, workdir)
     print(table)

@@ -30,6 +30,17 @@ def test_landscape_runner_writes_table_and_roc(tmp_path):
     assert [r["model"] for r in rows] == ["efn", "pfn"] and all(r["params"] > 0 for r in rows)
     assert "| efn |" in (tmp_path / "table.md").read_text()
     assert (tmp_path / "roc.png").stat().st_size > 1000
+    # the Poisson error of 1/eps_B comes from the background jets kept at that efficiency
+    for r in rows:
+        if r.get("rej30_stat") is not None:
+            n_pass = r["test_background_jets"] / r["rej30"]
+            assert math.isclose(r["rej30_stat"], r["rej30"] / math.sqrt(max(n_pass, 1.0)))
+    # --table-only rebuilds the same table from the run directories, without training
+    (tmp_path / "table.md").unlink()
+    assert run.main(["--models", "efn,pfn", "--table-only", "--workdir", str(tmp_path)]) == 0
+    again = json.loads((tmp_path / "table.json").read_text())
+    assert [(r["auc"], r["wall_s"]) for r in again] == [(r["auc"], r["wall_s"]) for r in rows]
+    assert "| efn |" in (tmp_path / "table.md").read_text()
 
 
 def test_data_efficiency_runner_uses_nested_fractions(tmp_path):
