@@ -72,7 +72,6 @@ def collect_row(name: str, workdir: pathlib.Path, wall_s=None) -> dict:
     result = json.loads((workdir / "test_metrics.json").read_text())
     saved = np.load(workdir / "test_outputs.npz")
     scores, labels = saved["outputs"], saved["labels"]
-    np.savez_compressed(workdir / "test_scores.npz", scores=scores, labels=labels)
     info = json.loads((workdir / "model_info.json").read_text())
     train_log = read_metrics(workdir, "train")
     resolved = json.loads((workdir / "config.json").read_text())
@@ -159,8 +158,8 @@ def write_table(rows, workdir: pathlib.Path, ensemble: int) -> str:
 def plot_rocs(names, workdir: pathlib.Path) -> None:
     curves = {}
     for name in names:
-        data = np.load(workdir / name / "test_scores.npz")
-        scores = data["scores"]
+        data = np.load(workdir / name / "test_outputs.npz")
+        scores = data["outputs"]
         curves[name] = (data["labels"], scores.mean(axis=0) if scores.ndim == 2 else scores)
     plots.rejection_curves(curves, workdir / "roc.png", "top tagging", figsize=(6, 4.5))
 

@@ -137,12 +137,13 @@ class PairEmbedding(nnx.Module):
         return symmetric_from_tril(jnp.moveaxis(h, -1, 1), n)  # (B, H, N, N)
 
 
-def _tril_index(n: int):
+def _tril_index(n: int) -> np.ndarray:
+    """(n, n) position of the pair (max(i, j), min(i, j)) in np.tril_indices(n) order."""
     rows, cols = np.tril_indices(n)
     index = np.zeros((n, n), np.int32)
     index[rows, cols] = np.arange(len(rows))
     index[cols, rows] = np.arange(len(rows))
-    return rows, cols, index
+    return index
 
 
 @partial(jax.custom_vjp, nondiff_argnums=(1,))
@@ -151,8 +152,7 @@ def symmetric_from_tril(packed: Array, n: int) -> Array:
     (..., n, n) matrix. Its VJP is written as a gather too: the default one, a scatter-add of
     every (i, j) onto its pair, is serial on XLA:CPU and cost ParT's training step ~3 s at
     batch 128 x 128 particles."""
-    _, _, index = _tril_index(n)
-    return packed[..., index]
+    return packed[..., _tril_index(n)]
 
 
 def _symmetric_fwd(packed, n):

@@ -66,11 +66,15 @@ def gelu(x: Array, approximate: bool = False) -> Array:
 
 @jax.custom_jvp
 def _gelu_exact(x: Array) -> Array:
-    return x * _normal_cdf(x)
+    return x * normal_cdf_pdf(x)[0]
 
 
-def _normal_cdf(x: Array) -> Array:
-    return 0.5 * (1.0 + jax.lax.erf(x * jnp.asarray(1.0 / math.sqrt(2.0), x.dtype)))
+def normal_cdf_pdf(x: Array) -> tuple[Array, Array]:
+    """(Phi(x), phi(x)) of the standard normal, in x's dtype: the exact GELU x Phi(x) and its
+    derivative Phi(x) + x phi(x) are built from them."""
+    cdf = 0.5 * (1.0 + jax.lax.erf(x * jnp.asarray(1.0 / math.sqrt(2.0), x.dtype)))
+    pdf = jnp.exp(-0.5 * x * x) * jnp.asarray(1.0 / math.sqrt(2.0 * math.pi), x.dtype)
+    return cdf, pdf
 
 
 @_gelu_exact.defjvp
@@ -78,8 +82,7 @@ def _gelu_exact_jvp(primals, tangents):
     # d/dx x Phi(x) = Phi(x) + x phi(x), written out: XLA's own derivative of the erf form
     # recomputes more and fuses worse (the pair embedding of ParT runs it on ~10^8 entries)
     (x,), (dx,) = primals, tangents
-    cdf = _normal_cdf(x)
-    pdf = jnp.exp(-0.5 * x * x) * jnp.asarray(1.0 / math.sqrt(2.0 * math.pi), x.dtype)
+    cdf, pdf = normal_cdf_pdf(x)
     return x * cdf, (cdf + x * pdf) * dx
 
 

@@ -24,12 +24,11 @@ from flax import nnx
 
 from hepjax.nn import initializers as inits
 from hepjax.nn.activations import gelu as _gelu_exact_act
-from hepjax.nn.activations import get_activation
+from hepjax.nn.activations import get_activation, normal_cdf_pdf
 
 Array = jax.Array
 
 __all__ = ["Dense", "BatchNorm", "LayerNorm", "Dropout", "ResidualBlock", "MLP", "one_hot"]
-
 
 
 class Dropout(nnx.Dropout):
@@ -62,7 +61,6 @@ class Dropout(nnx.Dropout):
         keep = u16.reshape(inputs.shape) < threshold
         scale = jnp.asarray(65536.0 / threshold, inputs.dtype)
         return jnp.where(keep, inputs * scale, jnp.zeros_like(inputs))
-
 
 
 def _zero_masked(y: Array, mask: Array | None) -> Array:
@@ -102,12 +100,6 @@ class Dense(nnx.Module):
         return y
 
 
-def _gelu_parts(u):
-    cdf = 0.5 * (1.0 + jax.lax.erf(u * jnp.asarray(0.7071067811865476, u.dtype)))
-    pdf = jnp.exp(-0.5 * u * u) * jnp.asarray(0.3989422804014327, u.dtype)
-    return cdf, pdf
-
-
 @partial(jax.custom_vjp, nondiff_argnums=(4, 5))
 def batch_norm_gelu(x, mask, scale, bias, epsilon, axes):
     """Training-mode masked batch normalisation followed by the exact GELU, with a hand-written
@@ -131,7 +123,7 @@ def _bn_gelu_forward(x, mask, scale, bias, epsilon, axes):
     var = jnp.sum(w * jnp.square(x - mean), axis=axes) / n
     rstd = jax.lax.rsqrt(var + epsilon)
     u = (x - mean) * (rstd * scale) + bias
-    cdf, _ = _gelu_parts(u)
+    cdf, _ = normal_cdf_pdf(u)
     y = u * cdf
     if mask is not None:
         y = jnp.where(mask[..., None], y, jnp.zeros((), y.dtype))
@@ -151,7 +143,7 @@ def _bn_gelu_bwd(epsilon, axes, residuals, cotangents):
     dy = cotangents[0]
     xhat = (x - mean) * rstd
     u = xhat * scale + bias
-    cdf, pdf = _gelu_parts(u)
+    cdf, pdf = normal_cdf_pdf(u)
     g = dy * (cdf + u * pdf)
     if mask is not None:
         g = jnp.where(mask[..., None], g, jnp.zeros((), g.dtype))
@@ -195,11 +187,7 @@ class BatchNorm(nnx.Module):
 
     def __call__(self, x: Array, mask: Array | None = None,
                  use_running_average: bool | None = None) -> Array:
-        if x.shape[-1] != self.num_features:
-            raise ValueError(
-                f"BatchNorm: expected x.shape[-1] == num_features = {self.num_features}, got "
-                f"x of shape {tuple(x.shape)}")
-        _check_mask(x, mask, "BatchNorm")
+        self._check(x, mask)
         use_ra = self.use_running_average if use_running_average is None else use_running_average
         if use_ra:
             mean, var = self.mean[...], self.var[...]
@@ -211,11 +199,7 @@ class BatchNorm(nnx.Module):
             denom = jnp.maximum(count, 1.0)
             mean = jnp.sum(w * x, axis=axes) / denom
             var = jnp.sum(w * jnp.square(x - mean), axis=axes) / denom
-            m = self.momentum
-            has_data = count > 0
-            old_mean, old_var = self.mean[...], self.var[...]
-            self.mean[...] = jnp.where(has_data, m * old_mean + (1 - m) * mean, old_mean)
-            self.var[...] = jnp.where(has_data, m * old_var + (1 - m) * var, old_var)
+            self._update_running(mean, var, count)
         y = (x - mean) * jax.lax.rsqrt(var + self.epsilon) * self.scale[...] + self.bias[...]
         return _zero_masked(y, mask)
 
@@ -229,24 +213,31 @@ class BatchNorm(nnx.Module):
         if self.use_running_average:
             x = x if shift is None else x + shift
             return _zero_masked(_gelu_exact_act(self(x, mask)), mask)
+        self._check(x, mask)
+        mask = None if mask is None else jnp.asarray(mask, bool)
+        y, mean, var = batch_norm_gelu(x, mask, self.scale[...], self.bias[...],
+                                       float(self.epsilon), tuple(range(x.ndim - 1)))
+        count = x[..., 0].size if mask is None else jnp.sum(mask)
+        mean, var = jax.lax.stop_gradient(mean), jax.lax.stop_gradient(var)
+        if shift is not None:
+            mean = mean + jax.lax.stop_gradient(shift)
+        self._update_running(mean, var, count)
+        return y
+
+    def _check(self, x: Array, mask: Array | None) -> None:
         if x.shape[-1] != self.num_features:
             raise ValueError(
                 f"BatchNorm: expected x.shape[-1] == num_features = {self.num_features}, got "
                 f"x of shape {tuple(x.shape)}")
         _check_mask(x, mask, "BatchNorm")
-        mask = None if mask is None else jnp.asarray(mask, bool)
-        y, mean, var = batch_norm_gelu(x, mask, self.scale[...], self.bias[...],
-                                       float(self.epsilon), tuple(range(x.ndim - 1)))
-        count = x[..., 0].size if mask is None else jnp.sum(mask)
+
+    def _update_running(self, mean: Array, var: Array, count) -> None:
+        """running = momentum * running + (1 - momentum) * batch; unchanged if count == 0."""
         m = self.momentum
         has_data = count > 0
         old_mean, old_var = self.mean[...], self.var[...]
-        mean, var = jax.lax.stop_gradient(mean), jax.lax.stop_gradient(var)
-        if shift is not None:
-            mean = mean + jax.lax.stop_gradient(shift)
         self.mean[...] = jnp.where(has_data, m * old_mean + (1 - m) * mean, old_mean)
         self.var[...] = jnp.where(has_data, m * old_var + (1 - m) * var, old_var)
-        return y
 
 
 class LayerNorm(nnx.Module):
