@@ -5,8 +5,8 @@ embedding holds several of ~270 MB at batch 128 x 128 particles) are fresh ``mma
 every call, so each training step first page-faults gigabytes of new 4 KiB pages: on the 2-core
 development machine 40 % of a ParT training step was kernel time. glibc's tunable
 ``glibc.malloc.hugetlb=1`` (glibc >= 2.35) makes malloc ask for transparent huge pages
-(``madvise(MADV_HUGEPAGE)``), 512x fewer faults: the pair-embedding gradient went from 1.14 s to
-0.68 s (BENCHMARKS.md).
+(``madvise(MADV_HUGEPAGE)``), 512x fewer faults (in a profiling run on that machine, a
+pair-embedding-sized gradient went from 1.14 s to 0.68 s).
 
 GLIBC_TUNABLES is read once at process start, so the entry points (`hepjax`, `python -m
 hepjax.parallel`, the experiment runners) call `reexec_with_tuned_allocator()` first: when the
