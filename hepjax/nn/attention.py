@@ -25,7 +25,7 @@ from flax import nnx
 
 from hepjax.nn import initializers as inits
 from hepjax.nn.activations import get_activation, softmax
-from hepjax.nn.layers import Dense, Dropout, LayerNorm
+from hepjax.nn.layers import Dense, Dropout, LayerNorm, dense_matmul
 
 Array = jax.Array
 
@@ -190,7 +190,7 @@ class MultiHeadAttention(nnx.Module):
         if context is None and self.kv_features == self.embed_dim:
             # self attention: one matmul with the packed (E, 3E) kernel
             kernel = jnp.concatenate([self.q_proj.kernel[...], self.kv_proj.kernel[...]], axis=-1)
-            y = x @ kernel
+            y = dense_matmul(x, kernel)
             if self.q_proj.bias is not None:
                 y = y + jnp.concatenate([self.q_proj.bias[...], self.kv_proj.bias[...]])
             return jnp.split(y, 3, axis=-1)
