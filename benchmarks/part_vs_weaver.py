@@ -13,15 +13,18 @@ agree to 1e-3 (relative to their size), else the script stops.
 Measured, per batch (default 128 jets x 128 particles, all real):
   * train: one Adam step (forward, cross entropy, backward, update) in training mode;
   * infer: a forward pass in eval mode (torch.no_grad / jax.jit).
-Each figure is the median over --repeats timings of --steps consecutive calls, after warm-up
-(compilation for JAX). Prints ms per batch and the ratio weaver / hepjax (> 1: hepjax faster).
+The two sides are timed alternately, after warm-up (compilation for JAX): the torch side runs in
+a worker subprocess (this file with --torch-worker, in benchmarks/.venv-weaver) driven over a
+pipe, and each round times --steps consecutive calls on each side in turn, so slow phases of a
+shared machine hit both. Prints per-round and median ms per batch and the median ratio
+weaver / hepjax (> 1: hepjax faster).
 
 weaver-core and torch==2.13.0 (CPU) live in their own venv, benchmarks/.venv-weaver, shared with
-benchmarks/particlenet_vs_weaver.py; it is created and filled if missing. The torch side runs
-in that venv as a subprocess of this script (this same file with --torch-worker).
+benchmarks/particlenet_vs_weaver.py; it is created and filled if missing.
 
     .venv/bin/python benchmarks/part_vs_weaver.py [--batch 128] [--particles 128]
-                                                  [--steps 5] [--repeats 3] [--threads 0]
+                                                  [--steps 1] [--rounds 3] [--threads 0]
+                                                  [--allocator hugetlb|default]
 """
 from __future__ import annotations
 
@@ -75,22 +78,25 @@ def make_check_data(particles: int, seed: int = 1):
             "check_mask": mask}
 
 
-def _median_time(fn, steps: int, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(steps):
-            fn()
-        times.append((time.perf_counter() - start) / steps)
-    times.sort()
-    return times[len(times) // 2]
+def _time_fn(fn, steps: int, warmup: int = 0) -> float:
+    """Seconds per call, averaged over `steps` consecutive calls after `warmup` calls."""
+    for _ in range(warmup):
+        fn()
+    start = time.perf_counter()
+    for _ in range(steps):
+        fn()
+    return (time.perf_counter() - start) / steps
 
 
 # --------------------------------------------------------------------------------------------
 # torch / weaver side (runs inside benchmarks/.venv-weaver)
 # --------------------------------------------------------------------------------------------
 
-def torch_worker(data_path: str, out_path: str, steps: int, repeats: int, threads: int):
+def torch_worker(threads: int) -> None:
+    """Reads JSON commands from stdin, answers one JSON line each on stdout (the protocol of
+    benchmarks/particlenet_vs_weaver.py): {"op": "data", "path": npz} loads the batch and
+    writes the freshly initialised weights and eval-mode logits on the check jets to
+    path + ".weights.npz"; {"op": "train" | "infer", "steps": S, "warmup": W} times S calls."""
     import numpy as np
     import torch
     from weaver.nn.model.ParticleTransformer import ParticleTransformer
@@ -98,12 +104,12 @@ def torch_worker(data_path: str, out_path: str, steps: int, repeats: int, thread
     if threads > 0:
         torch.set_num_threads(threads)
     torch.manual_seed(0)
-    d = dict(np.load(data_path))
-    x = torch.from_numpy(d["features"]).transpose(1, 2).contiguous()  # (B, F, N)
-    vec = d["vectors"]  # (E, px, py, pz) -> weaver's (px, py, pz, E)
-    v = torch.from_numpy(vec[..., [1, 2, 3, 0]]).transpose(1, 2).contiguous()
-    mask = torch.from_numpy(d["mask"]).unsqueeze(1).float()  # (B, 1, N)
-    y = torch.from_numpy(d["label"]).long()
+    out = sys.stdout
+    sys.stdout = sys.stderr  # weaver logs to stdout; keep the pipe for answers
+
+    def answer(obj):
+        out.write(json.dumps(obj) + "\n")
+        out.flush()
 
     model = ParticleTransformer(
         input_dim=NUM_FEATURES, num_classes=NUM_CLASSES, pair_input_dim=4,
@@ -112,41 +118,48 @@ def torch_worker(data_path: str, out_path: str, steps: int, repeats: int, thread
         num_cls_layers=2, block_params=None,
         cls_block_params={"dropout": 0, "attn_dropout": 0, "activation_dropout": 0},
         fc_params=[], activation="gelu", trim=False, for_inference=False)
-    n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-    # the output check: weights and eval-mode logits on padded jets, before any training
-    model.eval()
-    with torch.no_grad():
-        cx = torch.from_numpy(d["check_features"]).transpose(1, 2).contiguous()
-        cv = torch.from_numpy(d["check_vectors"][..., [1, 2, 3, 0]]).transpose(1, 2).contiguous()
-        cm = torch.from_numpy(d["check_mask"]).unsqueeze(1).float()
-        check_logits = model(cx, cv, cm).numpy()
-    np.savez(out_path + ".weights.npz", check_logits=check_logits,
-             **{k: t.detach().numpy() for k, t in model.state_dict().items()})
-
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     loss_fn = torch.nn.CrossEntropyLoss()
+    answer({"params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+            "torch": torch.__version__, "threads": torch.get_num_threads()})
+    x = v = mask = y = None
+    for line in sys.stdin:
+        cmd = json.loads(line)
+        if cmd["op"] == "data":
+            d = dict(np.load(cmd["path"]))
+            x = torch.from_numpy(d["features"]).transpose(1, 2).contiguous()  # (B, F, N)
+            # (E, px, py, pz) -> weaver's (px, py, pz, E)
+            v = torch.from_numpy(d["vectors"][..., [1, 2, 3, 0]]).transpose(1, 2).contiguous()
+            mask = torch.from_numpy(d["mask"]).unsqueeze(1).float()  # (B, 1, N)
+            y = torch.from_numpy(d["label"]).long()
+            # the output check: weights and eval-mode logits on padded jets, before training
+            model.eval()
+            with torch.no_grad():
+                cx = torch.from_numpy(d["check_features"]).transpose(1, 2).contiguous()
+                cv = torch.from_numpy(d["check_vectors"][..., [1, 2, 3, 0]]).transpose(
+                    1, 2).contiguous()
+                cm = torch.from_numpy(d["check_mask"]).unsqueeze(1).float()
+                check_logits = model(cx, cv, cm).numpy()
+            np.savez(cmd["path"] + ".weights.npz", check_logits=check_logits,
+                     **{k: t.detach().numpy() for k, t in model.state_dict().items()})
+            answer({"ok": True})
+        elif cmd["op"] in ("train", "infer"):
+            def train():
+                model.train()
+                opt.zero_grad(set_to_none=True)
+                loss = loss_fn(model(x, v, mask), y)
+                loss.backward()
+                opt.step()
 
-    def train():
-        model.train()
-        opt.zero_grad(set_to_none=True)
-        loss = loss_fn(model(x, v, mask), y)
-        loss.backward()
-        opt.step()
-        return loss
+            def infer():
+                model.eval()
+                with torch.no_grad():
+                    model(x, v, mask)
 
-    def infer():
-        model.eval()
-        with torch.no_grad():
-            return model(x, v, mask)
-
-    for _ in range(2):
-        train()
-        infer()
-    result = {"params": n_params, "train_s": _median_time(train, steps, repeats),
-              "infer_s": _median_time(infer, steps, repeats),
-              "torch": torch.__version__, "threads": torch.get_num_threads()}
-    pathlib.Path(out_path).write_text(json.dumps(result))
+            fn = train if cmd["op"] == "train" else infer
+            answer({"seconds": _time_fn(fn, cmd["steps"], cmd.get("warmup", 0))})
+        elif cmd["op"] == "quit":
+            return
 
 
 def ensure_venv():
@@ -250,7 +263,8 @@ def check_outputs(cfg, weights_path, data) -> float:
     return float(np.max(np.abs(ours - ref))), float(np.max(np.abs(ref)))
 
 
-def run_jax(data, steps: int, repeats: int):
+def hepjax_steps(data):
+    """(parameter count, train(), infer()) for hepjax's ParT on the batch `data`."""
     import jax
     import ml_collections
     import optax
@@ -286,26 +300,22 @@ def run_jax(data, steps: int, repeats: int):
         jax.block_until_ready(forward(s.params, s.model_state, batch["features"],
                                       batch["mask"], batch["vectors"]))
 
-    for _ in range(2):
-        train()
-        infer()
-    return {"params": n_params, "train_s": _median_time(train, steps, repeats),
-            "infer_s": _median_time(infer, steps, repeats), "jax": jax.__version__}
+    return n_params, train, infer
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--particles", type=int, default=128)
-    p.add_argument("--steps", type=int, default=5)
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--steps", type=int, default=1)
+    p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    p.add_argument("--allocator", choices=("hugetlb", "default"), default="hugetlb",
-                    help="glibc malloc setting for BOTH frameworks (hepjax.runtime)")
-    p.add_argument("--torch-worker", nargs=2, metavar=("DATA", "OUT"), help=argparse.SUPPRESS)
+    p.add_argument("--allocator", choices=("tuned", "hugetlb", "default"), default="tuned",
+                   help="glibc malloc setting for BOTH frameworks (hepjax.runtime)")
+    p.add_argument("--torch-worker", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.torch_worker:
-        torch_worker(*args.torch_worker, args.steps, args.repeats, args.threads)
+        torch_worker(args.threads)
         return
 
     import numpy as np
@@ -313,33 +323,75 @@ def main(argv=None):
 
     allocator = runtime.same_allocator_for_all(args.allocator)
     ensure_venv()
-    data = make_data(args.batch, args.particles)
-    with tempfile.TemporaryDirectory() as tmp:
-        data_path, out_path = os.path.join(tmp, "data.npz"), os.path.join(tmp, "torch.json")
-        check = make_check_data(args.particles)
-        np.savez(data_path, **data, **check)
-        subprocess.run([str(VENV_PY), str(pathlib.Path(__file__).resolve()), "--torch-worker",
-                        data_path, out_path, "--steps", str(args.steps), "--repeats",
-                        str(args.repeats), "--threads", str(args.threads)], check=True,
-                       env={**os.environ, "PYTHONPATH": ""})
-        ref = json.loads(pathlib.Path(out_path).read_text())
-        import ml_collections
-        cfg = ml_collections.ConfigDict(dict(PAPER))
-        diff, scale = check_outputs(cfg, out_path + ".weights.npz", check)
-    print(f"output check (weaver's weights loaded into hepjax, eval mode, 16 padded jets): "
-          f"max |logit difference| = {diff:.2e} (logits up to {scale:.2f})", flush=True)
-    if diff > 1e-3 * max(1.0, scale):
-        raise AssertionError(f"hepjax and weaver ParT disagree: max |logit diff| {diff:.3e}")
-    ours = run_jax(data, args.steps, args.repeats)
-    assert ours["params"] == ref["params"], (
-        f"parameter counts differ: hepjax {ours['params']:,} vs weaver {ref['params']:,}")
-    print(f"ParT paper config, {ours['params']:,} parameters (both), batch {args.batch} x "
-          f"{args.particles} particles, CPU ({os.cpu_count()} cores), torch {ref['torch']} "
-          f"({ref['threads']} threads), jax {ours['jax']}, malloc: {allocator}")
-    print(f"{'':8s}{'weaver ms':>12s}{'hepjax ms':>12s}{'ratio':>8s}")
-    for key, name in (("train_s", "train"), ("infer_s", "infer")):
-        print(f"{name:8s}{1e3 * ref[key]:12.1f}{1e3 * ours[key]:12.1f}"
-              f"{ref[key] / ours[key]:8.2f}")
+    worker = subprocess.Popen([str(VENV_PY), str(pathlib.Path(__file__).resolve()),
+                               "--torch-worker", "--threads", str(args.threads)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONPATH": ""})
+
+    def ask(**cmd):
+        if cmd:
+            worker.stdin.write(json.dumps(cmd) + "\n")
+            worker.stdin.flush()
+        line = worker.stdout.readline()
+        if not line:
+            raise RuntimeError("the torch worker exited; see its stderr above")
+        return json.loads(line)
+
+    try:
+        hello = ask()
+        data = make_data(args.batch, args.particles)
+        with tempfile.TemporaryDirectory() as tmp:
+            data_path = os.path.join(tmp, "data.npz")
+            check = make_check_data(args.particles)
+            np.savez(data_path, **data, **check)
+            ask(op="data", path=data_path)
+            import ml_collections
+            diff, scale = check_outputs(ml_collections.ConfigDict(dict(PAPER)),
+                                        data_path + ".weights.npz", check)
+        print(f"output check (weaver's weights loaded into hepjax, eval mode, 16 padded jets): "
+              f"max |logit difference| = {diff:.2e} (logits up to {scale:.2f})", flush=True)
+        if diff > 1e-3 * max(1.0, scale):
+            raise AssertionError(f"hepjax and weaver ParT disagree: max |logit diff| {diff:.3e}")
+        n_params, train, infer = hepjax_steps(data)
+        if n_params != hello["params"]:
+            raise AssertionError(f"parameter counts differ: hepjax {n_params:,} vs weaver "
+                                 f"{hello['params']:,}")
+        import jax
+        print(f"ParT paper config, {n_params:,} parameters (both), batch {args.batch} x "
+              f"{args.particles} particles, CPU ({os.cpu_count()} cores), torch {hello['torch']} "
+              f"({hello['threads']} threads), jax {jax.__version__}, malloc: {allocator}",
+              flush=True)
+        # warm-up (compilation for JAX; both sides' memory), alternating as the timing does
+        for _ in range(2):
+            train(), infer()
+            ask(op="train", steps=1), ask(op="infer", steps=1)
+        summary = {}
+        for op, fn in (("train", train), ("infer", infer)):
+            ours, theirs, ratios = [], [], []
+            for r in range(args.rounds):
+                w = ask(op=op, steps=args.steps)["seconds"]
+                h = _time_fn(fn, args.steps)
+                ours.append(h), theirs.append(w), ratios.append(w / h)
+                print(f"  {op} round {r}: weaver {1e3 * w:8.1f} ms  hepjax {1e3 * h:8.1f} ms  "
+                      f"ratio {w / h:5.2f}", flush=True)
+            summary[op] = (_median(theirs), _median(ours), _median(ratios))
+        print(f"{'':8s}{'weaver ms':>12s}{'hepjax ms':>12s}{'ratio':>8s}   (medians over "
+              f"{args.rounds} alternating rounds of {args.steps} step(s))")
+        for op, (w, h, ratio) in summary.items():
+            print(f"{op:8s}{1e3 * w:12.1f}{1e3 * h:12.1f}{ratio:8.2f}")
+        print(json.dumps({"ratio_train": round(summary["train"][2], 3),
+                          "ratio_infer": round(summary["infer"][2], 3)}))
+        worker.stdin.write(json.dumps({"op": "quit"}) + "\n")
+    finally:
+        try:
+            worker.stdin.close()
+        except OSError:
+            pass
+        worker.wait(timeout=60)
+
+
+def _median(values):
+    return sorted(values)[len(values) // 2]
 
 
 if __name__ == "__main__":

@@ -183,7 +183,7 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    ap.add_argument("--allocator", choices=("hugetlb", "default"), default="hugetlb",
+    ap.add_argument("--allocator", choices=("tuned", "hugetlb", "default"), default="tuned",
                     help="glibc malloc setting for BOTH frameworks (hepjax.runtime)")
     ap.add_argument("--torch-worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)

@@ -1,19 +1,31 @@
 """Process settings that make XLA:CPU faster, applied at the command-line entry points.
 
-XLA:CPU takes its buffers from glibc's malloc. Buffers larger than 32 MB (ParT's pair
-embedding holds several of ~270 MB at batch 128 x 128 particles) are fresh ``mmap`` regions on
-every call, so each training step first page-faults gigabytes of new 4 KiB pages: on the 2-core
-development machine 40 % of a ParT training step was kernel time. glibc's tunable
-``glibc.malloc.hugetlb=1`` (glibc >= 2.35) makes malloc ask for transparent huge pages
-(``madvise(MADV_HUGEPAGE)``), 512x fewer faults (in a profiling run on that machine, a
-pair-embedding-sized gradient went from 1.14 s to 0.68 s).
+XLA:CPU takes its buffers from glibc's malloc, and a compiled training step asks for one large
+block for all its intermediates (ParT at batch 128 x 128 particles: 9.7 GB, one `malloc` per
+step). glibc serves blocks above 32 MB with a fresh ``mmap`` and returns them with ``munmap``
+on free, so every step page-faults gigabytes of new zeroed pages: kernel time that was 40 % of a
+ParT training step on the 2-core development machine, and far more (a 17 s step instead of
+6 s) right after another process had used the memory, as the kernel compacts memory to find
+huge pages. The tuned settings (glibc tunables, glibc >= 2.35):
+
+  * ``glibc.malloc.hugetlb=1``: transparent huge pages for malloc'd memory (512x fewer faults);
+  * ``glibc.malloc.arena_max=1``, ``glibc.malloc.mmap_max=0``: every block comes from the
+    main heap, also for XLA's worker threads (a thread arena cannot hold such a block and would
+    fall back to mmap);
+  * ``glibc.malloc.trim_threshold=2**36``: freed memory stays in the process for the next step
+    (as a caching allocator would keep it) instead of going back to the kernel.
+
+With them a step reuses the same memory: no page faults after the first step (ParT training
+step at 128 x 128 on that machine: 6.6 s -> 5.5 s; `benchmarks/part_vs_weaver.py` applies the
+same settings to PyTorch, which gains as much). The cost: the process keeps its peak memory.
 
 GLIBC_TUNABLES is read once at process start, so the entry points (`hepjax`, `python -m
-hepjax.parallel`, the experiment runners) call `reexec_with_tuned_allocator()` first: when the
-setting is missing and can help, it re-executes the same command line with it added, once.
-Opt out with ``HEPJAX_TUNE_ALLOCATOR=0``. Scripts that import hepjax as a library can
-``export GLIBC_TUNABLES=glibc.malloc.hugetlb=1`` themselves. Results do not change: only where
-the memory comes from.
+hepjax.parallel`, the experiment runners) call `reexec_with_tuned_allocator()` first: when a
+setting is missing and the system can use it, it re-executes the same command line with the
+settings added, once. Opt out with ``HEPJAX_TUNE_ALLOCATOR=0``; a tunable the user already set
+is left as it is. Scripts that import hepjax as a library can export
+``GLIBC_TUNABLES=$(python -c "import hepjax.runtime as r; print(r.TUNED)")`` themselves.
+Results do not change: only where the memory comes from.
 """
 from __future__ import annotations
 
@@ -22,20 +34,29 @@ import pathlib
 import platform
 import sys
 
-__all__ = ["HUGETLB_TUNABLE", "allocator_env", "huge_pages_available", "reexec_with_tuned_allocator",
-           "same_allocator_for_all"]
+__all__ = ["HUGETLB_TUNABLE", "TUNED", "allocator_env", "huge_pages_available",
+           "reexec_with_tuned_allocator", "same_allocator_for_all"]
 
 HUGETLB_TUNABLE = "glibc.malloc.hugetlb=1"
+TUNED = ":".join([HUGETLB_TUNABLE, "glibc.malloc.arena_max=1", "glibc.malloc.mmap_max=0",
+                  f"glibc.malloc.trim_threshold={2**36}"])
 _THP = pathlib.Path("/sys/kernel/mm/transparent_hugepage/enabled")
 
 
-def allocator_env(environ=None) -> dict:
-    """A copy of ``environ`` (default os.environ) with ``glibc.malloc.hugetlb=1`` appended to
-    GLIBC_TUNABLES (other tunables kept; an explicit hugetlb setting is left alone)."""
+def _names(tunables: str) -> set[str]:
+    return {t.split("=")[0] for t in tunables.split(":") if t}
+
+
+def allocator_env(environ=None, tunables: str = TUNED) -> dict:
+    """A copy of ``environ`` (default os.environ) with each of ``tunables`` (default: all the
+    tuned settings) appended to GLIBC_TUNABLES unless that tunable is set there already (other
+    tunables and explicit settings are kept)."""
     env = dict(os.environ if environ is None else environ)
     current = env.get("GLIBC_TUNABLES", "")
-    if "glibc.malloc.hugetlb" not in current:
-        env["GLIBC_TUNABLES"] = f"{current}:{HUGETLB_TUNABLE}" if current else HUGETLB_TUNABLE
+    have = _names(current)
+    add = [t for t in tunables.split(":") if t and t.split("=")[0] not in have]
+    if add:
+        env["GLIBC_TUNABLES"] = ":".join(([current] if current else []) + add)
     return env
 
 
@@ -57,19 +78,19 @@ def huge_pages_available() -> bool:
 
 
 def reexec_with_tuned_allocator() -> None:
-    """Re-executes this process's command line with ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1``
-    when that is missing and can help; returns (doing nothing) otherwise. Call it first thing
-    in a command-line entry point, never from library code."""
+    """Re-executes this process's command line with the tuned GLIBC_TUNABLES (`TUNED`) when one
+    of them is missing and the system can use them; returns (doing nothing) otherwise. Call it
+    first thing in a command-line entry point, never from library code."""
     if os.environ.get("HEPJAX_TUNE_ALLOCATOR", "1") == "0":
         return
-    if "glibc.malloc.hugetlb" in os.environ.get("GLIBC_TUNABLES", ""):
-        return
+    env = allocator_env()
+    if env.get("GLIBC_TUNABLES", "") == os.environ.get("GLIBC_TUNABLES", ""):
+        return  # all set already (by us or by the user)
     if os.environ.get("_HEPJAX_REEXECED") or not huge_pages_available():
         return
     argv = list(getattr(sys, "orig_argv", []) or [])
     if not argv or not sys.executable:
         return
-    env = allocator_env()
     env["_HEPJAX_REEXECED"] = "1"  # never loop, whatever glibc makes of the setting
     sys.stdout.flush()
     sys.stderr.flush()
@@ -78,13 +99,22 @@ def reexec_with_tuned_allocator() -> None:
 
 def same_allocator_for_all(kind: str) -> str:
     """For benchmarks against other frameworks run as subprocesses (which inherit the
-    environment): 'hugetlb' re-executes with GLIBC_TUNABLES=glibc.malloc.hugetlb=1 like the
-    entry points, 'default' requires it absent, so both sides always share one setting.
-    Returns the setting in words."""
-    if kind == "hugetlb":
+    environment): 'tuned' re-executes with the tuned GLIBC_TUNABLES like the entry points,
+    'hugetlb' with only ``glibc.malloc.hugetlb=1`` (the setting of earlier benchmark records),
+    'default' requires GLIBC_TUNABLES unset; so both sides always share one setting. Returns
+    the setting in words."""
+    current = os.environ.get("GLIBC_TUNABLES", "")
+    if kind == "tuned":
         reexec_with_tuned_allocator()
+    elif kind == "hugetlb":
+        if current != HUGETLB_TUNABLE:
+            if os.environ.get("_HEPJAX_REEXECED"):
+                raise SystemExit(f"--allocator hugetlb: could not set {HUGETLB_TUNABLE}")
+            env = {**os.environ, "GLIBC_TUNABLES": HUGETLB_TUNABLE, "_HEPJAX_REEXECED": "1"}
+            sys.stdout.flush()
+            os.execve(sys.executable, [sys.executable] + list(sys.orig_argv[1:]), env)
     elif kind != "default":
-        raise ValueError(f"allocator {kind!r}: use 'hugetlb' or 'default'")
-    elif "glibc.malloc.hugetlb" in os.environ.get("GLIBC_TUNABLES", ""):
+        raise ValueError(f"allocator {kind!r}: use 'tuned', 'hugetlb' or 'default'")
+    elif current:
         raise SystemExit("--allocator default: unset GLIBC_TUNABLES first")
     return os.environ.get("GLIBC_TUNABLES", "") or "glibc default"
