@@ -53,7 +53,11 @@ def materialize(x: Array) -> Array:
     several consumers (ParT's pair bias, read by 8 attention blocks) or a gather, it may be
     recomputed per consumer or read through a transposed layout each time. An identity
     `lax.cond` is a fusion boundary (XLA:CPU drops `lax.optimization_barrier` before fusion),
-    so the value is computed once. Same value bit for bit; the predicate reads one element."""
+    so the value is computed once. Same value bit for bit; the predicate reads one element.
+    Only on the CPU backend: on GPU a conditional costs a device-to-host sync, and its fusion
+    choices differ; there it returns x as is."""
+    if jax.default_backend() != "cpu":
+        return x
     return jax.lax.cond(jnp.isnan(x[(0,) * x.ndim]), lambda t: t + 0.0, lambda t: t, x)
 
 

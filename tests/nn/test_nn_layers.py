@@ -297,3 +297,39 @@ def test_batchnorm_gelu_method_equals_dense_bias_batchnorm_gelu():
         np.testing.assert_allclose(a.mean[...], b.mean[...], atol=1e-6)
         np.testing.assert_allclose(a.var[...], b.var[...], atol=1e-6)
         a.eval(), b.eval()
+
+
+@pytest.mark.parametrize("shape", [(5,), (4, 5), (3, 4, 5), (2, 3, 4, 5)])
+def test_dense_matmul_matches_matmul_values_and_gradients(shape):
+    with jax.enable_x64(True):
+        _check_dense_matmul(shape)
+
+
+def _check_dense_matmul(shape):
+    rng = np.random.default_rng(1)
+    x = jnp.asarray(rng.normal(size=shape), jnp.float64)
+    w = jnp.asarray(rng.normal(size=(5, 6)), jnp.float64)
+    out = nn.layers.dense_matmul(x, w)
+    assert out.shape == shape[:-1] + (6,)
+    np.testing.assert_allclose(out, np.asarray(x) @ np.asarray(w), rtol=1e-12)
+    # gradients w.r.t. both operands as for the plain product (the backward pass is the point)
+    cot = jnp.asarray(rng.normal(size=out.shape), jnp.float64)
+    ref = jax.grad(lambda a, b: jnp.sum((a @ b) * cot), argnums=(0, 1))(x, w)
+    got = jax.grad(lambda a, b: jnp.sum(nn.layers.dense_matmul(a, b) * cot), argnums=(0, 1))(x, w)
+    for g, r in zip(got, ref):
+        np.testing.assert_allclose(g, r, rtol=1e-12)
+
+
+def test_materialize_is_the_identity_with_identity_gradient_and_a_fusion_boundary_on_cpu():
+    x = jnp.asarray(np.random.default_rng(2).normal(size=(3, 4)), jnp.float32)
+    x = x.at[0, 0].set(jnp.nan)  # the predicate's element: still the same value, NaN included
+    y = jax.jit(nn.layers.materialize)(x)
+    np.testing.assert_array_equal(np.asarray(y), np.asarray(x))
+    g = jax.grad(lambda t: jnp.sum(nn.layers.materialize(t) * jnp.arange(12.0).reshape(3, 4)))(
+        jnp.ones((3, 4)))
+    np.testing.assert_array_equal(g, np.arange(12.0).reshape(3, 4))
+    hlo = jax.jit(lambda t: nn.layers.materialize(t * 2.0) + 1.0).lower(x).compile().as_text()
+    if jax.default_backend() == "cpu":
+        assert "conditional" in hlo  # what keeps XLA from fusing across it
+    else:
+        assert "conditional" not in hlo
