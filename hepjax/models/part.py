@@ -120,7 +120,7 @@ class PairEmbedding(nnx.Module):
     def __call__(self, vectors: Array, mask: Array) -> Array:
         n = vectors.shape[-2]
         rows, cols = np.tril_indices(n)  # the pairs i >= j, static
-        feats = pairwise_features(vectors, mask)[:, rows, cols]  # (B, P, 4)
+        feats = pairwise_features(vectors, mask, pairs=(rows, cols))  # (B, P, 4)
         pmask = mask[:, rows] & mask[:, cols]  # (B, P)
         h = self.input_norm(feats, mask=pmask)
         last = len(self.layers) - 1

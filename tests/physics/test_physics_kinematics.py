@@ -63,6 +63,21 @@ def test_pairwise_features_match_a_direct_computation():
                     np.testing.assert_allclose(out[b, i, j], expected, rtol=1e-9, atol=1e-9)
 
 
+def test_pairwise_features_on_listed_pairs_equal_the_full_form_bitwise():
+    p, _, _, _ = _particles(np.random.default_rng(3), (3, 6))
+    p = jnp.asarray(p, jnp.float32)
+    mask = np.arange(6)[None] < np.array([6, 4, 1])[:, None]
+    rows, cols = np.tril_indices(6)
+    full = np.asarray(P.pairwise_features(p, mask))
+    listed = np.asarray(P.pairwise_features(p, mask, pairs=(rows, cols)))
+    assert listed.shape == (3, len(rows), 4)
+    np.testing.assert_array_equal(listed, full[:, rows, cols])
+    # any order, repeats allowed
+    a, b = np.array([5, 0, 2, 2]), np.array([1, 5, 2, 0])
+    np.testing.assert_array_equal(np.asarray(P.pairwise_features(p, mask, pairs=(a, b))),
+                                  full[:, a, b])
+
+
 def test_pairwise_features_are_boost_invariant_along_the_beam_where_expected():
     # Delta (rapidity-based), kT, z and m^2 are invariant under longitudinal boosts.
     with jax.enable_x64(True):
