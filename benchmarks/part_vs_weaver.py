@@ -24,7 +24,7 @@ benchmarks/particlenet_vs_weaver.py; it is created and filled if missing.
 
     .venv/bin/python benchmarks/part_vs_weaver.py [--batch 128] [--particles 128]
                                                   [--steps 1] [--rounds 3] [--threads 0]
-                                                  [--allocator hugetlb|default]
+                                                  [--allocator tuned|hugetlb|default]
 """
 from __future__ import annotations
 

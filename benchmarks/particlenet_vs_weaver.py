@@ -19,6 +19,9 @@ created and filled on first use.
 
     .venv/bin/python benchmarks/particlenet_vs_weaver.py [--batch 128] [--particles 100]
                                                          [--steps 5] [--rounds 3] [--threads 0]
+                                                         [--allocator tuned|hugetlb|default]
+
+--allocator: one glibc malloc configuration for both processes (hepjax.runtime.same_allocator_for_all).
 """
 from __future__ import annotations
 
