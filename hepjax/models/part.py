@@ -174,6 +174,25 @@ def _symmetric_bwd(n, _, g):
 symmetric_from_tril.defvjp(_symmetric_fwd, _symmetric_bwd)
 
 
+@jax.custom_vjp
+def _cotangent_once(bias: Array) -> Array:
+    """Identity whose backward computes the incoming cotangent (this block's attention-logit
+    gradient) once into its own buffer: the shared pair bias sums 8 of them, and XLA would
+    otherwise recompute each block's softmax backward inside that sum."""
+    return bias
+
+
+def _cotangent_once_fwd(bias):
+    return bias, None
+
+
+def _cotangent_once_bwd(_, g):
+    return (materialize(g),)
+
+
+_cotangent_once.defvjp(_cotangent_once_fwd, _cotangent_once_bwd)
+
+
 class ParTBlock(nnx.Module):
     """One ParT attention block (weaver `Block`, version 1); see the module docstring.
 
@@ -212,7 +231,8 @@ class ParTBlock(nnx.Module):
             h = self.attn(cls, u, mask=padding_mask(key_mask))
         else:
             residual = x
-            h = self.attn(self.pre_attn_norm(x), mask=padding_mask(mask), bias=bias)
+            h = self.attn(self.pre_attn_norm(x), mask=padding_mask(mask),
+                          bias=None if bias is None else _cotangent_once(bias))
         b, t, _ = h.shape
         h = (h.reshape(b, t, self.num_heads, -1) * self.head_scale[...][:, None]).reshape(b, t, -1)
         h = _apply(self.drop, self.post_attn_norm(h)) + residual
