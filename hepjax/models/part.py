@@ -120,7 +120,10 @@ class PairEmbedding(nnx.Module):
     def __call__(self, vectors: Array, mask: Array) -> Array:
         n = vectors.shape[-2]
         rows, cols = np.tril_indices(n)  # the pairs i >= j, static
-        feats = pairwise_features(vectors, mask, pairs=(rows, cols))  # (B, P, 4)
+        # all N^2 pairs, then the i >= j ones: on XLA:CPU this is faster than computing the
+        # pairs directly (pairwise_features(pairs=)), whose per-pair gathers along the particle
+        # axis come out as (P, B) and get transposed (inference: 61 ms vs 106 ms at 128 x 128)
+        feats = pairwise_features(vectors, mask)[:, rows, cols]  # (B, P, 4)
         pmask = mask[:, rows] & mask[:, cols]  # (B, P)
         h = self.input_norm(feats, mask=pmask)
         last = len(self.layers) - 1
