@@ -29,18 +29,11 @@ benchmarks/particlenet_vs_weaver.py; it is created and filled if missing.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import pathlib
-import subprocess
-import sys
 import tempfile
-import time
 
-HERE = pathlib.Path(__file__).resolve().parent
-VENV = HERE / ".venv-weaver"
-VENV_PY = VENV / "bin" / "python"
-TORCH_VERSION = "2.13.0"
+from weaver_peer import TorchWorker, compare, ensure_venv, serve
+
 NUM_FEATURES, NUM_CLASSES = 17, 10
 
 PAPER = dict(embed_dims=(128, 512, 128), pair_embed_dims=(64, 64, 64), num_heads=8,
@@ -78,16 +71,6 @@ def make_check_data(particles: int, seed: int = 1):
             "check_mask": mask}
 
 
-def _time_fn(fn, steps: int, warmup: int = 0) -> float:
-    """Seconds per call, averaged over `steps` consecutive calls after `warmup` calls."""
-    for _ in range(warmup):
-        fn()
-    start = time.perf_counter()
-    for _ in range(steps):
-        fn()
-    return (time.perf_counter() - start) / steps
-
-
 # --------------------------------------------------------------------------------------------
 # torch / weaver side (runs inside benchmarks/.venv-weaver)
 # --------------------------------------------------------------------------------------------
@@ -104,13 +87,6 @@ def torch_worker(threads: int) -> None:
     if threads > 0:
         torch.set_num_threads(threads)
     torch.manual_seed(0)
-    out = sys.stdout
-    sys.stdout = sys.stderr  # weaver logs to stdout; keep the pipe for answers
-
-    def answer(obj):
-        out.write(json.dumps(obj) + "\n")
-        out.flush()
-
     model = ParticleTransformer(
         input_dim=NUM_FEATURES, num_classes=NUM_CLASSES, pair_input_dim=4,
         use_pre_activation_pair=False, embed_dims=list(PAPER["embed_dims"]),
@@ -120,64 +96,42 @@ def torch_worker(threads: int) -> None:
         fc_params=[], activation="gelu", trim=False, for_inference=False)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     loss_fn = torch.nn.CrossEntropyLoss()
-    answer({"params": sum(p.numel() for p in model.parameters() if p.requires_grad),
-            "torch": torch.__version__, "threads": torch.get_num_threads()})
-    x = v = mask = y = None
-    for line in sys.stdin:
-        cmd = json.loads(line)
-        if cmd["op"] == "data":
-            d = dict(np.load(cmd["path"]))
-            x = torch.from_numpy(d["features"]).transpose(1, 2).contiguous()  # (B, F, N)
-            # (E, px, py, pz) -> weaver's (px, py, pz, E)
-            v = torch.from_numpy(d["vectors"][..., [1, 2, 3, 0]]).transpose(1, 2).contiguous()
-            mask = torch.from_numpy(d["mask"]).unsqueeze(1).float()  # (B, 1, N)
-            y = torch.from_numpy(d["label"]).long()
-            # the output check: weights and eval-mode logits on padded jets, before training
-            model.eval()
-            with torch.no_grad():
-                cx = torch.from_numpy(d["check_features"]).transpose(1, 2).contiguous()
-                cv = torch.from_numpy(d["check_vectors"][..., [1, 2, 3, 0]]).transpose(
-                    1, 2).contiguous()
-                cm = torch.from_numpy(d["check_mask"]).unsqueeze(1).float()
-                check_logits = model(cx, cv, cm).numpy()
-            np.savez(cmd["path"] + ".weights.npz", check_logits=check_logits,
-                     **{k: t.detach().numpy() for k, t in model.state_dict().items()})
-            answer({"ok": True})
-        elif cmd["op"] in ("train", "infer"):
-            def train():
-                model.train()
-                opt.zero_grad(set_to_none=True)
-                loss = loss_fn(model(x, v, mask), y)
-                loss.backward()
-                opt.step()
+    batch = {}
 
-            def infer():
-                model.eval()
-                with torch.no_grad():
-                    model(x, v, mask)
+    def on_data(cmd):
+        d = dict(np.load(cmd["path"]))
+        batch["x"] = torch.from_numpy(d["features"]).transpose(1, 2).contiguous()  # (B, F, N)
+        # (E, px, py, pz) -> weaver's (px, py, pz, E)
+        batch["v"] = torch.from_numpy(d["vectors"][..., [1, 2, 3, 0]]).transpose(1, 2).contiguous()
+        batch["mask"] = torch.from_numpy(d["mask"]).unsqueeze(1).float()  # (B, 1, N)
+        batch["y"] = torch.from_numpy(d["label"]).long()
+        # the output check: weights and eval-mode logits on padded jets, before training
+        model.eval()
+        with torch.no_grad():
+            cx = torch.from_numpy(d["check_features"]).transpose(1, 2).contiguous()
+            cv = torch.from_numpy(d["check_vectors"][..., [1, 2, 3, 0]]).transpose(
+                1, 2).contiguous()
+            cm = torch.from_numpy(d["check_mask"]).unsqueeze(1).float()
+            check_logits = model(cx, cv, cm).numpy()
+        np.savez(cmd["path"] + ".weights.npz", check_logits=check_logits,
+                 **{k: t.detach().numpy() for k, t in model.state_dict().items()})
+        return {"ok": True}
 
-            fn = train if cmd["op"] == "train" else infer
-            answer({"seconds": _time_fn(fn, cmd["steps"], cmd.get("warmup", 0))})
-        elif cmd["op"] == "quit":
-            return
+    def train():
+        model.train()
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(model(batch["x"], batch["v"], batch["mask"]), batch["y"])
+        loss.backward()
+        opt.step()
 
+    def infer():
+        model.eval()
+        with torch.no_grad():
+            model(batch["x"], batch["v"], batch["mask"])
 
-def ensure_venv():
-    """Creates benchmarks/.venv-weaver with torch==2.13.0 (CPU) and weaver-core if missing."""
-    probe = [str(VENV_PY), "-c", "import torch, weaver.nn.model.ParticleTransformer"]
-    if VENV_PY.exists() and subprocess.run(probe, capture_output=True).returncode == 0:
-        return
-    print(f"setting up {VENV} (torch=={TORCH_VERSION}, weaver-core) ...", flush=True)
-    if not VENV_PY.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-    pip = [str(VENV_PY), "-m", "pip", "install", "-q"]
-    subprocess.run(pip + [f"torch=={TORCH_VERSION}", "numpy"], check=True)
-    # weaver-core's own requirements (uproot, tensorboard, numba, ...) are for its training
-    # framework; ParticleTransformer.py needs only torch.
-    subprocess.run(pip + ["--no-deps", "weaver-core"], check=True)
-    if subprocess.run(probe, capture_output=True).returncode != 0:
-        raise RuntimeError(f"{VENV}: torch / weaver-core still do not import after installing; "
-                           f"delete {VENV} and rerun")
+    serve({"params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+           "torch": torch.__version__, "threads": torch.get_num_threads()},
+          on_data, lambda: {"train": train, "infer": infer})
 
 
 # --------------------------------------------------------------------------------------------
@@ -322,29 +276,15 @@ def main(argv=None):
     from hepjax import runtime
 
     allocator = runtime.same_allocator_for_all(args.allocator)
-    ensure_venv()
-    worker = subprocess.Popen([str(VENV_PY), str(pathlib.Path(__file__).resolve()),
-                               "--torch-worker", "--threads", str(args.threads)],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                              env={**os.environ, "PYTHONPATH": ""})
-
-    def ask(**cmd):
-        if cmd:
-            worker.stdin.write(json.dumps(cmd) + "\n")
-            worker.stdin.flush()
-        line = worker.stdout.readline()
-        if not line:
-            raise RuntimeError("the torch worker exited; see its stderr above")
-        return json.loads(line)
-
-    try:
-        hello = ask()
+    ensure_venv("weaver.nn.model.ParticleTransformer")
+    with TorchWorker(__file__, args.threads) as worker:
+        hello = worker.hello
         data = make_data(args.batch, args.particles)
         with tempfile.TemporaryDirectory() as tmp:
             data_path = os.path.join(tmp, "data.npz")
             check = make_check_data(args.particles)
             np.savez(data_path, **data, **check)
-            ask(op="data", path=data_path)
+            worker.ask(op="data", path=data_path)
             import ml_collections
             diff, scale = check_outputs(ml_collections.ConfigDict(dict(PAPER)),
                                         data_path + ".weights.npz", check)
@@ -364,34 +304,8 @@ def main(argv=None):
         # warm-up (compilation for JAX; both sides' memory), alternating as the timing does
         for _ in range(2):
             train(), infer()
-            ask(op="train", steps=1), ask(op="infer", steps=1)
-        summary = {}
-        for op, fn in (("train", train), ("infer", infer)):
-            ours, theirs, ratios = [], [], []
-            for r in range(args.rounds):
-                w = ask(op=op, steps=args.steps)["seconds"]
-                h = _time_fn(fn, args.steps)
-                ours.append(h), theirs.append(w), ratios.append(w / h)
-                print(f"  {op} round {r}: weaver {1e3 * w:8.1f} ms  hepjax {1e3 * h:8.1f} ms  "
-                      f"ratio {w / h:5.2f}", flush=True)
-            summary[op] = (_median(theirs), _median(ours), _median(ratios))
-        print(f"{'':8s}{'weaver ms':>12s}{'hepjax ms':>12s}{'ratio':>8s}   (medians over "
-              f"{args.rounds} alternating rounds of {args.steps} step(s))")
-        for op, (w, h, ratio) in summary.items():
-            print(f"{op:8s}{1e3 * w:12.1f}{1e3 * h:12.1f}{ratio:8.2f}")
-        print(json.dumps({"ratio_train": round(summary["train"][2], 3),
-                          "ratio_infer": round(summary["infer"][2], 3)}))
-        worker.stdin.write(json.dumps({"op": "quit"}) + "\n")
-    finally:
-        try:
-            worker.stdin.close()
-        except OSError:
-            pass
-        worker.wait(timeout=60)
-
-
-def _median(values):
-    return sorted(values)[len(values) // 2]
+            worker.ask(op="train", steps=1), worker.ask(op="infer", steps=1)
+        compare(worker, {"train": train, "infer": infer}, args.rounds, args.steps)
 
 
 if __name__ == "__main__":

@@ -26,17 +26,12 @@ created and filled on first use.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import pathlib
-import subprocess
 import sys
 import time
 
-HERE = pathlib.Path(__file__).resolve().parent
-VENV = HERE / ".venv-weaver"
-VENV_PY = VENV / "bin" / "python"
-TORCH_VERSION = "2.13.0"
+from weaver_peer import TorchWorker, compare, ensure_venv, serve, time_fn
+
 NUM_FEATURES, NUM_CLASSES = 7, 2
 CONV = [(16, (64, 64, 64)), (16, (128, 128, 128)), (16, (256, 256, 256))]
 FC = [(256, 0.1)]
@@ -65,66 +60,38 @@ def torch_worker(threads: int) -> None:
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(0)
-    out = sys.stdout
-    sys.stdout = sys.stderr  # weaver logs to stdout; keep the pipe for answers
     model = ParticleNet(NUM_FEATURES, NUM_CLASSES, conv_params=CONV, fc_params=FC, use_fusion=False)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     loss_fn = torch.nn.CrossEntropyLoss()
-    data = None
+    data = {}
 
-    def answer(obj):
-        out.write(json.dumps(obj) + "\n")
-        out.flush()
+    def on_data(cmd):
+        d = make_data(cmd["batch"], cmd["particles"])
+        data["tensors"] = (torch.from_numpy(d["features"][..., :2].transpose(0, 2, 1).copy()),
+                           torch.from_numpy(d["features"].transpose(0, 2, 1).copy()),
+                           torch.from_numpy(d["mask"][:, None, :].astype("float32")),
+                           torch.from_numpy(d["label"].astype("int64")))
+        return {"ok": True}
 
-    answer({"params": sum(p.numel() for p in model.parameters()), "torch": torch.__version__,
-            "threads": torch.get_num_threads()})
-    for line in sys.stdin:
-        cmd = json.loads(line)
-        if cmd["op"] == "data":
-            d = make_data(cmd["batch"], cmd["particles"])
-            data = (torch.from_numpy(d["features"][..., :2].transpose(0, 2, 1).copy()),
-                    torch.from_numpy(d["features"].transpose(0, 2, 1).copy()),
-                    torch.from_numpy(d["mask"][:, None, :].astype("float32")),
-                    torch.from_numpy(d["label"].astype("int64")))
-            answer({"ok": True})
-        elif cmd["op"] in ("train", "infer"):
-            points, feats, mask, label = data
+    def steps():
+        points, feats, mask, label = data["tensors"]
 
-            def train():
-                model.train()
-                opt.zero_grad()
-                loss = loss_fn(model(points, feats, mask.bool()), label)
-                loss.backward()
-                opt.step()
+        def train():
+            model.train()
+            opt.zero_grad()
+            loss = loss_fn(model(points, feats, mask.bool()), label)
+            loss.backward()
+            opt.step()
 
-            def infer():
-                model.eval()
-                with torch.no_grad():
-                    model(points, feats, mask.bool())
+        def infer():
+            model.eval()
+            with torch.no_grad():
+                model(points, feats, mask.bool())
 
-            fn = train if cmd["op"] == "train" else infer
-            for _ in range(cmd.get("warmup", 0)):
-                fn()
-            t0 = time.perf_counter()
-            for _ in range(cmd["steps"]):
-                fn()
-            answer({"seconds": (time.perf_counter() - t0) / cmd["steps"]})
-        elif cmd["op"] == "quit":
-            return
+        return {"train": train, "infer": infer}
 
-
-def ensure_venv() -> None:
-    if VENV_PY.exists() and subprocess.run(
-            [str(VENV_PY), "-c", "import torch, weaver.nn.model.ParticleNet"],
-            capture_output=True).returncode == 0:
-        return
-    print(f"creating {VENV} with torch=={TORCH_VERSION} (CPU) and weaver-core ...", flush=True)
-    subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-    pip = [str(VENV_PY), "-m", "pip", "install", "-q"]
-    subprocess.run(pip + [f"torch=={TORCH_VERSION}", "numpy"], check=True)
-    # weaver-core's own requirements (uproot, tables, tensorboard...) are for its data pipeline;
-    # the model code needs only torch
-    subprocess.run(pip + ["--no-deps", "weaver-core"], check=True)
+    serve({"params": sum(p.numel() for p in model.parameters()), "torch": torch.__version__,
+           "threads": torch.get_num_threads()}, on_data, steps)
 
 
 # ------------------------------------------------------------------------------ hepjax side
@@ -170,15 +137,6 @@ def hepjax_steps(batch_np):
     return n_params, train, inference
 
 
-def time_fn(fn, steps, warmup=0):
-    for _ in range(warmup):
-        fn()
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        fn()
-    return (time.perf_counter() - t0) / steps
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batch", type=int, default=128)
@@ -198,23 +156,10 @@ def main(argv=None) -> int:
 
     allocator = runtime.same_allocator_for_all(args.allocator)
     print(f"malloc: {allocator}", flush=True)
-    ensure_venv()
-    env = dict(os.environ, PYTHONPATH="")
-    worker = subprocess.Popen([str(VENV_PY), __file__, "--torch-worker", "--threads", str(args.threads)],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
-
-    def ask(**cmd):
-        if cmd:
-            worker.stdin.write(json.dumps(cmd) + "\n")
-            worker.stdin.flush()
-        line = worker.stdout.readline()
-        if not line:
-            raise RuntimeError("the torch worker exited; see its stderr above")
-        return json.loads(line)
-
-    try:
-        hello = ask()
-        ask(op="data", batch=args.batch, particles=args.particles)
+    ensure_venv("weaver.nn.model.ParticleNet")
+    with TorchWorker(__file__, args.threads) as worker:
+        hello = worker.hello
+        worker.ask(op="data", batch=args.batch, particles=args.particles)
         data = make_data(args.batch, args.particles)
         n_params, train, infer = hepjax_steps(data)
         if not n_params == hello["params"] == REFERENCE_PARAMS:
@@ -228,29 +173,8 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         time_fn(train, 1), time_fn(infer, 1)
         print(f"hepjax compile + first calls: {time.perf_counter() - t0:.1f} s", flush=True)
-        results = {}
-        for op, fn in (("train", train), ("infer", infer)):
-            ratios, ours, theirs = [], [], []
-            for r in range(args.rounds):
-                w = ask(op=op, steps=args.steps, warmup=1 if r == 0 else 0)["seconds"]
-                h = time_fn(fn, args.steps, warmup=1 if r == 0 else 0)
-                ours.append(h), theirs.append(w), ratios.append(w / h)
-                print(f"  {op} round {r}: weaver {1e3 * w:8.1f} ms  hepjax {1e3 * h:8.1f} ms  "
-                      f"ratio {w / h:5.2f}", flush=True)
-            med = sorted(ratios)[len(ratios) // 2]
-            results[op] = med
-            print(f"{op:5s}: weaver {1e3 * sorted(theirs)[len(theirs) // 2]:8.1f} ms/batch, hepjax "
-                  f"{1e3 * sorted(ours)[len(ours) // 2]:8.1f} ms/batch, median ratio weaver/hepjax "
-                  f"{med:.2f}x", flush=True)
-        print(json.dumps({"ratio_train": round(results["train"], 3),
-                          "ratio_infer": round(results["infer"], 3)}))
-        ask(op="quit") if False else worker.stdin.write(json.dumps({"op": "quit"}) + "\n")
-    finally:
-        try:
-            worker.stdin.close()
-        except OSError:
-            pass
-        worker.wait(timeout=60)
+        compare(worker, {"train": train, "infer": infer}, args.rounds, args.steps,
+                first_round_warmup=1)
     return 0
 
 

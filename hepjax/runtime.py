@@ -88,10 +88,16 @@ def reexec_with_tuned_allocator() -> None:
         return  # all set already (by us or by the user)
     if os.environ.get("_HEPJAX_REEXECED") or not huge_pages_available():
         return
+    _reexec(env)
+
+
+def _reexec(env: dict) -> None:
+    """Replaces this process by the same command line under `env` (marked re-executed, so it
+    never loops); returns when the command line is unknown."""
     argv = list(getattr(sys, "orig_argv", []) or [])
     if not argv or not sys.executable:
         return
-    env["_HEPJAX_REEXECED"] = "1"  # never loop, whatever glibc makes of the setting
+    env = {**env, "_HEPJAX_REEXECED": "1"}
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(sys.executable, [sys.executable] + argv[1:], env)
@@ -110,9 +116,7 @@ def same_allocator_for_all(kind: str) -> str:
         if current != HUGETLB_TUNABLE:
             if os.environ.get("_HEPJAX_REEXECED"):
                 raise SystemExit(f"--allocator hugetlb: could not set {HUGETLB_TUNABLE}")
-            env = {**os.environ, "GLIBC_TUNABLES": HUGETLB_TUNABLE, "_HEPJAX_REEXECED": "1"}
-            sys.stdout.flush()
-            os.execve(sys.executable, [sys.executable] + list(sys.orig_argv[1:]), env)
+            _reexec({**os.environ, "GLIBC_TUNABLES": HUGETLB_TUNABLE})
     elif kind != "default":
         raise ValueError(f"allocator {kind!r}: use 'tuned', 'hugetlb' or 'default'")
     elif current:
