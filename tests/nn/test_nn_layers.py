@@ -228,19 +228,43 @@ def test_one_hot():
 
 
 @pytest.mark.parametrize("rate", [0.1, 0.5])
-def test_dropout_16bit_mask_statistics(rate):
+def test_dropout_mask_statistics(rate):
     drop = nn.Dropout(rate, rngs=nnx.Rngs(dropout=3))
-    x = jnp.ones((1001, 999), jnp.float32)  # odd size: the last 16-bit half-word is unused
+    x = jnp.ones((1001, 999), jnp.float32)
     y = np.asarray(drop(x))
-    threshold = round((1 - rate) * 65536)
+    threshold = round((1 - rate) * 2**32)
     kept = y != 0
-    np.testing.assert_allclose(y[kept], 65536 / threshold, rtol=1e-7)  # one scale, unbiased
+    np.testing.assert_allclose(y[kept], np.float32(2**32 / threshold), rtol=0)  # one scale
     n = y.size
     sigma = np.sqrt(rate * (1 - rate) / n)
     assert abs((1 - kept.mean()) - rate) < 5 * sigma
-    assert abs(y.mean() - 1.0) < 5 * sigma * 65536 / threshold
-    # rows are not copies of each other (both 16-bit halves of a word are used independently)
-    assert not np.array_equal(kept[0], kept[1])
+    assert abs(y.mean() - 1.0) < 5 * sigma * 2**32 / threshold
+    # neighbouring entries (along rows and along columns) are kept independently
+    for a, b in ((kept[:, :-1], kept[:, 1:]), (kept[:-1], kept[1:])):
+        both = np.mean(a & b)
+        assert abs(both - (1 - rate) ** 2) < 5 * np.sqrt((1 - rate) ** 2 * (1 - (1 - rate) ** 2) / a.size)
+
+
+def test_counter_hash_bits_quality():
+    from hepjax.nn.layers import counter_hash_bits
+    n = 1 << 20
+    bits = np.asarray(counter_hash_bits(jax.random.key(5), (n,)), np.uint64)
+    # a bijection of the counter for a fixed key: no repeated word
+    assert np.unique(bits).size == n
+    # every bit position is fair
+    freq = np.array([np.mean((bits >> k) & 1) for k in range(32)])
+    assert np.max(np.abs(freq - 0.5)) < 5 * np.sqrt(0.25 / n)
+    # uniform top byte (chi^2 with 255 degrees of freedom, 5 sigma ~ 370)
+    counts = np.bincount((bits >> 24).astype(np.int64), minlength=256)
+    assert np.sum((counts - n / 256) ** 2 / (n / 256)) < 370
+    # no serial correlation, and another key gives an unrelated stream
+    u = bits.astype(np.float64) / 2**32
+    other = np.asarray(counter_hash_bits(jax.random.key(6), (n,)), np.float64) / 2**32
+    for a, b in ((u[:-1], u[1:]), (u[:-2], u[2:]), (u, other)):
+        assert abs(np.corrcoef(a, b)[0, 1]) < 5 / np.sqrt(n)
+    # the same key gives the same bits, shaped row-major
+    again = np.asarray(counter_hash_bits(jax.random.key(5), (1024, 1024)), np.uint64)
+    np.testing.assert_array_equal(again.reshape(-1), bits)
 
 
 def test_dropout_same_key_same_mask_and_eval_identity():
