@@ -58,6 +58,7 @@ from flax import nnx
 from hepjax.nn.activations import get_activation
 from hepjax.nn.attention import MultiHeadAttention, padding_mask
 from hepjax.nn.layers import BatchNorm, Dense, Dropout, LayerNorm, dense_matmul, materialize
+from hepjax.nn.rowwise import bn_gelu_mlp, bn_gelu_mlp_eval
 from hepjax.physics import pairwise_features
 
 Array = jax.Array
@@ -98,11 +99,18 @@ class PairEmbedding(nnx.Module):
     Call: pe(vectors (B, N, 4) (E, px, py, pz) GeV, mask (B, N) bool) -> (B, H, N, N), zero on
     pairs with a padded particle. BatchNorm statistics use the real pairs i >= j (each unordered
     pair once, the diagonal included), as weaver's sparse evaluation does.
+
+    tiled: run the 1x1 layers (with GELU after each) tile by tile (`hepjax.nn.rowwise`) instead
+    of layer by layer; same values up to round-off. None (default) = on the CPU backend only,
+    where it cuts the memory traffic (ParT training step at 128 x 128 on 2 cores: 4.2 s -> 4.0
+    s); on GPU the many small loop iterations would cost more than they save.
     """
 
     def __init__(self, dims: Sequence[int], num_heads: int, *, input_dim: int = 4,
-                 activation: str = "gelu", use_pre_activation: bool = False, rngs: nnx.Rngs):
+                 activation: str = "gelu", use_pre_activation: bool = False,
+                 tiled: bool | None = None, rngs: nnx.Rngs):
         self.num_heads = num_heads
+        self.tiled = tiled
         self.activation = get_activation(activation)
         self.fused_gelu = activation == "gelu"
         self.use_pre_activation = use_pre_activation
@@ -126,6 +134,37 @@ class PairEmbedding(nnx.Module):
         feats = pairwise_features(vectors, mask)[:, rows, cols]  # (B, P, 4)
         pmask = mask[:, rows] & mask[:, cols]  # (B, P)
         h = self.input_norm(feats, mask=pmask)
+        tiled = jax.default_backend() == "cpu" if self.tiled is None else self.tiled
+        if tiled and self.fused_gelu and not self.use_pre_activation:
+            h = self._tiled(h, pmask)
+        else:
+            h = self._layer_by_layer(h, pmask)
+        h = jnp.where(pmask[..., None], h, 0.0)
+        # (B, H, N, N), computed once in this layout: every particle-attention block reads it
+        return materialize(symmetric_from_tril(jnp.moveaxis(h, -1, 1), n))
+
+    def _tiled(self, h: Array, pmask: Array) -> Array:
+        """The 1x1 layers with BatchNorm + GELU on row tiles (`hepjax.nn.rowwise`): about a
+        third of the memory traffic of the layer-by-layer form, same values. Each Dense bias
+        only shifts the running mean in training mode (BatchNorm removes it exactly)."""
+        rows, mask = h.reshape(-1, h.shape[-1]), pmask.reshape(-1)
+        kernels = [layer.kernel[...] for layer in self.layers]
+        scales = [norm.scale[...] for norm in self.norms]
+        biases = [norm.bias[...] for norm in self.norms]
+        eps = self.norms[0].epsilon
+        if self.norms[0].use_running_average:
+            y = bn_gelu_mlp_eval(rows, mask, kernels, [layer.bias[...] for layer in self.layers],
+                                 [norm.mean[...] for norm in self.norms],
+                                 [norm.var[...] for norm in self.norms], scales, biases, eps)
+        else:
+            y, means, variances = bn_gelu_mlp(rows, mask, kernels, scales, biases, eps)
+            count = jnp.sum(mask)
+            for layer, norm, mean, var in zip(self.layers, self.norms, means, variances):
+                norm.update_running(jax.lax.stop_gradient(mean + layer.bias[...]),
+                                    jax.lax.stop_gradient(var), count)
+        return y.reshape(*h.shape[:-1], -1)
+
+    def _layer_by_layer(self, h: Array, pmask: Array) -> Array:
         last = len(self.layers) - 1
         for i, (layer, norm) in enumerate(zip(self.layers, self.norms)):
             if self.fused_gelu and (i < last or not self.use_pre_activation):
@@ -136,9 +175,7 @@ class PairEmbedding(nnx.Module):
             h = norm(layer(h), mask=pmask)
             if i < last or not self.use_pre_activation:
                 h = self.activation(h)
-        h = jnp.where(pmask[..., None], h, 0.0)
-        # (B, H, N, N), computed once in this layout: every particle-attention block reads it
-        return materialize(symmetric_from_tril(jnp.moveaxis(h, -1, 1), n))
+        return h
 
 
 def _tril_index(n: int) -> np.ndarray:

@@ -1,0 +1,108 @@
+"""hepjax.nn.rowwise: the tiled BatchNorm + GELU MLP against autodiff of the layer-by-layer form
+(float64): values, batch statistics, every gradient; the eval form against its closed form."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from hepjax.nn.activations import gelu
+from hepjax.nn.rowwise import bn_gelu_mlp, bn_gelu_mlp_eval, tile_shape
+
+DIMS = [4, 16, 16, 8]
+
+
+def _reference(x, mask, kernels, scales, biases, eps=1e-5):
+    """Layer by layer, statistics over the masked rows, two-pass variance."""
+    h = jnp.where(mask[:, None], x, 0.0)
+    w = mask.astype(x.dtype)[:, None]
+    n = jnp.sum(w)
+    means, variances = [], []
+    for k, s, b in zip(kernels, scales, biases):
+        z = h @ k
+        mu = jnp.sum(w * z, 0) / n
+        var = jnp.sum(w * (z - mu) ** 2, 0) / n
+        h = jnp.where(mask[:, None], gelu((z - mu) / jnp.sqrt(var + eps) * s + b), 0.0)
+        means.append(mu), variances.append(var)
+    return h, means, variances
+
+
+def _problem(rows, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(rows, DIMS[0])) * 3 + 1
+    mask = rng.random(rows) < 0.8
+    x[~mask] = 1e3  # whatever padded rows hold must not matter
+    kernels = [jnp.asarray(rng.normal(size=(a, b)) / np.sqrt(a)) for a, b in zip(DIMS, DIMS[1:])]
+    scales = [jnp.asarray(rng.normal(size=b) * 0.5 + 1) for b in DIMS[1:]]
+    biases = [jnp.asarray(rng.normal(size=b) * 0.3) for b in DIMS[1:]]
+    return jnp.asarray(x), jnp.asarray(mask), kernels, scales, biases, rng
+
+
+def test_tile_shape_covers_rows_evenly():
+    assert tile_shape(1000, 4096) == (1, 1000)
+    assert tile_shape(8192, 4096) == (2, 4096)
+    tiles, size = tile_shape(1003, 100)
+    assert tiles * size >= 1003 and tiles * size - 1003 < tiles and size <= 100
+    with pytest.raises(ValueError, match="tile_rows"):
+        tile_shape(10, 0)
+
+
+@pytest.mark.parametrize("tile_rows,parts", [(64, 1), (100, 2), (4096, 1), (37, 3)])
+def test_bn_gelu_mlp_matches_layer_by_layer_autodiff_float64(tile_rows, parts):
+    with jax.enable_x64(True):
+        x, mask, kernels, scales, biases, rng = _problem(1003)
+        y, means, variances = bn_gelu_mlp(x, mask, kernels, scales, biases, 1e-5, tile_rows, parts)
+        y_ref, means_ref, var_ref = _reference(x, mask, kernels, scales, biases)
+        np.testing.assert_allclose(y, y_ref, rtol=1e-11, atol=1e-12)
+        assert np.all(np.asarray(y)[~np.asarray(mask)] == 0)
+        for a, b in zip(list(means) + list(variances), means_ref + var_ref):
+            np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-12)
+
+        ct = jnp.asarray(rng.normal(size=y.shape))
+
+        def loss(fn):
+            return lambda x, k, s, b: jnp.sum(fn(x, k, s, b) * ct)
+
+        ours = jax.grad(loss(lambda *a: bn_gelu_mlp(a[0], mask, *a[1:], 1e-5, tile_rows,
+                                                    parts)[0]), argnums=(0, 1, 2, 3))
+        ref = jax.grad(loss(lambda *a: _reference(a[0], mask, *a[1:])[0]), argnums=(0, 1, 2, 3))
+        g, g_ref = ours(x, kernels, scales, biases), ref(x, kernels, scales, biases)
+        for a, b in zip(jax.tree.leaves(g), jax.tree.leaves(g_ref)):
+            np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-10)
+        assert np.all(np.asarray(g[0])[~np.asarray(mask)] == 0)
+
+
+def test_bn_gelu_mlp_jit_float32_close_to_float64():
+    x, mask, kernels, scales, biases, _ = _problem(5000, seed=1)
+    y32 = jax.jit(lambda x: bn_gelu_mlp(x, mask, [k.astype(jnp.float32) for k in kernels],
+                                        [s.astype(jnp.float32) for s in scales],
+                                        [b.astype(jnp.float32) for b in biases],
+                                        tile_rows=512)[0])(x.astype(jnp.float32))
+    with jax.enable_x64(True):
+        ref = _reference(jnp.asarray(np.asarray(x), jnp.float64), mask,
+                         [jnp.asarray(np.asarray(k), jnp.float64) for k in kernels],
+                         [jnp.asarray(np.asarray(s), jnp.float64) for s in scales],
+                         [jnp.asarray(np.asarray(b), jnp.float64) for b in biases])[0]
+    assert y32.dtype == jnp.float32
+    np.testing.assert_allclose(y32, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_bn_gelu_mlp_eval_matches_closed_form():
+    with jax.enable_x64(True):
+        x, mask, kernels, scales, biases, rng = _problem(777, seed=2)
+        shifts = [jnp.asarray(rng.normal(size=b)) for b in DIMS[1:]]
+        means = [jnp.asarray(rng.normal(size=b)) for b in DIMS[1:]]
+        variances = [jnp.asarray(rng.uniform(0.5, 2.0, size=b)) for b in DIMS[1:]]
+        y = bn_gelu_mlp_eval(x, mask, kernels, shifts, means, variances, scales, biases,
+                             tile_rows=100)
+        h = x
+        for k, t, mu, v, s, b in zip(kernels, shifts, means, variances, scales, biases):
+            h = gelu((h @ k + t - mu) / jnp.sqrt(v + 1e-5) * s + b)
+        np.testing.assert_allclose(y, jnp.where(mask[:, None], h, 0.0), rtol=1e-12, atol=1e-12)
+
+
+def test_bn_gelu_mlp_errors_name_the_shapes():
+    x, mask, kernels, scales, biases, _ = _problem(10)
+    with pytest.raises(ValueError, match=r"mask \(R,\).*\(9,\)"):
+        bn_gelu_mlp(x, mask[:9], kernels, scales, biases)
+    with pytest.raises(ValueError, match="as many kernels"):
+        bn_gelu_mlp(x, mask, kernels, scales[:2], biases)
