@@ -61,6 +61,28 @@ def test_fully_masked_rows_give_zeros_and_finite_grads():
     np.testing.assert_array_equal(np.asarray(grads)[0, 1:], 0.0)
 
 
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16, jnp.float16])
+def test_masked_keys_never_leak_whatever_their_logits(dtype):
+    """The mask is applied as an additive -big and a 0/1 factor (a fusion-friendly form):
+    masked keys with logits far above the real ones must still get weight exactly 0, and a
+    row with no allowed key must return zeros, in every float type."""
+    q, k, v = _rand((2, 4, 2, 4), 0), _rand((2, 6, 2, 4), 1), _rand((2, 6, 2, 4), 2)
+    key_mask = np.ones((2, 6), bool)
+    key_mask[0, 3:] = False
+    key_mask[1, :] = False  # jet 1: nothing to attend to
+    bias = np.zeros((2, 2, 4, 6), np.float32)
+    bias[..., 3:] = 1e4 if dtype == jnp.float16 else 1e30  # masked keys: enormous logits
+    cast = lambda a: jnp.asarray(a, dtype)  # noqa: E731
+    out = np.asarray(att.dot_product_attention(cast(q), cast(k), cast(v),
+                                               mask=att.padding_mask(key_mask),
+                                               bias=cast(bias)), np.float32)
+    assert np.all(np.isfinite(out))
+    np.testing.assert_array_equal(out[1], 0.0)
+    ref = _np_attention(q[:1, :, :, :], k[:1, :3], v[:1, :3])  # only the 3 real keys
+    tol = 1e-5 if dtype == jnp.float32 else 3e-2
+    np.testing.assert_allclose(out[:1], ref, rtol=tol, atol=tol)
+
+
 def test_causal_mask_blocks_the_future():
     mha = att.MultiHeadAttention(8, 2, rngs=nnx.Rngs(0))
     x = _rand((2, 6, 8), 0)
