@@ -56,7 +56,7 @@ import numpy as np
 from flax import nnx
 
 from hepjax.nn.activations import get_activation
-from hepjax.nn.attention import MultiHeadAttention, padding_mask
+from hepjax.nn.attention import MultiHeadAttention, masked_logit, padding_mask
 from hepjax.nn.layers import BatchNorm, Dense, Dropout, LayerNorm, dense_matmul, materialize
 from hepjax.nn.rowwise import bn_gelu_mlp, bn_gelu_mlp_eval
 from hepjax.physics import pairwise_features
@@ -96,9 +96,13 @@ def _torch_bias_uniform(fan_in: int):
 class PairEmbedding(nnx.Module):
     """Embeds the four pair features of every particle pair into one attention bias per head.
 
-    Call: pe(vectors (B, N, 4) (E, px, py, pz) GeV, mask (B, N) bool) -> (B, H, N, N), zero on
-    pairs with a padded particle. BatchNorm statistics use the real pairs i >= j (each unordered
-    pair once, the diagonal included), as weaver's sparse evaluation does.
+    Call: pe(vectors (B, N, 4) (E, px, py, pz) GeV, mask (B, N) bool, *, mask_keys=False)
+    -> (B, H, N, N), zero on pairs with a padded particle. BatchNorm statistics use the real
+    pairs i >= j (each unordered pair once, the diagonal included), as weaver's sparse
+    evaluation does. mask_keys=True: the columns of padded particles (keys j) hold
+    `hepjax.nn.attention.masked_logit()` instead, so that the bias masks the padded keys when
+    added to attention logits (ParticleTransformer uses it so: its attention then needs no
+    mask of its own, which on XLA:CPU saves a pass over the (B, H, N, N) logits per block).
 
     tiled: run the 1x1 layers (with GELU after each) tile by tile (`hepjax.nn.rowwise`) instead
     of layer by layer; same values up to round-off. None (default) = on the CPU backend only,
@@ -125,7 +129,7 @@ class PairEmbedding(nnx.Module):
         self.layers = nnx.List(layers)
         self.norms = nnx.List(norms)
 
-    def __call__(self, vectors: Array, mask: Array) -> Array:
+    def __call__(self, vectors: Array, mask: Array, *, mask_keys: bool = False) -> Array:
         n = vectors.shape[-2]
         rows, cols = np.tril_indices(n)  # the pairs i >= j, static
         # all N^2 pairs, then the i >= j ones: on XLA:CPU this is faster than computing the
@@ -140,8 +144,12 @@ class PairEmbedding(nnx.Module):
         else:
             h = self._layer_by_layer(h, pmask)
         h = jnp.where(pmask[..., None], h, 0.0)
+        bias = symmetric_from_tril(jnp.moveaxis(h, -1, 1), n)
+        if mask_keys:  # 0 or masked_logit() per key: (keep - 1) * -masked_logit, no select
+            keep = mask.astype(bias.dtype)[:, None, None, :]
+            bias = bias + (keep - 1) * -masked_logit(bias.dtype)
         # (B, H, N, N), computed once in this layout: every particle-attention block reads it
-        return materialize(symmetric_from_tril(jnp.moveaxis(h, -1, 1), n))
+        return materialize(bias)
 
     def _tiled(self, h: Array, pmask: Array) -> Array:
         """The 1x1 layers with BatchNorm + GELU on row tiles (`hepjax.nn.rowwise`): about a
@@ -236,9 +244,13 @@ _cotangent_once.defvjp(_cotangent_once_fwd, _cotangent_once_bwd)
 class ParTBlock(nnx.Module):
     """One ParT attention block (weaver `Block`, version 1); see the module docstring.
 
-    Call: block(x (B, N, E), mask (B, N) bool, *, bias=None (B, H, N, N), cls=None (B, 1, E)).
-    With cls given it is a class-attention block: the class token attends to [cls, x] and the
-    updated class token (B, 1, E) is returned; otherwise particle attention returns (B, N, E).
+    Call: block(x (B, N, E), mask (B, N) bool, *, bias=None (B, H, N, N), cls=None (B, 1, E),
+    bias_masks_keys=False). With cls given it is a class-attention block: the class token
+    attends to [cls, x] and the updated class token (B, 1, E) is returned; otherwise particle
+    attention returns (B, N, E). bias_masks_keys=True says that `bias` already masks the padded
+    keys (`PairEmbedding(mask_keys=True)`): the attention then applies no mask of its own (same
+    values for every query with a real key; a jet without real particles gives finite junk
+    instead of zeros).
     """
 
     def __init__(self, embed_dim: int = 128, num_heads: int = 8, *, ffn_ratio: int = 4,
@@ -263,7 +275,7 @@ class ParTBlock(nnx.Module):
         self.attn_drop_act = _dropout(activation_dropout, rngs)
 
     def __call__(self, x: Array, mask: Array, *, bias: Array | None = None,
-                 cls: Array | None = None) -> Array:
+                 cls: Array | None = None, bias_masks_keys: bool = False) -> Array:
         if cls is not None:
             u = self.pre_attn_norm(jnp.concatenate([cls, x], axis=1))
             key_mask = jnp.concatenate([jnp.ones_like(mask[:, :1]), mask], axis=1)
@@ -271,7 +283,8 @@ class ParTBlock(nnx.Module):
             h = self.attn(cls, u, mask=padding_mask(key_mask))
         else:
             residual = x
-            h = self.attn(self.pre_attn_norm(x), mask=padding_mask(mask),
+            own_mask = bias is None or not bias_masks_keys
+            h = self.attn(self.pre_attn_norm(x), mask=padding_mask(mask) if own_mask else None,
                           bias=None if bias is None else _cotangent_once(bias))
         b, t, _ = h.shape
         h = (h.reshape(b, t, self.num_heads, -1) * self.head_scale[...][:, None]).reshape(b, t, -1)
@@ -350,9 +363,9 @@ class ParticleTransformer(nnx.Module):
                                  "`vectors` (B, N, 4) four-momenta (E, px, py, pz); pass them "
                                  "or build with use_pair_features=False")
             vectors = jnp.where(m, vectors, 0.0)
-            bias = self.pair_embed(vectors, mask)
+            bias = self.pair_embed(vectors, mask, mask_keys=True)
         for block in self.blocks:
-            x = block(x, mask, bias=bias)
+            x = block(x, mask, bias=bias, bias_masks_keys=bias is not None)
         if self.cls_token is not None:
             cls = jnp.broadcast_to(self.cls_token[...], (x.shape[0], 1, x.shape[-1]))
             for block in self.cls_blocks:

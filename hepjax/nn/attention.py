@@ -30,7 +30,7 @@ from hepjax.nn.layers import Dense, Dropout, LayerNorm, dense_matmul
 Array = jax.Array
 
 __all__ = [
-    "dot_product_attention", "padding_mask", "causal_mask", "combine_masks",
+    "dot_product_attention", "masked_logit", "padding_mask", "causal_mask", "combine_masks",
     "MultiHeadAttention", "TransformerEncoderBlock", "TransformerDecoderBlock",
     "LearnedPositionEmbedding", "sinusoidal_position_embedding", "PatchEmbedding",
     "greedy_decode", "Seq2SeqTransformer",
@@ -83,8 +83,9 @@ def dot_product_attention(query: Array, key: Array, value: Array, *, mask: Array
     if mask is not None:
         mask = jnp.asarray(mask, bool)
         keep = mask.astype(logits.dtype)
-        logits = logits + jnp.where(mask, 0.0, -0.25 * float(jnp.finfo(logits.dtype).max)
-                                    ).astype(logits.dtype)
+        # (keep - 1) * big, not a select: a select would be done outside the fused kernel, on
+        # the full (B, H, Tq, Tk) shape
+        logits = logits + (keep - 1) * -masked_logit(logits.dtype)
     row_max = jax.lax.stop_gradient(jnp.max(logits, axis=-1, keepdims=True))
     e = jnp.exp(logits - row_max)
     if keep is not None:
@@ -94,6 +95,12 @@ def dot_product_attention(query: Array, key: Array, value: Array, *, mask: Array
         e = weights_dropout(e)
     out = (e @ v) / jnp.maximum(denom, 1.0)
     return jnp.swapaxes(out, -2, -3)
+
+
+def masked_logit(dtype=jnp.float32) -> float:
+    """The additive bias that masks a key: -finfo(dtype).max / 4, so large that the key's
+    weight is exactly 0 next to any allowed key, yet finite (no inf - inf)."""
+    return -0.25 * float(jnp.finfo(dtype).max)
 
 
 def padding_mask(key_mask: Array, query_mask: Array | None = None) -> Array:

@@ -193,3 +193,26 @@ def test_pair_embedding_tiled_matches_layer_by_layer():
     for a, b in zip(jax.tree.leaves(results[True]), jax.tree.leaves(results[False])):
         np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
     assert float(jnp.max(jnp.abs(results[True][3]))) > 0.1  # not trivially zero
+
+
+def test_key_masking_bias_equals_the_attention_mask():
+    """PairEmbedding(mask_keys=True) puts masked_logit() on padded keys and leaves the rest;
+    a block fed that bias with bias_masks_keys=True gives the outputs of the block masking the
+    keys itself (for every jet with a real particle)."""
+    from hepjax.nn.attention import masked_logit
+    _, mask, vec = _jets(3, 7, 1, 5, n_real=[7, 4, 2])
+    pe = part.PairEmbedding((6,), 2, rngs=nnx.Rngs(0))
+    pe.eval()
+    plain, keyed = np.asarray(pe(vec, mask)), np.asarray(pe(vec, mask, mask_keys=True))
+    cols = np.broadcast_to(mask[:, None, None, :], plain.shape)
+    np.testing.assert_array_equal(keyed[cols], plain[cols])
+    assert np.all(keyed[~cols] == np.float32(masked_logit()))
+    block = part.ParTBlock(8, 2, dropout=0.0, attn_dropout=0.0, activation_dropout=0.0,
+                           rngs=nnx.Rngs(1))
+    x = np.random.default_rng(3).normal(size=(3, 7, 8)).astype(np.float32)
+    own = np.asarray(block(x, mask, bias=plain))
+    folded = np.asarray(block(x, mask, bias=keyed, bias_masks_keys=True))
+    np.testing.assert_allclose(folded, own, rtol=1e-6, atol=1e-6)
+    # and the masked keys matter: the same bias without any mask differs
+    unmasked = np.asarray(block(x, np.ones_like(mask), bias=plain))
+    assert np.abs(unmasked[1:] - own[1:]).max() > 1e-3
