@@ -23,7 +23,8 @@ from hepjax.nn import attention, conv, recurrent  # noqa: E402
 from hepjax.nn.attention import (  # noqa: E402
     LearnedPositionEmbedding, MultiHeadAttention, PatchEmbedding, Seq2SeqTransformer,
     TransformerDecoderBlock, TransformerEncoderBlock, causal_mask, combine_masks,
-    dot_product_attention, greedy_decode, padding_mask, sinusoidal_position_embedding,
+    dot_product_attention, greedy_decode, masked_logit, padding_mask,
+    sinusoidal_position_embedding,
 )
 from hepjax.nn.conv import Conv2D, avg_pool, global_avg_pool, max_pool  # noqa: E402
 from hepjax.nn.recurrent import RNN, Bidirectional, GRUCell, LSTMCell, SimpleRNNCell  # noqa: E402
@@ -32,7 +33,7 @@ __all__ += [
     "attention", "conv", "recurrent",
     "LearnedPositionEmbedding", "MultiHeadAttention", "PatchEmbedding", "Seq2SeqTransformer",
     "TransformerDecoderBlock", "TransformerEncoderBlock", "causal_mask", "combine_masks",
-    "dot_product_attention", "greedy_decode", "padding_mask", "sinusoidal_position_embedding",
-    "Conv2D", "avg_pool", "global_avg_pool", "max_pool",
+    "dot_product_attention", "greedy_decode", "masked_logit", "padding_mask",
+    "sinusoidal_position_embedding", "Conv2D", "avg_pool", "global_avg_pool", "max_pool",
     "RNN", "Bidirectional", "GRUCell", "LSTMCell", "SimpleRNNCell",
 ]

@@ -13,6 +13,10 @@ The softmax is masked: masked keys get weight exactly 0 (not merely a small one)
 with no allowed key gets all-zero weights and a zero output, with finite gradients — never NaN.
 With return_weights=True the weights come from `hepjax.nn.activations.softmax`; otherwise a
 fused form normalises after the product with v (same values, fewer passes; tested to agree).
+A bias can carry a key mask itself: `masked_logit()` added to a key's logits gives it weight
+exactly 0 next to any allowed key (a row with no allowed key then averages the masked ones
+instead of returning zeros). The Particle Transformer masks its padded keys this way, inside
+the pair bias it computes anyway.
 """
 from __future__ import annotations
 
