@@ -27,8 +27,9 @@ Parameters for the JetClass head (17 features, 10 classes): 2,143,486 — identi
 
 Differences from weaver-core, all deliberate:
   * mask convention: `mask` True = real particle. Weaver's `padding_mask` is the negation (True =
-    padded) and becomes -inf in a float `attn_mask`; here the pair bias and the boolean mask
-    enter the masked softmax separately, so padded keys get weight exactly 0.
+    padded) and becomes -inf in a float `attn_mask`; here the pair bias carries
+    `hepjax.nn.attention.masked_logit()` on padded keys (finite), so they get weight exactly 0
+    next to any real key (the class-attention blocks pass the boolean mask to the attention).
   * masks: BatchNorm statistics (input and pair embeddings) use real particles / real pairs only.
     Weaver's input BatchNorm1d also counts the zero padding in its batch statistics, so its
     training-mode outputs depend on how much padding a batch carries; ours do not (padding

@@ -10,7 +10,9 @@ Layout conventions
     (the Particle Transformer adds its embedded pair features here).
 
 The softmax is masked: masked keys get weight exactly 0 (not merely a small one), and a query row
-with no allowed key gets all-zero weights and a zero output, with finite gradients — never NaN.
+with no allowed key gets all-zero weights and a zero output, with finite gradients — never NaN
+(a NaN in the bias is the exception: it still poisons its row, masked or not). Logits are
+clipped to +-finfo.max / 4 on the fused path, so a bias may hold +-inf.
 With return_weights=True the weights come from `hepjax.nn.activations.softmax`; otherwise a
 fused form normalises after the product with v (same values, fewer passes; tested to agree).
 A bias can carry a key mask itself: `masked_logit()` added to a key's logits gives it weight
@@ -77,19 +79,22 @@ def dot_product_attention(query: Array, key: Array, value: Array, *, mask: Array
     # Fused path, the same values: unnormalised e = exp(logit - max) on allowed keys, the
     # normalisation applied after the product with v (one division per output row instead of
     # one per weight); dropout(e / s) v = dropout(e) v / s since s is constant along a row.
-    # The mask enters as two small float tensors of the mask's own shape, an additive -big
-    # (keeps masked logits out of the row max) and a multiplicative 0/1 (masked weights exactly
-    # 0), not as selects on the logits: so XLA:CPU compiles the two products and the softmax
-    # into one fused kernel (ParT block at 128 x 128: 43 -> 19 ms on 2 cores).
-    # Rows with an allowed key have s >= 1 (their max entry is exp(0) = 1); a row without one
-    # has e = 0, s = 0 and returns 0 (finite gradients): hence the division by max(s, 1).
+    # The mask enters through small float tensors of the mask's own shape, not as selects on
+    # the (..., H, Tq, Tk) logits, so that XLA:CPU compiles the two products and the softmax
+    # into one fused kernel (its YNNPACK fusions take no select; ParT block at 128 x 128:
+    # 43 -> 19 ms on 2 cores): the logits are clipped to +-finfo.max / 4 (an inf in the bias
+    # becomes finite), masked keys are pushed down by finfo.max / 2 (below every allowed key,
+    # so out of the row max) and their e multiplied by 0. A row with an allowed key then has
+    # s >= 1 (its max entry is exp(0) = 1); a row without one has e = 0, s = 0 and returns 0.
     keep = None
     if mask is not None:
         mask = jnp.asarray(mask, bool)
         keep = mask.astype(logits.dtype)
-        # (keep - 1) * big, not a select: a select would be done outside the fused kernel, on
-        # the full (B, H, Tq, Tk) shape
-        logits = logits + (keep - 1) * -masked_logit(logits.dtype)
+        big = -masked_logit(logits.dtype)
+        # the clip bounds as tensors of the mask's shape (keep * 0 + big): clipping to scalar
+        # constants also splits the fused kernel
+        bound = keep * 0 + big
+        logits = jnp.minimum(jnp.maximum(logits, -bound), bound) + (keep - 1) * (2 * big)
     row_max = jax.lax.stop_gradient(jnp.max(logits, axis=-1, keepdims=True))
     e = jnp.exp(logits - row_max)
     if keep is not None:
@@ -97,13 +102,29 @@ def dot_product_attention(query: Array, key: Array, value: Array, *, mask: Array
     denom = jnp.sum(e, axis=-1, keepdims=True)
     if weights_dropout is not None:
         e = weights_dropout(e)
-    out = (e @ v) / jnp.maximum(denom, 1.0)
+    out = (e @ v) / _row_sum_or_one(denom)
     return jnp.swapaxes(out, -2, -3)
 
 
+@jax.custom_jvp
+def _row_sum_or_one(s: Array) -> Array:
+    """A masked softmax row sum s as a divisor: s itself where s >= 1, 1 where s = 0 (the only
+    values it takes: a row with an allowed key has its max entry exp(0) = 1), with derivative
+    1. Not jnp.maximum's derivative, which halves the gradient at s = 1 exactly (a row with one
+    allowed key, or one dominant logit); not `where(s > 0, s, 1)` or
+    `s + stop_gradient(max(s, 1) - s)`, which split XLA:CPU's fused attention kernel."""
+    return jnp.maximum(s, 1.0)
+
+
+@_row_sum_or_one.defjvp
+def _row_sum_or_one_jvp(primals, tangents):
+    return _row_sum_or_one(primals[0]), tangents[0]
+
+
 def masked_logit(dtype=jnp.float32) -> float:
-    """The additive bias that masks a key: -finfo(dtype).max / 4, so large that the key's
-    weight is exactly 0 next to any allowed key, yet finite (no inf - inf)."""
+    """An additive bias that masks a key: -finfo(dtype).max / 4. Added to logits of ordinary
+    size (|logit| << finfo.max / 4) it gives the key weight exactly 0 next to any unmasked key,
+    and it stays finite (no inf - inf in the softmax)."""
     return -0.25 * float(jnp.finfo(dtype).max)
 
 

@@ -71,7 +71,7 @@ def test_masked_keys_never_leak_whatever_their_logits(dtype):
     key_mask[0, 3:] = False
     key_mask[1, :] = False  # jet 1: nothing to attend to
     bias = np.zeros((2, 2, 4, 6), np.float32)
-    bias[..., 3:] = 1e4 if dtype == jnp.float16 else 1e30  # masked keys: enormous logits
+    bias[..., 3:] = 6e4 if dtype == jnp.float16 else 1e38  # masked keys: enormous logits
     cast = lambda a: jnp.asarray(a, dtype)  # noqa: E731
     out = np.asarray(att.dot_product_attention(cast(q), cast(k), cast(v),
                                                mask=att.padding_mask(key_mask),
@@ -81,6 +81,69 @@ def test_masked_keys_never_leak_whatever_their_logits(dtype):
     ref = _np_attention(q[:1, :, :, :], k[:1, :3], v[:1, :3])  # only the 3 real keys
     tol = 1e-5 if dtype == jnp.float32 else 3e-2
     np.testing.assert_allclose(out[:1], ref, rtol=tol, atol=tol)
+
+
+def _reference_attention(q, k, v, mask=None, bias=None):
+    """Plain jnp reference: softmax with masked logits set to -inf via where, rows without an
+    allowed key zeroed (differentiable through jax.nn.softmax)."""
+    qh, kh, vh = (jnp.swapaxes(t, -2, -3) for t in (q / np.sqrt(q.shape[-1]), k, v))
+    logits = qh @ jnp.swapaxes(kh, -1, -2)
+    if bias is not None:
+        logits = logits + bias
+    if mask is None:
+        return jnp.swapaxes(jax.nn.softmax(logits, axis=-1) @ vh, -2, -3)
+    mask = jnp.broadcast_to(mask, logits.shape)
+    any_key = jnp.any(mask, axis=-1, keepdims=True)
+    w = jax.nn.softmax(jnp.where(mask, logits, -jnp.inf), axis=-1, where=mask)
+    w = jnp.where(mask & any_key, w, 0.0)
+    return jnp.swapaxes(w @ vh, -2, -3)
+
+
+@pytest.mark.parametrize("case", ["one_key", "causal", "sharp_no_mask", "padding_causal"])
+def test_gradients_match_plain_softmax(case):
+    """Gradients of the fused path equal those of a plain softmax, also where a row's weight
+    sum is exactly 1 with one allowed key or one dominant logit (max(s, 1) would halve them)."""
+    q, k, v = _rand((2, 5, 2, 4), 0), _rand((2, 5, 2, 4), 1), _rand((2, 5, 2, 4), 2)
+    bias, mask = None, None
+    if case == "one_key":
+        mask = np.zeros((2, 1, 1, 5), bool)
+        mask[..., 0] = True
+    elif case == "causal":
+        mask = np.asarray(att.causal_mask(5))
+    elif case == "sharp_no_mask":
+        bias = np.zeros((2, 2, 5, 5), np.float32)
+        bias[..., 1:] = -40.0  # key 0 takes the whole weight: s == 1 in float32
+    else:
+        key_mask = np.ones((2, 5), bool)
+        key_mask[1, 3:] = False
+        mask = np.asarray(att.combine_masks(att.padding_mask(key_mask), att.causal_mask(5)))
+    fused = lambda q, k, v: att.dot_product_attention(q, k, v, mask=mask, bias=bias)  # noqa: E731
+    ref = lambda q, k, v: _reference_attention(q, k, v, mask, bias)  # noqa: E731
+    ct = _rand((2, 5, 2, 4), 3)
+    got = jax.grad(lambda *a: jnp.sum(fused(*a) * ct), argnums=(0, 1, 2))(q, k, v)
+    want = jax.grad(lambda *a: jnp.sum(ref(*a) * ct), argnums=(0, 1, 2))(q, k, v)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(np.asarray(g), np.asarray(w), rtol=1e-5, atol=1e-6)
+    if case == "one_key":  # the output is v[key 0] whatever q is: dq = 0 up to round-off
+        assert np.abs(np.asarray(got[0])).max() < 1e-6
+
+
+def test_infinite_bias_on_masked_keys_and_empty_rows():
+    """-inf / +inf biases (weaver-style padding) on masked keys change nothing; a row whose
+    keys are all masked and all -inf still returns zeros."""
+    q, k, v = _rand((1, 3, 1, 4), 0), _rand((1, 4, 1, 4), 1), _rand((1, 4, 1, 4), 2)
+    key_mask = np.array([[True, True, False, False]])
+    mask = att.padding_mask(key_mask)
+    bias = np.zeros((1, 1, 3, 4), np.float32)
+    bias[..., 2] = -np.inf
+    bias[..., 3] = np.inf
+    got = np.asarray(att.dot_product_attention(q, k, v, mask=mask, bias=bias))
+    ref = np.asarray(att.dot_product_attention(q, k[:, :2], v[:, :2]))
+    np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-6)
+    empty = att.padding_mask(np.zeros((1, 4), bool))
+    out = np.asarray(att.dot_product_attention(q, k, v, mask=empty,
+                                               bias=np.full((1, 1, 3, 4), -np.inf, np.float32)))
+    np.testing.assert_array_equal(out, 0.0)
 
 
 def test_causal_mask_blocks_the_future():
