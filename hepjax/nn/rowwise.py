@@ -63,13 +63,9 @@ def _gelu_bn(z, mean, rstd, scale, bias, m):
 
 def _merge_stats(carry, z, m, n_tile):
     """Chan's update of (count, mean, M2) with the tile z (S, C) (rows with m False are 0)."""
-    n, mean, m2 = carry
     mean_t = jnp.sum(z, axis=0) / jnp.maximum(n_tile, 1.0)
     m2_t = jnp.sum(jnp.where(m, jnp.square(z - mean_t), 0.0), axis=0)
-    n_new = n + n_tile
-    frac = n_tile / jnp.maximum(n_new, 1.0)
-    delta = mean_t - mean
-    return n_new, mean + delta * frac, m2 + m2_t + jnp.square(delta) * n * frac
+    return _chan(carry, (n_tile, mean_t, m2_t))
 
 
 def _split(a: Array, parts: int) -> list[Array]:
@@ -231,8 +227,8 @@ def bn_gelu_mlp_eval(x: Array, mask: Array, kernels: Sequence[Array], shifts: Se
     xt = _to_tiles(x, tiles, size)
     mt = _to_tiles(mask, tiles, size)[..., None]
     # fold the Dense bias and the running statistics into one affine map per layer
-    affine = [(jax.lax.rsqrt(v + epsilon) * s, b + (t - mu) * jax.lax.rsqrt(v + epsilon) * s)
-              for t, mu, v, s, b in zip(shifts, means, variances, scales, biases)]
+    gains = [jax.lax.rsqrt(v + epsilon) * s for v, s in zip(variances, scales)]
+    affine = [(a, b + (t - mu) * a) for a, t, mu, b in zip(gains, shifts, means, biases)]
 
     def tile(inputs):
         h, m = inputs
