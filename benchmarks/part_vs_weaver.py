@@ -20,11 +20,22 @@ shared machine hit both. Prints per-round and median ms per batch and the median
 weaver / hepjax (> 1: hepjax faster).
 
 weaver-core and torch==2.13.0 (CPU) live in their own venv, benchmarks/.venv-weaver, shared with
-benchmarks/particlenet_vs_weaver.py; it is created and filled if missing.
+benchmarks/particlenet_vs_weaver.py; it is created and filled if missing (or --worker-python
+names a python that imports torch and weaver-core, with --worker-pythonpath).
+
+--device gpu runs both sides on the GPU (JAX's GPU backend, torch's cuda:0, synchronised after
+every call); --precision bfloat16 runs weaver under torch.autocast(bfloat16) and hepjax with
+hepjax.train's mixed precision (bf16 products and activations, float32 master weights, loss,
+Adam and four-momenta); float32 means float32 on both (no TF32 on a GPU). The output check is
+always float32. benchmarks/part_gpu.sh runs the GPU comparison in one command on a machine
+without internet (the device tool's H100/H200).
 
     .venv/bin/python benchmarks/part_vs_weaver.py [--batch 128] [--particles 128]
                                                   [--steps 1] [--rounds 3] [--threads 0]
                                                   [--allocator tuned|hugetlb|default]
+                                                  [--device cpu|gpu]
+                                                  [--precision float32|bfloat16]
+                                                  [--worker-python PY] [--worker-pythonpath P]
 """
 from __future__ import annotations
 
@@ -75,17 +86,33 @@ def make_check_data(particles: int, seed: int = 1):
 # torch / weaver side (runs inside benchmarks/.venv-weaver)
 # --------------------------------------------------------------------------------------------
 
-def torch_worker(threads: int) -> None:
+def torch_worker(threads: int, device: str = "cpu", precision: str = "float32") -> None:
     """Reads JSON commands from stdin, answers one JSON line each on stdout (the protocol of
     benchmarks/particlenet_vs_weaver.py): {"op": "data", "path": npz} loads the batch and
     writes the freshly initialised weights and eval-mode logits on the check jets to
     path + ".weights.npz"; {"op": "train" | "infer", "steps": S, "warmup": W} times S calls."""
+    import contextlib
+
     import numpy as np
     import torch
     from weaver.nn.model.ParticleTransformer import ParticleTransformer
 
     if threads > 0:
         torch.set_num_threads(threads)
+    dev = torch.device("cuda" if device == "gpu" else "cpu")
+    if dev.type == "cuda":  # float32 means float32 on both sides (JAX: precision "highest")
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+
+    def amp():  # bfloat16: weaver's model under autocast (products and SDPA in bf16)
+        if precision == "bfloat16":
+            return torch.autocast(dev.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def sync():
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+
     torch.manual_seed(0)
     model = ParticleTransformer(
         input_dim=NUM_FEATURES, num_classes=NUM_CLASSES, pair_input_dim=4,
@@ -94,43 +121,50 @@ def torch_worker(threads: int) -> None:
         num_cls_layers=2, block_params=None,
         cls_block_params={"dropout": 0, "attn_dropout": 0, "activation_dropout": 0},
         fc_params=[], activation="gelu", trim=False, for_inference=False)
+    init_weights = {k: t.detach().numpy().copy() for k, t in model.state_dict().items()}
+    model.to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     loss_fn = torch.nn.CrossEntropyLoss()
     batch = {}
 
     def on_data(cmd):
         d = dict(np.load(cmd["path"]))
-        batch["x"] = torch.from_numpy(d["features"]).transpose(1, 2).contiguous()  # (B, F, N)
+        batch["x"] = torch.from_numpy(d["features"]).transpose(1, 2).contiguous().to(dev)  # (B, F, N)
         # (E, px, py, pz) -> weaver's (px, py, pz, E)
-        batch["v"] = torch.from_numpy(d["vectors"][..., [1, 2, 3, 0]]).transpose(1, 2).contiguous()
-        batch["mask"] = torch.from_numpy(d["mask"]).unsqueeze(1).float()  # (B, 1, N)
-        batch["y"] = torch.from_numpy(d["label"]).long()
+        batch["v"] = torch.from_numpy(d["vectors"][..., [1, 2, 3, 0]]).transpose(
+            1, 2).contiguous().to(dev)
+        batch["mask"] = torch.from_numpy(d["mask"]).unsqueeze(1).float().to(dev)  # (B, 1, N)
+        batch["y"] = torch.from_numpy(d["label"]).long().to(dev)
         # the output check: weights and eval-mode logits on padded jets, before training
         model.eval()
         with torch.no_grad():
-            cx = torch.from_numpy(d["check_features"]).transpose(1, 2).contiguous()
+            cx = torch.from_numpy(d["check_features"]).transpose(1, 2).contiguous().to(dev)
             cv = torch.from_numpy(d["check_vectors"][..., [1, 2, 3, 0]]).transpose(
-                1, 2).contiguous()
-            cm = torch.from_numpy(d["check_mask"]).unsqueeze(1).float()
-            check_logits = model(cx, cv, cm).numpy()
-        np.savez(cmd["path"] + ".weights.npz", check_logits=check_logits,
-                 **{k: t.detach().numpy() for k, t in model.state_dict().items()})
+                1, 2).contiguous().to(dev)
+            cm = torch.from_numpy(d["check_mask"]).unsqueeze(1).float().to(dev)
+            check_logits = model(cx, cv, cm).cpu().numpy()  # float32, no autocast
+        np.savez(cmd["path"] + ".weights.npz", check_logits=check_logits, **init_weights)
         return {"ok": True}
 
     def train():
         model.train()
         opt.zero_grad(set_to_none=True)
-        loss = loss_fn(model(batch["x"], batch["v"], batch["mask"]), batch["y"])
+        with amp():
+            logits = model(batch["x"], batch["v"], batch["mask"])
+        loss = loss_fn(logits.float(), batch["y"])
         loss.backward()
         opt.step()
+        sync()
 
     def infer():
         model.eval()
-        with torch.no_grad():
+        with torch.no_grad(), amp():
             model(batch["x"], batch["v"], batch["mask"])
+        sync()
 
     serve({"params": sum(p.numel() for p in model.parameters() if p.requires_grad),
-           "torch": torch.__version__, "threads": torch.get_num_threads()},
+           "torch": torch.__version__, "threads": torch.get_num_threads(),
+           "device": torch.cuda.get_device_name() if dev.type == "cuda" else "cpu"},
           on_data, lambda: {"train": train, "infer": infer})
 
 
@@ -212,13 +246,17 @@ def check_outputs(cfg, weights_path, data) -> float:
                        nnx.Rngs(params=0, dropout=1))
     ref = load_weaver_weights(model, dict(np.load(weights_path)))
     model.eval()
-    ours = np.asarray(nnx.jit(lambda m, f, k, v: m(f, k, v))(
-        model, data["check_features"], data["check_mask"], data["check_vectors"]))
+    import jax
+    with jax.default_matmul_precision("highest"):  # float32 products on a GPU too (no TF32)
+        ours = np.asarray(nnx.jit(lambda m, f, k, v: m(f, k, v))(
+            model, data["check_features"], data["check_mask"], data["check_vectors"]))
     return float(np.max(np.abs(ours - ref))), float(np.max(np.abs(ref)))
 
 
-def hepjax_steps(data):
-    """(parameter count, train(), infer()) for hepjax's ParT on the batch `data`."""
+def hepjax_steps(data, precision: str = "float32"):
+    """(parameter count, train(), infer()) for hepjax's ParT on the batch `data`; precision
+    'bfloat16' is hepjax.train's mixed precision (bf16 forward and backward, float32 master
+    weights, loss and Adam), the forward pass of infer() in bf16 as well."""
     import jax
     import ml_collections
     import optax
@@ -226,6 +264,7 @@ def hepjax_steps(data):
 
     from hepjax.models import part
     from hepjax.train import compile_steps, count_params, init_state, tasks
+    from hepjax.train.step import cast_batch, cast_floats, compute_dtype
 
     batch_size, particles, _ = data["features"].shape
     cfg = ml_collections.ConfigDict(dict(PAPER, dropout=0.1, attn_dropout=0.1,
@@ -235,7 +274,9 @@ def hepjax_steps(data):
         lambda r: part.build(cfg, (particles, NUM_FEATURES), NUM_CLASSES, r), opt,
         jax.random.key(0))
     n_params = count_params(state.params)
-    train_step, _ = compile_steps(graphdefs, tasks.multiclass_classification(NUM_CLASSES), opt)
+    train_step, _ = compile_steps(graphdefs, tasks.multiclass_classification(NUM_CLASSES), opt,
+                                  precision=precision)
+    dtype = compute_dtype(precision)
     batch = {k: jax.device_put(v) for k, v in data.items()}
     batch["weight"] = jax.numpy.ones((batch_size,), jax.numpy.float32)
 
@@ -246,13 +287,14 @@ def hepjax_steps(data):
         jax.block_until_ready(metrics["loss"])
 
     @jax.jit
-    def forward(params, model_state, f, m, v):
-        return nnx.merge(graphdefs.eval, params, model_state)(f, m, v)
+    def forward(params, model_state, b):
+        b = cast_batch(b, dtype)  # the four-momenta stay float32 (hepjax.train.step)
+        model = nnx.merge(graphdefs.eval, cast_floats(params, dtype), model_state)
+        return model(b["features"], b["mask"], b["vectors"]).astype(jax.numpy.float32)
 
     def infer():
         s = holder["state"]
-        jax.block_until_ready(forward(s.params, s.model_state, batch["features"],
-                                      batch["mask"], batch["vectors"]))
+        jax.block_until_ready(forward(s.params, s.model_state, batch))
 
     return n_params, train, infer
 
@@ -266,18 +308,39 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--allocator", choices=("tuned", "hugetlb", "default"), default="tuned",
                    help="glibc malloc setting for BOTH frameworks (hepjax.runtime)")
+    p.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
+                   help="where BOTH sides run (gpu: JAX's GPU backend and torch's cuda:0)")
+    p.add_argument("--precision", choices=("float32", "bfloat16"), default="float32",
+                   help="BOTH sides: float32 (no TF32 on a GPU), or bfloat16 mixed precision "
+                        "(weaver: torch.autocast; hepjax: hepjax.train's precision='bfloat16')")
+    p.add_argument("--worker-python", default=None,
+                   help="python for the torch side (must import torch and weaver-core); default "
+                        "benchmarks/.venv-weaver, created if missing. On a GPU machine: its "
+                        "own python3 with torch, weaver-core on --worker-pythonpath")
+    p.add_argument("--worker-pythonpath", default="", help="PYTHONPATH of the torch side")
     p.add_argument("--torch-worker", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.torch_worker:
-        torch_worker(args.threads)
+        torch_worker(args.threads, args.device, args.precision)
         return
+    if args.device == "cpu":  # before JAX starts: the CPU even where a GPU is visible
+        os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
     import numpy as np
     from hepjax import runtime
 
     allocator = runtime.same_allocator_for_all(args.allocator)
-    ensure_venv("weaver.nn.model.ParticleTransformer")
-    with TorchWorker(__file__, args.threads) as worker:
+    import jax
+    if jax.default_backend() != args.device:
+        raise SystemExit(f"--device {args.device}, but JAX's default backend is "
+                         f"{jax.default_backend()!r} (JAX_PLATFORMS={os.environ.get('JAX_PLATFORMS')!r})")
+    if args.device == "gpu" and args.precision == "float32":
+        jax.config.update("jax_default_matmul_precision", "highest")  # as torch: no TF32
+    if args.worker_python is None:
+        ensure_venv("weaver.nn.model.ParticleTransformer")
+    with TorchWorker(__file__, args.threads, python=args.worker_python,
+                     pythonpath=args.worker_pythonpath,
+                     extra_args=("--device", args.device, "--precision", args.precision)) as worker:
         hello = worker.hello
         data = make_data(args.batch, args.particles)
         with tempfile.TemporaryDirectory() as tmp:
@@ -292,13 +355,14 @@ def main(argv=None):
               f"max |logit difference| = {diff:.2e} (logits up to {scale:.2f})", flush=True)
         if diff > 1e-3 * max(1.0, scale):
             raise AssertionError(f"hepjax and weaver ParT disagree: max |logit diff| {diff:.3e}")
-        n_params, train, infer = hepjax_steps(data)
+        n_params, train, infer = hepjax_steps(data, args.precision)
         if n_params != hello["params"]:
             raise AssertionError(f"parameter counts differ: hepjax {n_params:,} vs weaver "
                                  f"{hello['params']:,}")
-        import jax
+        where = (f"GPU ({jax.devices()[0].device_kind}; torch: {hello['device']})"
+                 if args.device == "gpu" else f"CPU ({os.cpu_count()} cores)")
         print(f"ParT paper config, {n_params:,} parameters (both), batch {args.batch} x "
-              f"{args.particles} particles, CPU ({os.cpu_count()} cores), torch {hello['torch']} "
+              f"{args.particles} particles, {where}, {args.precision}, torch {hello['torch']} "
               f"({hello['threads']} threads), jax {jax.__version__}, malloc: {allocator}",
               flush=True)
         # warm-up (compilation for JAX; both sides' memory), alternating as the timing does

@@ -84,14 +84,18 @@ def serve(hello: dict, on_data, steps) -> None:
 # ------------------------------------------------------------------------------ driver side
 
 class TorchWorker:
-    """`script --torch-worker --threads T` run by the weaver venv's python, driven over a pipe;
-    a context manager (quit + wait on exit). `hello` holds the worker's first answer."""
+    """`script --torch-worker --threads T [extra_args]` run by the weaver venv's python (or
+    `python`, with `pythonpath` as its PYTHONPATH: e.g. a GPU machine's own torch and a carried
+    weaver-core), driven over a pipe; a context manager (quit + wait on exit). `hello` holds
+    the worker's first answer."""
 
-    def __init__(self, script: str, threads: int):
-        env = {**os.environ, "PYTHONPATH": ""}
+    def __init__(self, script: str, threads: int, *, python: str | None = None,
+                 pythonpath: str = "", extra_args: tuple[str, ...] = ()):
+        env = {**os.environ, "PYTHONPATH": pythonpath}
         self.proc = subprocess.Popen(
-            [str(VENV_PY), str(pathlib.Path(script).resolve()), "--torch-worker", "--threads",
-             str(threads)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+            [python or str(VENV_PY), str(pathlib.Path(script).resolve()), "--torch-worker",
+             "--threads", str(threads), *extra_args],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
         self.hello = self.ask()
 
     def ask(self, **cmd) -> dict:

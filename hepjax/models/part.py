@@ -138,7 +138,9 @@ class PairEmbedding(nnx.Module):
         # axis come out as (P, B) and get transposed (inference: 61 ms vs 106 ms at 128 x 128)
         feats = pairwise_features(vectors, mask)[:, rows, cols]  # (B, P, 4)
         pmask = mask[:, rows] & mask[:, cols]  # (B, P)
-        h = self.input_norm(feats, mask=pmask)
+        # the features (ln m^2 of E^2 - p^2 above all) and their normalisation in the four-
+        # momenta's float32; the layers in the parameters' dtype (bf16 in mixed precision)
+        h = self.input_norm(feats, mask=pmask).astype(self.layers[0].kernel[...].dtype)
         tiled = jax.default_backend() == "cpu" if self.tiled is None else self.tiled
         if tiled and self.fused_gelu and not self.use_pre_activation:
             h = self._tiled(h, pmask)

@@ -173,17 +173,21 @@ def batch_norm_gelu(x, mask, scale, bias, epsilon, axes):
 
 
 def _bn_gelu_forward(x, mask, scale, bias, epsilon, axes):
-    w = (jnp.ones(x.shape[:-1], x.dtype) if mask is None else mask.astype(x.dtype))[..., None]
+    # statistics in float32 at least (bf16 sums over ~10^6 entries lose the variance), applied
+    # in x's dtype; the returned float32 mean and variance feed the running averages
+    acc = jnp.promote_types(x.dtype, jnp.float32)
+    w = (jnp.ones(x.shape[:-1], acc) if mask is None else mask.astype(acc))[..., None]
     n = jnp.maximum(jnp.sum(w), 1.0)
-    mean = jnp.sum(w * x, axis=axes) / n
-    var = jnp.sum(w * jnp.square(x - mean), axis=axes) / n
-    rstd = jax.lax.rsqrt(var + epsilon)
-    u = (x - mean) * (rstd * scale) + bias
+    wide = x.astype(acc)
+    mean = jnp.sum(w * wide, axis=axes) / n
+    var = jnp.sum(w * jnp.square(wide - mean), axis=axes) / n
+    rstd = jax.lax.rsqrt(var + epsilon).astype(x.dtype)
+    u = (x - mean.astype(x.dtype)) * (rstd * scale) + bias
     cdf, _ = normal_cdf_pdf(u)
     y = u * cdf
     if mask is not None:
         y = jnp.where(mask[..., None], y, jnp.zeros((), y.dtype))
-    return y, (mean, var), (x, mask, scale, bias, mean, rstd, n)
+    return y, (mean, var), (x, mask, scale, bias, mean.astype(x.dtype), rstd, n)
 
 
 def _bn_gelu_fwd(x, mask, scale, bias, epsilon, axes):
@@ -203,13 +207,13 @@ def _bn_gelu_bwd(epsilon, axes, residuals, cotangents):
     g = dy * (cdf + u * pdf)
     if mask is not None:
         g = jnp.where(mask[..., None], g, jnp.zeros((), g.dtype))
-    dbias = jnp.sum(g, axis=axes)
-    dscale = jnp.sum(g * xhat, axis=axes)
-    dx = (rstd * scale) * (g - (dbias + xhat * dscale) / n)
+    dbias = jnp.sum(g, axis=axes, dtype=n.dtype)
+    dscale = jnp.sum(g * xhat, axis=axes, dtype=n.dtype)
+    dx = (rstd * scale) * (g - ((dbias + xhat * dscale) / n).astype(g.dtype))
     if mask is not None:
         dx = jnp.where(mask[..., None], dx, jnp.zeros((), dx.dtype))
     dmask = None if mask is None else np.zeros(mask.shape, jax.dtypes.float0)
-    return dx, dmask, dscale, dbias
+    return dx.astype(x.dtype), dmask, dscale.astype(scale.dtype), dbias.astype(bias.dtype)
 
 
 batch_norm_gelu.defvjp(_bn_gelu_fwd, _bn_gelu_bwd)
@@ -226,7 +230,9 @@ class BatchNorm(nnx.Module):
     entry leaves the running statistics unchanged. Padded entries never enter any statistic, so
     adding padding changes neither the outputs at real entries nor the running averages.
     Eval mode (use_running_average=True, set by `model.eval()`): the running statistics are used.
-    Outputs at masked positions are zero.
+    Outputs at masked positions are zero. The output dtype is that of x and the parameters
+    (scale, bias) together: the float32 running statistics do not promote a bfloat16 forward
+    pass (mixed precision, `hepjax.train.step`) back to float32.
     """
 
     def __init__(self, num_features: int, *, momentum: float = 0.99, epsilon: float = 1e-5,
@@ -249,15 +255,16 @@ class BatchNorm(nnx.Module):
             mean, var = self.mean[...], self.var[...]
         else:
             axes = tuple(range(x.ndim - 1))
-            w = (jnp.ones(x.shape[:-1], x.dtype) if mask is None
-                 else jnp.asarray(mask, x.dtype))[..., None]
+            acc = jnp.promote_types(x.dtype, jnp.float32)  # statistics in float32 at least
+            w = (jnp.ones(x.shape[:-1], acc) if mask is None
+                 else jnp.asarray(mask, acc))[..., None]
             count = jnp.sum(w)
             denom = jnp.maximum(count, 1.0)
-            mean = jnp.sum(w * x, axis=axes) / denom
-            var = jnp.sum(w * jnp.square(x - mean), axis=axes) / denom
+            mean = jnp.sum(w * x, axis=axes, dtype=acc) / denom
+            var = jnp.sum(w * jnp.square(x.astype(acc) - mean), axis=axes) / denom
             self.update_running(mean, var, count)
         y = (x - mean) * jax.lax.rsqrt(var + self.epsilon) * self.scale[...] + self.bias[...]
-        return _zero_masked(y, mask)
+        return _zero_masked(y.astype(jnp.result_type(x, self.scale[...])), mask)
 
     def gelu(self, x: Array, mask: Array | None = None, shift: Array | None = None) -> Array:
         """gelu(self(x + shift, mask)) (exact GELU), 0 at masked entries; in training mode

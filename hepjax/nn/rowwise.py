@@ -62,7 +62,9 @@ def _gelu_bn(z, mean, rstd, scale, bias, m):
 
 
 def _merge_stats(carry, z, m, n_tile):
-    """Chan's update of (count, mean, M2) with the tile z (S, C) (rows with m False are 0)."""
+    """Chan's update of (count, mean, M2) with the tile z (S, C) (rows with m False are 0), in
+    the carry's dtype (float32 also for bf16 activations)."""
+    z = z.astype(carry[1].dtype)
     mean_t = jnp.sum(z, axis=0) / jnp.maximum(n_tile, 1.0)
     m2_t = jnp.sum(jnp.where(m, jnp.square(z - mean_t), 0.0), axis=0)
     return _chan(carry, (n_tile, mean_t, m2_t))
@@ -95,12 +97,14 @@ def _forward(x, mask, kernels, scales, biases, epsilon, tile_rows, parts):
     size = -(-rows // tiles)
     xt = _split(_to_tiles(jnp.where(mask[:, None], x, 0.0), tiles, size), parts)
     mt = _split(_to_tiles(mask, tiles, size)[..., None], parts)  # (T, S, 1) bool per part
-    nt = [jnp.sum(m, axis=(1, 2)).astype(x.dtype) for m in mt]  # real rows per tile
+    # statistics in float32 at least: bf16 sums over 10^6 rows would lose the variance
+    acc = jnp.promote_types(x.dtype, jnp.float32)
+    nt = [jnp.sum(m, axis=(1, 2)).astype(acc) for m in mt]  # real rows per tile
     n = sum(jnp.sum(c) for c in nt)
-    zs, means, rstds, variances = [], [], [], []
+    zs, means, rstds, variances, returned_means = [], [], [], [], []
     prev = xt
     for l, kernel in enumerate(kernels):
-        zero = jnp.zeros((kernel.shape[1],), x.dtype)
+        zero = jnp.zeros((kernel.shape[1],), acc)
 
         def body(carry, inputs, l=l, kernel=kernel):
             p, m, n_tile = inputs
@@ -110,18 +114,21 @@ def _forward(x, mask, kernels, scales, biases, epsilon, tile_rows, parts):
             return _merge_stats(carry, z, m, n_tile), z
 
         # the parts are independent scans: XLA:CPU runs them on different threads
-        out = [jax.lax.scan(body, (jnp.zeros((), x.dtype), zero, zero), (p, m, c))
+        out = [jax.lax.scan(body, (jnp.zeros((), acc), zero, zero), (p, m, c))
                for p, m, c in zip(prev, mt, nt)]
         stats = out[0][0]
         for o in out[1:]:
             stats = _chan(stats, o[0])
         var = stats[2] / jnp.maximum(n, 1.0)
-        zs.append([o[1] for o in out]), means.append(stats[1]), variances.append(var)
-        rstds.append(jax.lax.rsqrt(var + epsilon))
+        # the float32 statistics are returned; the normalisation uses them in x's dtype
+        zs.append([o[1] for o in out]), variances.append(var)
+        means.append(stats[1].astype(x.dtype))
+        rstds.append(jax.lax.rsqrt(var + epsilon).astype(x.dtype))
+        returned_means.append(stats[1])
         prev = zs[-1]
     y = _join([_gelu_bn(z, means[-1], rstds[-1], scales[-1], biases[-1], m)[0]
                for z, m in zip(prev, mt)], rows)
-    return y, means, variances, (xt, mt, n, zs, means, rstds, size)
+    return y, returned_means, variances, (xt, mt, n, zs, means, rstds, size)
 
 
 def bn_gelu_mlp(x: Array, mask: Array, kernels: Sequence[Array], scales: Sequence[Array],
@@ -168,6 +175,7 @@ def _bwd(epsilon, tile_rows, parts, residuals, cotangents):
     tiles = sum(m.shape[0] for m in mt)
     dy = _split(_to_tiles(cotangents[0], tiles, size), parts)
     depth = len(kernels)
+    acc = n.dtype  # sums and the kernel gradients accumulate in float32 (at least)
     dkernels, dscales, dbiases = [None] * depth, [None] * depth, [None] * depth
     # the last layer's BatchNorm + GELU backward sums, over the whole (R, C_L) output
     top = depth - 1
@@ -175,30 +183,32 @@ def _bwd(epsilon, tile_rows, parts, residuals, cotangents):
     for z, m, d in zip(zs[top], mt, dy):
         _, u, cdf, pdf = _gelu_bn(z, means[top], rstds[top], scales[top], biases[top], m)
         g.append(jnp.where(m, d * (cdf + u * pdf), 0.0))
-    dbiases[top] = sum(jnp.sum(gi, axis=(0, 1)) for gi in g)
-    dscales[top] = sum(jnp.sum(gi * ((z - means[top]) * rstds[top]), axis=(0, 1))
+    dbiases[top] = sum(jnp.sum(gi, axis=(0, 1), dtype=acc) for gi in g)
+    dscales[top] = sum(jnp.sum(gi * ((z - means[top]) * rstds[top]), axis=(0, 1), dtype=acc)
                        for gi, z in zip(g, zs[top]))
     for l in range(top, -1, -1):
         kernel = kernels[l]
         coef = rstds[l] * scales[l]
-        zero = jnp.zeros((kernel.shape[0],), kernel.dtype)
+        zero = jnp.zeros((kernel.shape[0],), acc)
 
         def body(carry, inputs, l=l, kernel=kernel, coef=coef):
             g_l, z_l, p, m = inputs
             xhat = (z_l - means[l]) * rstds[l]
-            dz = jnp.where(m, coef * (g_l - (dbiases[l] + xhat * dscales[l]) / n), 0.0)
+            mean_g = ((dbiases[l] + xhat * dscales[l]) / n).astype(g_l.dtype)
+            dz = jnp.where(m, coef * (g_l - mean_g), 0.0)
             dp = dz @ kernel.T
             if l == 0:
-                return (carry[0] + p.T @ dz,), dp
+                return (carry[0] + jnp.dot(p.T, dz, preferred_element_type=acc),), dp
             h, u, cdf, pdf = _gelu_bn(p, means[l - 1], rstds[l - 1], scales[l - 1],
                                       biases[l - 1], m)
             g_prev = jnp.where(m, dp * (cdf + u * pdf), 0.0)
             dkernel, dbias, dscale = carry
             xhat_prev = (p - means[l - 1]) * rstds[l - 1]
-            return (dkernel + h.T @ dz, dbias + jnp.sum(g_prev, axis=0),
-                    dscale + jnp.sum(g_prev * xhat_prev, axis=0)), g_prev
+            return (dkernel + jnp.dot(h.T, dz, preferred_element_type=acc),
+                    dbias + jnp.sum(g_prev, axis=0, dtype=acc),
+                    dscale + jnp.sum(g_prev * xhat_prev, axis=0, dtype=acc)), g_prev
 
-        dkernel = jnp.zeros(kernel.shape, kernel.dtype)
+        dkernel = jnp.zeros(kernel.shape, acc)
         init = (dkernel,) if l == 0 else (dkernel, zero, zero)
         prev = xt if l == 0 else zs[l - 1]
         out = [jax.lax.scan(body, init, inputs) for inputs in zip(g, zs[l], prev, mt)]
@@ -207,9 +217,12 @@ def _bwd(epsilon, tile_rows, parts, residuals, cotangents):
         dkernels[l] = carry[0]
         if l > 0:
             dbiases[l - 1], dscales[l - 1] = carry[1], carry[2]
-    dx = jnp.where(mask[:, None], _join(g, rows), 0.0)
+    dx = jnp.where(mask[:, None], _join(g, rows), 0.0).astype(xt[0].dtype)
     dmask = np.zeros(mask.shape, jax.dtypes.float0)
-    return dx, dmask, tuple(dkernels), tuple(dscales), tuple(dbiases)
+
+    def like(grads, primals):
+        return tuple(d.astype(p.dtype) for d, p in zip(grads, primals))
+    return (dx, dmask, like(dkernels, kernels), like(dscales, scales), like(dbiases, biases))
 
 
 _bn_gelu_mlp.defvjp(_fwd, _bwd)
@@ -228,7 +241,9 @@ def bn_gelu_mlp_eval(x: Array, mask: Array, kernels: Sequence[Array], shifts: Se
     mt = _to_tiles(mask, tiles, size)[..., None]
     # fold the Dense bias and the running statistics into one affine map per layer
     gains = [jax.lax.rsqrt(v + epsilon) * s for v, s in zip(variances, scales)]
-    affine = [(a, b + (t - mu) * a) for a, t, mu, b in zip(gains, shifts, means, biases)]
+    # in the activations' dtype: float32 running statistics do not promote a bf16 forward pass
+    affine = [(a.astype(x.dtype), (b + (t - mu) * a).astype(x.dtype))
+              for a, t, mu, b in zip(gains, shifts, means, biases)]
 
     def tile(inputs):
         h, m = inputs

@@ -216,3 +216,61 @@ def test_key_masking_bias_equals_the_attention_mask():
     # and the masked keys matter: the same bias without any mask differs
     unmasked = np.asarray(block(x, np.ones_like(mask), bias=plain))
     assert np.abs(unmasked[1:] - own[1:]).max() > 1e-3
+
+
+@pytest.mark.parametrize("tiled", [True, False])
+@pytest.mark.parametrize("train", [True, False])
+def test_bfloat16_forward_runs_every_matmul_in_bf16_and_tracks_float32(tiled, train):
+    """Mixed precision (hepjax.train.step: parameters and features cast to bf16, four-momenta
+    kept float32): every product of ParT's forward pass, the pair embedding's included, is a
+    bf16 product (float32 pair features and running statistics used to promote the whole
+    network back to float32), and the logits follow the float32 ones to bf16 accuracy."""
+    import re
+
+    import jax.numpy as jnp
+
+    from hepjax.train.step import cast_floats
+    feats, mask, vec = _jets(4, 12, 5, 7, n_real=[12, 9, 5, 3])
+    cfg = ml_collections.ConfigDict(dict(SMALL, num_layers=2, dropout=0.0, attn_dropout=0.0,
+                                         activation_dropout=0.0))
+    model = part.build(cfg, (12, 5), 3, nnx.Rngs(params=0, dropout=1))
+    model.pair_embed.tiled = tiled
+    if not train:
+        model.eval()
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+
+    def logits(p, dtype):
+        m = nnx.merge(graphdef, cast_floats(p, dtype), rest, copy=True)
+        return m(jnp.asarray(feats, dtype), mask, vec).astype(jnp.float32)
+
+    hlo = jax.jit(lambda p: logits(p, jnp.bfloat16)).lower(params).as_text()
+    dots = re.findall(r"stablehlo.dot_general.*", hlo)
+    assert len(dots) >= 10 and all("xbf16>" in d.split("->")[-1] for d in dots), dots
+    ref, low = np.asarray(logits(params, jnp.float32)), np.asarray(logits(params, jnp.bfloat16))
+    scale = np.abs(ref).max()
+    assert scale > 0.1
+    assert np.abs(low - ref).max() < 0.1 * scale  # ~3-5 % here: bf16 rounding, 2 blocks deep
+    assert not np.array_equal(low, ref)  # it really ran in another precision
+
+
+def test_batch_norm_eval_keeps_the_bf16_compute_dtype():
+    """Eval-mode BatchNorm with bf16 parameters (mixed precision) returns bf16 although its
+    running statistics are stored in float32; float32 inputs with float32 parameters stay
+    float32, and the values are the float32 ones rounded."""
+    import jax.numpy as jnp
+
+    from hepjax.nn.layers import BatchNorm
+    from hepjax.train.step import cast_floats
+    bn = BatchNorm(3, rngs=nnx.Rngs(0))
+    bn.mean[...] = jnp.array([0.5, -1.0, 2.0])
+    bn.var[...] = jnp.array([4.0, 0.25, 1.0])
+    bn.eval()
+    x = np.random.default_rng(0).normal(size=(5, 3)).astype(np.float32)
+    y32 = bn(x)
+    assert y32.dtype == jnp.float32
+    graphdef, params, rest = nnx.split(bn, nnx.Param, ...)
+    bn16 = nnx.merge(graphdef, cast_floats(params, jnp.bfloat16), rest)
+    assert bn16.mean[...].dtype == jnp.float32  # the running statistics stay float32
+    y16 = bn16(jnp.asarray(x, jnp.bfloat16))
+    assert y16.dtype == jnp.bfloat16
+    np.testing.assert_allclose(np.asarray(y16, np.float32), y32, rtol=2e-2, atol=2e-2)

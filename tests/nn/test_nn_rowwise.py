@@ -106,3 +106,44 @@ def test_bn_gelu_mlp_errors_name_the_shapes():
         bn_gelu_mlp(x, mask[:9], kernels, scales, biases)
     with pytest.raises(ValueError, match="as many kernels"):
         bn_gelu_mlp(x, mask, kernels, scales[:2], biases)
+
+
+def test_bn_gelu_mlp_bfloat16_keeps_float32_statistics_and_gradients_near_float32():
+    """bf16 activations (mixed precision): outputs and gradients stay bf16 (the dtypes of the
+    primals), the returned batch statistics are float32 and accumulated in float32 over the
+    tiles (a bf16 running sum over 20,000 rows would be off by percents), and everything
+    follows the float32 computation to bf16 accuracy."""
+    x, mask, kernels, scales, biases, rng = _problem(20000, seed=3)
+    ct = jnp.asarray(rng.normal(size=(20000, DIMS[-1])), jnp.float32)
+
+    def run(dtype):
+        cast = [[a.astype(dtype) for a in group] for group in (kernels, scales, biases)]
+
+        def loss(x, ks, ss, bs):
+            y, means, variances = bn_gelu_mlp(x, mask, ks, ss, bs, tile_rows=512)
+            return jnp.sum(y.astype(jnp.float32) * ct), (y, means, variances)
+
+        (_, aux), grads = jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2, 3), has_aux=True))(
+            x.astype(dtype), *cast)
+        return aux, grads
+
+    (y32, m32, v32), g32 = run(jnp.float32)
+    (y16, m16, v16), g16 = run(jnp.bfloat16)
+    assert y16.dtype == jnp.bfloat16
+    assert all(m.dtype == jnp.float32 and v.dtype == jnp.float32 for m, v in zip(m16, v16))
+    assert all(g.dtype == jnp.bfloat16 for g in jax.tree.leaves(g16))
+    for a, b in zip(m16 + v16, m32 + v32):  # statistics of bf16-rounded inputs: ~1 %
+        np.testing.assert_allclose(a, b, rtol=3e-2, atol=3e-2 * float(jnp.abs(b).max()))
+    # as close to float32 as the plain layer-by-layer form computed in bf16 is
+    plain = _reference(x.astype(jnp.bfloat16), mask,
+                       *[[a.astype(jnp.bfloat16) for a in g] for g in (kernels, scales, biases)])[0]
+
+    def errors(y):
+        e = np.abs(np.asarray(y, np.float32) - np.asarray(y32))
+        return np.array([e.mean(), np.quantile(e, 0.999), e.max()])
+    assert np.all(errors(y16) < 1.5 * errors(plain)), (errors(y16), errors(plain))
+    assert errors(y16)[0] < 1e-2
+    for a, b in zip(jax.tree.leaves(g16), jax.tree.leaves(g32)):
+        a = np.asarray(a, np.float32)
+        assert np.abs(a - b).max() < 0.05 * np.abs(b).max() + 1e-3, (np.abs(a - b).max(),
+                                                                     np.abs(b).max())
