@@ -1,6 +1,7 @@
 """Jet-image top taggers: the Macaluso-Shih CNN and a ResNeXt-style variant.
 
-Images are (B, H, W, C) (channels last; the landscape's 40 x 40 pT images have C = 1).
+Images are (B, H, W, C), channels last; the layers fit any size (Macaluso-Shih's and the
+landscape CNN's images are 37 x 37 pT images, C = 1).
 
 * `MacalusoShihCNN` — S. Macaluso, D. Shih, "Pulling out all the tops with computer vision and
   deep learning", JHEP 10 (2018) 121, arXiv:1803.00107, the "CNN" of the top-tagging landscape

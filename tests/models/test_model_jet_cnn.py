@@ -25,6 +25,20 @@ def test_default_cnn_on_40x40_parameter_count():
         jet_cnn.build(jet_cnn.default_config(), (40, 4), 1, nnx.Rngs(params=0))
 
 
+def test_landscape_cnn_on_37x37_has_the_landscapes_parameter_count():
+    """The top-tagging landscape lists the CNN (Macaluso-Shih) at 610k parameters: these layers on
+    Macaluso-Shih's 37 x 37 images (SAME padding, two 2 x 2 pools -> 9 x 9 x 64), two logits."""
+    from experiments.top_tagging import config as landscape
+    cfg = landscape.get_config("cnn")
+    n = cfg.data.image_size
+    assert n == 37
+    model = nnx.eval_shape(lambda: jet_cnn.build(cfg.model, (n, n, 1), 2, nnx.Rngs(params=0)))
+    conv = (16 * 1 * 64 + 64) + 3 * (16 * 64 * 64 + 64)
+    dense = (9 * 9 * 64 * 64 + 64) + (64 * 256 + 256) + (256 * 256 + 256) + (256 * 2 + 2)
+    assert _count(model) == conv + dense == 612_674
+    assert abs(_count(model) - 610_000) / 610_000 < 0.01
+
+
 def test_cnn_translation_equivariant_before_pooling():
     cfg = ml_collections.ConfigDict(dict(filters=(4, 4, 4, 4), dense_dims=(8,)))
     model = jet_cnn.build(cfg, (40, 40, 1), 1, nnx.Rngs(params=0))
