@@ -110,9 +110,9 @@ def test_bn_gelu_mlp_errors_name_the_shapes():
 
 def test_bn_gelu_mlp_bfloat16_keeps_float32_statistics_and_gradients_near_float32():
     """bf16 activations (mixed precision): outputs and gradients stay bf16 (the dtypes of the
-    primals), the returned batch statistics are float32 and accumulated in float32 over the
-    tiles (a bf16 running sum over 20,000 rows would be off by percents), and everything
-    follows the float32 computation to bf16 accuracy."""
+    primals), the returned batch statistics are float32 (accumulated in float32 across the tiles;
+    the running averages are stored in float32), and everything follows the float32
+    computation as closely as the plain layer-by-layer form computed in bf16 does."""
     x, mask, kernels, scales, biases, rng = _problem(20000, seed=3)
     ct = jnp.asarray(rng.normal(size=(20000, DIMS[-1])), jnp.float32)
 
