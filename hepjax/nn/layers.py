@@ -172,15 +172,24 @@ def batch_norm_gelu(x, mask, scale, bias, epsilon, axes):
     return y, mean, var
 
 
-def _bn_gelu_forward(x, mask, scale, bias, epsilon, axes):
-    # statistics in float32 at least (bf16 sums over ~10^6 entries lose the variance), applied
-    # in x's dtype; the returned float32 mean and variance feed the running averages
+def _masked_moments(x, mask, axes):
+    """(mean, biased variance, count) per feature of x (..., C) over the entries with mask True
+    (all if mask is None), reduced over `axes`. Computed in float32 at least, also for bf16 x
+    (bf16 sums over ~10^6 entries lose the variance): the running averages are float32."""
     acc = jnp.promote_types(x.dtype, jnp.float32)
-    w = (jnp.ones(x.shape[:-1], acc) if mask is None else mask.astype(acc))[..., None]
-    n = jnp.maximum(jnp.sum(w), 1.0)
+    w = (jnp.ones(x.shape[:-1], acc) if mask is None else jnp.asarray(mask, acc))[..., None]
+    count = jnp.sum(w)
+    denom = jnp.maximum(count, 1.0)
     wide = x.astype(acc)
-    mean = jnp.sum(w * wide, axis=axes) / n
-    var = jnp.sum(w * jnp.square(wide - mean), axis=axes) / n
+    mean = jnp.sum(w * wide, axis=axes) / denom
+    var = jnp.sum(w * jnp.square(wide - mean), axis=axes) / denom
+    return mean, var, count
+
+
+def _bn_gelu_forward(x, mask, scale, bias, epsilon, axes):
+    # float32 statistics (returned for the running averages), applied in x's dtype
+    mean, var, count = _masked_moments(x, mask, axes)
+    n = jnp.maximum(count, 1.0)
     rstd = jax.lax.rsqrt(var + epsilon).astype(x.dtype)
     u = (x - mean.astype(x.dtype)) * (rstd * scale) + bias
     cdf, _ = normal_cdf_pdf(u)
@@ -254,14 +263,7 @@ class BatchNorm(nnx.Module):
         if use_ra:
             mean, var = self.mean[...], self.var[...]
         else:
-            axes = tuple(range(x.ndim - 1))
-            acc = jnp.promote_types(x.dtype, jnp.float32)  # statistics in float32 at least
-            w = (jnp.ones(x.shape[:-1], acc) if mask is None
-                 else jnp.asarray(mask, acc))[..., None]
-            count = jnp.sum(w)
-            denom = jnp.maximum(count, 1.0)
-            mean = jnp.sum(w * x, axis=axes, dtype=acc) / denom
-            var = jnp.sum(w * jnp.square(x.astype(acc) - mean), axis=axes) / denom
+            mean, var, count = _masked_moments(x, mask, tuple(range(x.ndim - 1)))
             self.update_running(mean, var, count)
         y = (x - mean) * jax.lax.rsqrt(var + self.epsilon) * self.scale[...] + self.bias[...]
         return _zero_masked(y.astype(jnp.result_type(x, self.scale[...])), mask)
