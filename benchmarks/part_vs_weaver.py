@@ -128,22 +128,23 @@ def torch_worker(threads: int, device: str = "cpu", precision: str = "float32") 
     loss_fn = torch.nn.CrossEntropyLoss()
     batch = {}
 
+    def weaver_inputs(features, vectors, mask):
+        """hepjax layout (B, N, F), (B, N, 4) (E, px, py, pz), (B, N) -> weaver's (B, F, N),
+        (B, 4, N) (px, py, pz, E), (B, 1, N) float, on the device."""
+        return (torch.from_numpy(features).transpose(1, 2).contiguous().to(dev),
+                torch.from_numpy(vectors[..., [1, 2, 3, 0]]).transpose(1, 2).contiguous().to(dev),
+                torch.from_numpy(mask).unsqueeze(1).float().to(dev))
+
     def on_data(cmd):
         d = dict(np.load(cmd["path"]))
-        batch["x"] = torch.from_numpy(d["features"]).transpose(1, 2).contiguous().to(dev)  # (B, F, N)
-        # (E, px, py, pz) -> weaver's (px, py, pz, E)
-        batch["v"] = torch.from_numpy(d["vectors"][..., [1, 2, 3, 0]]).transpose(
-            1, 2).contiguous().to(dev)
-        batch["mask"] = torch.from_numpy(d["mask"]).unsqueeze(1).float().to(dev)  # (B, 1, N)
+        batch["x"], batch["v"], batch["mask"] = weaver_inputs(d["features"], d["vectors"],
+                                                              d["mask"])
         batch["y"] = torch.from_numpy(d["label"]).long().to(dev)
         # the output check: weights and eval-mode logits on padded jets, before training
         model.eval()
         with torch.no_grad():
-            cx = torch.from_numpy(d["check_features"]).transpose(1, 2).contiguous().to(dev)
-            cv = torch.from_numpy(d["check_vectors"][..., [1, 2, 3, 0]]).transpose(
-                1, 2).contiguous().to(dev)
-            cm = torch.from_numpy(d["check_mask"]).unsqueeze(1).float().to(dev)
-            check_logits = model(cx, cv, cm).cpu().numpy()  # float32, no autocast
+            check = weaver_inputs(d["check_features"], d["check_vectors"], d["check_mask"])
+            check_logits = model(*check).cpu().numpy()  # float32, no autocast
         np.savez(cmd["path"] + ".weights.npz", check_logits=check_logits, **init_weights)
         return {"ok": True}
 
