@@ -12,7 +12,7 @@ Architecture (paper configuration, the defaults here):
     per pair) 64 -> 64 -> 64 -> num_heads, each followed by BatchNorm and GELU (the last GELU is
     kept: use_pre_activation_pair=False as in the paper's config). It gives one (N, N) bias per
     head, added to the attention logits of every particle-attention block. It is symmetric, so it
-    is computed on the N (N + 1) / 2 pairs i >= j only (weaver does the same) and mirrored;
+    is computed on the N (N + 1) / 2 unordered pairs only (weaver does the same) and mirrored;
   * 8 particle-attention blocks (P-MHA) and 2 class-attention blocks (C-MHA, a learned class
     token attends to [class token, particles]), each "NormFormer"-style:
         h = x + drop(LN(head_scale * MHA(LN(x), bias=U)))
@@ -65,7 +65,7 @@ from hepjax.physics import pairwise_features
 Array = jax.Array
 
 __all__ = ["ParticleTransformer", "ParTBlock", "PairEmbedding", "build", "build_transformer",
-           "default_config"]
+           "default_config", "rfp_pack", "rfp_unpack"]
 
 
 def _dropout(rate: float, rngs: nnx.Rngs):
@@ -99,8 +99,8 @@ class PairEmbedding(nnx.Module):
 
     Call: pe(vectors (B, N, 4) (E, px, py, pz) GeV, mask (B, N) bool, *, mask_keys=False)
     -> (B, H, N, N), zero on pairs with a padded particle. BatchNorm statistics use the real
-    pairs i >= j (each unordered pair once, the diagonal included), as weaver's sparse
-    evaluation does. mask_keys=True: the columns of padded particles (keys j) hold
+    pairs (each unordered pair once, the diagonal included), as weaver's sparse evaluation
+    does. mask_keys=True: the columns of padded particles (keys j) hold
     `hepjax.nn.attention.masked_logit()` instead, so that the bias masks the padded keys when
     added to attention logits (ParticleTransformer uses it so: its attention then needs no
     mask of its own, which on XLA:CPU saves a pass over the (B, H, N, N) logits per block).
@@ -132,12 +132,24 @@ class PairEmbedding(nnx.Module):
 
     def __call__(self, vectors: Array, mask: Array, *, mask_keys: bool = False) -> Array:
         n = vectors.shape[-2]
-        rows, cols = np.tril_indices(n)  # the pairs i >= j, static
-        # all N^2 pairs, then the i >= j ones: on XLA:CPU this is faster than computing the
-        # pairs directly (pairwise_features(pairs=)), whose per-pair gathers along the particle
-        # axis come out as (P, B) and get transposed (inference: 61 ms vs 106 ms at 128 x 128)
-        feats = pairwise_features(vectors, mask)[:, rows, cols]  # (B, P, 4)
-        pmask = mask[:, rows] & mask[:, cols]  # (B, P)
+        if n % 2:  # the packed layout takes an even count: one padded particle more
+            vectors = jnp.pad(vectors, ((0, 0), (0, 1), (0, 0)))
+            mask = jnp.pad(mask, ((0, 0), (0, 1)))
+        k = vectors.shape[-2] // 2
+        lo, hi = (vectors[:, :k], mask[:, :k]), (vectors[:, k:], mask[:, k:])
+        # each unordered pair once (diagonal included) in the packed (2k + 1, k) rectangle of
+        # `rfp_pack`, from three k x k blocks of pairs: slices and selects, no gathers (XLA:CPU
+        # makes per-pair gathers (P, B) gathers plus transposes)
+        feats = rfp_pack(pairwise_features(*lo), pairwise_features(*hi),
+                         pairwise_features(*hi, others=lo[0], others_mask=lo[1]))
+        pmask = rfp_pack(*(a[:, :, None] & b[:, None, :]
+                           for a, b in ((lo[1], lo[1]), (hi[1], hi[1]), (hi[1], lo[1]))))
+        b = vectors.shape[0]
+        # computed feature by feature (B, 4, 2k + 1, k) into a buffer of its own, then made
+        # pair-major: fused into their consumers as (B, P, 4) the features were evaluated with
+        # a 4-wide inner axis and recomputed per consumer (inference: 33 -> 16 ms alone)
+        feats = materialize(jnp.moveaxis(feats, -1, 1)).reshape(b, feats.shape[-1], -1)
+        feats, pmask = jnp.moveaxis(feats, 1, -1), pmask.reshape(b, -1)
         # the features (ln m^2 of E^2 - p^2 above all) and their normalisation in the four-
         # momenta's float32; the layers in the parameters' dtype (bf16 in mixed precision)
         h = self.input_norm(feats, mask=pmask).astype(self.layers[0].kernel[...].dtype)
@@ -147,9 +159,13 @@ class PairEmbedding(nnx.Module):
         else:
             h = self._layer_by_layer(h, pmask)
         h = jnp.where(pmask[..., None], h, 0.0)
-        bias = symmetric_from_tril(jnp.moveaxis(h, -1, 1), n)
+        # (B, H, 2k + 1, k); its cotangent, gathered from the bias's by the unpacking's
+        # transposes, also into a buffer of its own (not fused into the pair-major MLP backward)
+        packed = _cotangent_once(jnp.moveaxis(h.reshape(b, 2 * k + 1, k, -1), -1, 1))
+        # the incoming cotangent sums the 8 blocks' ones: computed once, not inside the unpacking
+        bias = _cotangent_once(rfp_unpack(packed))[:, :, :n, :n]
         if mask_keys:  # 0 or masked_logit() per key: (keep - 1) * -masked_logit, no select
-            keep = mask.astype(bias.dtype)[:, None, None, :]
+            keep = mask[:, :n].astype(bias.dtype)[:, None, None, :]
             bias = bias + (keep - 1) * -masked_logit(bias.dtype)
         # (B, H, N, N), computed once in this layout: every particle-attention block reads it
         return materialize(bias)
@@ -189,40 +205,36 @@ class PairEmbedding(nnx.Module):
         return h
 
 
-def _tril_index(n: int) -> np.ndarray:
-    """(n, n) position of the pair (max(i, j), min(i, j)) in np.tril_indices(n) order."""
-    rows, cols = np.tril_indices(n)
-    index = np.zeros((n, n), np.int32)
-    index[rows, cols] = np.arange(len(rows))
-    index[cols, rows] = np.arange(len(rows))
-    return index
+def rfp_pack(a11: Array, a22: Array, a21: Array) -> Array:
+    """Packs a symmetric (2k, 2k) array A, given by its blocks A11 = A[:k, :k], A22 = A[k:, k:]
+    and A21 = A[k:, :k] on axes 1 and 2 (any leading batch axis 0 and trailing axes), into the
+    (2k + 1, k) rectangle that holds every unordered pair (i, j) once, diagonal included (the
+    "rectangular full packed" idea of LAPACK's RFP format):
+        R[r, c] = A22[r, c] for r <= c < k,   R[r, c] = A11[r - 1, c] for c < r <= k,
+        R[k + 1 + r, c] = A21[r, c].
+    Only the upper triangle of A22 and the lower triangle of A11 are read. Slices, pads and one
+    select: no gathers, and `rfp_unpack` inverts it the same way."""
+    k = a11.shape[1]
+    tail = (1,) * (a11.ndim - 3)
+    upper = (np.arange(k + 1)[:, None] <= np.arange(k)[None, :]).reshape((1, k + 1, k) + tail)
+    pad = [(0, 0)] * a11.ndim
+    r1 = jnp.where(upper, jnp.pad(a22, pad[:1] + [(0, 1)] + pad[2:]),
+                   jnp.pad(a11, pad[:1] + [(1, 0)] + pad[2:]))
+    return jnp.concatenate([r1, a21], axis=1)
 
 
-@partial(jax.custom_vjp, nondiff_argnums=(1,))
-def symmetric_from_tril(packed: Array, n: int) -> Array:
-    """(..., n (n + 1) / 2) values of the pairs i >= j (np.tril_indices order) -> the symmetric
-    (..., n, n) matrix. Its VJP is written as a gather too: the default one, a scatter-add of
-    every (i, j) onto its pair, is serial on XLA:CPU and cost ParT's training step ~3 s at
-    batch 128 x 128 particles."""
-    return packed[..., _tril_index(n)]
+def rfp_unpack(packed: Array) -> Array:
+    """(..., 2k + 1, k) of `rfp_pack` (pair axes last) -> the symmetric (..., 2k, 2k) array."""
+    k = packed.shape[-1]
+    upper = np.arange(k)[:, None] <= np.arange(k)[None, :]
 
-
-def _symmetric_fwd(packed, n):
-    return symmetric_from_tril(packed, n), None
-
-
-def _symmetric_bwd(n, _, g):
-    rows, cols = np.tril_indices(n)
-    # d packed[p] = g[i, j] + g[j, i] for the off-diagonal pair p = (i, j), g[i, i] on it
-    # g arrives as the sum of the cotangents of every block that uses the bias: computed once
-    # here, not inside the strided gather below (0.5 s - 4 s per step on a 2-core CPU)
-    g = materialize(g)
-    folded = g + jnp.swapaxes(g, -1, -2)
-    packed = folded[..., rows, cols]
-    return (jnp.where(jnp.asarray(rows == cols), 0.5, 1.0) * packed,)
-
-
-symmetric_from_tril.defvjp(_symmetric_fwd, _symmetric_bwd)
+    def mirror(t, keep):  # t where keep holds, its transpose elsewhere (t's keep-part, mirrored)
+        return jnp.where(keep, t, jnp.swapaxes(t, -1, -2))
+    a22 = mirror(packed[..., :k, :], upper)
+    a11 = mirror(packed[..., 1:k + 1, :], upper.T)
+    a21 = packed[..., k + 1:, :]
+    top = jnp.concatenate([a11, jnp.swapaxes(a21, -1, -2)], axis=-1)
+    return jnp.concatenate([top, jnp.concatenate([a21, a22], axis=-1)], axis=-2)
 
 
 @jax.custom_vjp

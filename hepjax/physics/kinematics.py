@@ -98,7 +98,8 @@ def jet_momentum(particles, mask=None):
 PAIR_FEATURES = ("ln_delta", "ln_kt", "ln_z", "ln_m2")
 
 
-def pairwise_features(particles, mask=None, eps: float = 1e-8, pairs=None):
+def pairwise_features(particles, mask=None, eps: float = 1e-8, pairs=None, others=None,
+                      others_mask=None):
     """The four ParT interaction features for every particle pair, (..., N, 4) -> (..., N, N, 4).
 
     With rapidity y, azimuth phi and pT of particles a, b (Qu, Gouskos, Li, arXiv:2202.03772, eq. 3):
@@ -110,36 +111,48 @@ def pairwise_features(particles, mask=None, eps: float = 1e-8, pairs=None):
     ``pairs=(a, b)``, two integer index arrays of length P, computes only the pairs
     (a[p], b[p]): (..., N, 4) -> (..., P, 4), the same values as the full form's [..., a, b, :]
     at P / N^2 of the cost (ParT uses the N (N + 1) / 2 pairs a >= b).
-    """
-    y, ph, pt_ = rapidity(particles), phi(particles), pt(particles)
-    if pairs is None:
-        def first(t):
-            return t[..., :, None]
 
-        def second(t):
-            return t[..., None, :]
+    ``others`` (..., M, 4), with ``others_mask`` (..., M) (required when ``mask`` is given): the
+    pairs (a from ``particles``, b from ``others``), (..., N, 4) -> (..., N, M, 4), e.g. one
+    off-diagonal block of the full form (``pairwise_features(p[..., k:, :], m[..., k:],
+    others=p[..., :k, :], others_mask=m[..., :k])`` equals ``full[..., k:, :k, :]`` bit for bit).
+    """
+    if others is not None and pairs is not None:
+        raise ValueError("pairwise_features: give `pairs` or `others`, not both")
+    if others is not None and (mask is None) != (others_mask is None):
+        raise ValueError("pairwise_features: with `others`, give both `mask` and `others_mask` "
+                         "or neither")
+    b_set, b_mask = (particles, mask) if others is None else (others, others_mask)
+    qa = {"y": rapidity(particles), "phi": phi(particles), "pt": pt(particles), "m": mask}
+    qb = qa if others is None else {"y": rapidity(b_set), "phi": phi(b_set), "pt": pt(b_set),
+                                    "m": b_mask}
+    if pairs is None:  # every a with every b: (..., N, M)
+        def first(name):
+            return qa[name][..., :, None]
+
+        def second(name):
+            return qb[name][..., None, :]
+        summed = particles[..., :, None, :] + b_set[..., None, :, :]
     else:
         a, b = (np.asarray(i) for i in pairs)
 
-        def first(t):
-            return t[..., a]
+        def first(name):
+            return qa[name][..., a]
 
-        def second(t):
-            return t[..., b]
-    dy = first(y) - second(y)
-    dphi = delta_phi(first(ph), second(ph))
+        def second(name):
+            return qb[name][..., b]
+        summed = particles[..., a, :] + particles[..., b, :]
+    dy = first("y") - second("y")
+    dphi = delta_phi(first("phi"), second("phi"))
     delta = _safe_sqrt(dy**2 + dphi**2)
-    pt_min = jnp.minimum(first(pt_), second(pt_))
-    pt_sum = first(pt_) + second(pt_)
+    pt_min = jnp.minimum(first("pt"), second("pt"))
+    pt_sum = first("pt") + second("pt")
     kt = pt_min * delta
     z = pt_min / jnp.where(pt_sum > 0, pt_sum, 1.0)
-    if pairs is None:
-        m2 = mass2(particles[..., :, None, :] + particles[..., None, :, :])
-    else:
-        m2 = mass2(particles[..., a, :] + particles[..., b, :])
+    m2 = mass2(summed)
     out = jnp.stack([_safe_log(delta, eps), _safe_log(kt, eps), _safe_log(z, eps),
                      _safe_log(m2, eps)], axis=-1)
     if mask is not None:
-        pair = first(mask) & second(mask)
+        pair = first("m") & second("m")
         out = jnp.where(pair[..., None], out, 0.0)
     return out

@@ -148,29 +148,52 @@ def test_smoke_training_loss_decreases():
     assert losses[-1] < 0.6 * losses[0], losses
 
 
-def test_pair_bias_custom_vjps_match_autodiff():
-    """symmetric_from_tril's gather-form VJP and the per-block cotangent barrier give the
-    gradients plain autodiff gives (float64)."""
+@pytest.mark.parametrize("k", [1, 2, 5])
+def test_rectangular_packing_holds_each_pair_once_and_unpacks_exactly(k):
+    """rfp_pack puts each unordered pair (i, j) of a symmetric 2k x 2k array, diagonal included,
+    exactly once into (2k + 1, k); rfp_unpack rebuilds the array bit for bit."""
+    n = 2 * k
+    rng = np.random.default_rng(k)
+    a = rng.normal(size=(2, n, n, 3)).astype(np.float32)
+    a = a + a.transpose(0, 2, 1, 3)
+    packed = part.rfp_pack(a[:, :k, :k], a[:, k:, k:], a[:, k:, :k])
+    assert packed.shape == (2, 2 * k + 1, k, 3)
+    full = np.moveaxis(np.asarray(part.rfp_unpack(np.moveaxis(np.asarray(packed), -1, 1))), 1, -1)
+    np.testing.assert_array_equal(full, a)
+    # label each pair by (max(i, j), min(i, j)): the packed labels are the n (n + 1) / 2 pairs
+    i, j = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
+    label = (np.maximum(i, j) * n + np.minimum(i, j)).astype(np.int32)
+    got = np.asarray(part.rfp_pack(label[None, :k, :k], label[None, k:, k:], label[None, k:, :k]))
+    rows, cols = np.tril_indices(n)
+    assert sorted(got.ravel().tolist()) == sorted((rows * n + cols).tolist())
+
+
+def test_pair_bias_unpacking_and_cotangent_barrier_match_dense_autodiff():
+    """The packed pair bias, unpacked and passed through the per-block cotangent barrier, gets
+    the gradients that autodiff gives the same values written as a dense gather (float64)."""
     import jax.numpy as jnp
     with jax.enable_x64(True):
-        n = 5
+        k = 3
+        n = 2 * k
         rng = np.random.default_rng(0)
-        packed = jnp.asarray(rng.normal(size=(2, 3, n * (n + 1) // 2)))
-        weights = [jnp.asarray(rng.normal(size=(2, 3, n, n))) for _ in range(3)]
+        packed = jnp.asarray(rng.normal(size=(2, 4, 2 * k + 1, k)))
+        weights = [jnp.asarray(rng.normal(size=(2, 4, n, n))) for _ in range(3)]
+        # where each (i, j) sits in the packed rectangle, from the packing of its labels
+        i, j = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
+        label = np.maximum(i, j) * n + np.minimum(i, j)
+        where = np.asarray(part.rfp_pack(label[None, :k, :k], label[None, k:, k:],
+                                         label[None, k:, :k]))[0].ravel()
+        index = np.argsort(where)[np.searchsorted(np.sort(where), label)]
 
-        def loss(p, mirror, tap):
-            full = mirror(p)
-            assert full.shape == (2, 3, n, n)
-            # the bias used by several "blocks" through nonlinear functions, as in ParT
-            return sum(jnp.sum(jnp.tanh(tap(full) * w)) for w in weights)
+        def loss(p, unpack, tap):
+            full = tap(unpack(p))
+            return sum(jnp.sum(jnp.tanh(full * w)) for w in weights)
 
-        index = part._tril_index(n)
-        ours = jax.grad(loss)(packed, lambda p: part.symmetric_from_tril(p, n),
-                              part._cotangent_once)
-        ref = jax.grad(loss)(packed, lambda p: p[..., index], lambda b: b)
+        ours = jax.grad(loss)(packed, part.rfp_unpack, part._cotangent_once)
+        ref = jax.grad(loss)(packed, lambda p: p.reshape(2, 4, -1)[..., index], lambda b: b)
         np.testing.assert_allclose(ours, ref, rtol=1e-12, atol=1e-14)
-        full = np.asarray(part.symmetric_from_tril(packed, n))
-        np.testing.assert_array_equal(full, np.swapaxes(full, -1, -2))
+        np.testing.assert_array_equal(part.rfp_unpack(packed),
+                                      packed.reshape(2, 4, -1)[..., index])
 
 
 def test_pair_embedding_tiled_matches_layer_by_layer():

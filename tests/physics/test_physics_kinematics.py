@@ -2,6 +2,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from hepjax import physics as P
 
@@ -88,3 +89,20 @@ def test_pairwise_features_are_boost_invariant_along_the_beam_where_expected():
         boosted[..., 0] = np.cosh(rap) * e + np.sinh(rap) * pz
         boosted[..., 3] = np.sinh(rap) * e + np.cosh(rap) * pz
         np.testing.assert_allclose(P.pairwise_features(boosted), P.pairwise_features(p), atol=1e-8)
+
+
+def test_pairwise_features_between_two_sets_equal_the_full_forms_block_bitwise():
+    p, _, _, _ = _particles(np.random.default_rng(4), (3, 7))
+    p = jnp.asarray(p, jnp.float32)
+    mask = np.arange(7)[None] < np.array([7, 5, 2])[:, None]
+    full = np.asarray(P.pairwise_features(p, mask))
+    cross = np.asarray(P.pairwise_features(p[:, 3:], mask[:, 3:], others=p[:, :3],
+                                           others_mask=mask[:, :3]))
+    assert cross.shape == (3, 4, 3, 4)
+    np.testing.assert_array_equal(cross, full[:, 3:, :3])
+    np.testing.assert_array_equal(np.asarray(P.pairwise_features(p[:, :2], others=p[:, 4:])),
+                                  np.asarray(P.pairwise_features(p))[:, :2, 4:])
+    with pytest.raises(ValueError, match="others_mask"):
+        P.pairwise_features(p, mask, others=p)
+    with pytest.raises(ValueError, match="not both"):
+        P.pairwise_features(p, pairs=([0], [1]), others=p)
