@@ -157,11 +157,11 @@ class PairEmbedding(nnx.Module):
         if tiled and self.fused_gelu and not self.use_pre_activation:
             h = self._tiled(h, pmask)
         else:
-            h = self._layer_by_layer(h, pmask)
-        h = jnp.where(pmask[..., None], h, 0.0)
+            h = jnp.moveaxis(self._layer_by_layer(h, pmask), -1, 1)
+        h = jnp.where(pmask[:, None, :], h, 0.0)  # (B, H, P)
         # (B, H, 2k + 1, k); its cotangent, gathered from the bias's by the unpacking's
         # transposes, also into a buffer of its own (not fused into the pair-major MLP backward)
-        packed = _cotangent_once(jnp.moveaxis(h.reshape(b, 2 * k + 1, k, -1), -1, 1))
+        packed = _cotangent_once(h.reshape(b, -1, 2 * k + 1, k))
         # the incoming cotangent sums the 8 blocks' ones: computed once, not inside the unpacking
         bias = _cotangent_once(rfp_unpack(packed))[:, :, :n, :n]
         if mask_keys:  # 0 or masked_logit() per key: (keep - 1) * -masked_logit, no select
@@ -173,7 +173,11 @@ class PairEmbedding(nnx.Module):
     def _tiled(self, h: Array, pmask: Array) -> Array:
         """The 1x1 layers with BatchNorm + GELU on row tiles (`hepjax.nn.rowwise`): about a
         third of the memory traffic of the layer-by-layer form, same values. Each Dense bias
-        only shifts the running mean in training mode (BatchNorm removes it exactly)."""
+        only shifts the running mean in training mode (BatchNorm removes it exactly).
+        (B, P, C) -> (B, H, P)."""
+        b, p = h.shape[:2]
+        # one jet's pairs per tile and the heads channel-major: the (H, B * P) output is
+        # (B, H, P) without a transpose, and the 8-wide last layer runs along the pairs
         rows, mask = h.reshape(-1, h.shape[-1]), pmask.reshape(-1)
         kernels = [layer.kernel[...] for layer in self.layers]
         scales = [norm.scale[...] for norm in self.norms]
@@ -182,14 +186,16 @@ class PairEmbedding(nnx.Module):
         if self.norms[0].use_running_average:
             y = bn_gelu_mlp_eval(rows, mask, kernels, [layer.bias[...] for layer in self.layers],
                                  [norm.mean[...] for norm in self.norms],
-                                 [norm.var[...] for norm in self.norms], scales, biases, eps)
+                                 [norm.var[...] for norm in self.norms], scales, biases, eps,
+                                 tile_rows=p, channels_first=True)
         else:
-            y, means, variances = bn_gelu_mlp(rows, mask, kernels, scales, biases, eps)
+            y, means, variances = bn_gelu_mlp(rows, mask, kernels, scales, biases, eps,
+                                              tile_rows=p, channels_first=True)
             count = jnp.sum(mask)
             for layer, norm, mean, var in zip(self.layers, self.norms, means, variances):
                 norm.update_running(jax.lax.stop_gradient(mean + layer.bias[...]),
                                     jax.lax.stop_gradient(var), count)
-        return y.reshape(*h.shape[:-1], -1)
+        return jnp.moveaxis(y.reshape(-1, b, p), 0, 1)
 
     def _layer_by_layer(self, h: Array, pmask: Array) -> Array:
         last = len(self.layers) - 1

@@ -61,12 +61,13 @@ def _gelu_bn(z, mean, rstd, scale, bias, m):
     return jnp.where(m, u * cdf, 0.0), u, cdf, pdf
 
 
-def _merge_stats(carry, z, m, n_tile):
+def _merge_stats(carry, z, m, n_tile, axis=0):
     """Chan's update of (count, mean, M2) with the tile z (S, C) (rows with m False are 0), in
-    the carry's dtype (float32 also for bf16 activations)."""
+    the carry's dtype (float32 also for bf16 activations). axis=1: z is (C, S), m (1, S)."""
     z = z.astype(carry[1].dtype)
-    mean_t = jnp.sum(z, axis=0) / jnp.maximum(n_tile, 1.0)
-    m2_t = jnp.sum(jnp.where(m, jnp.square(z - mean_t), 0.0), axis=0)
+    mean_t = jnp.sum(z, axis=axis) / jnp.maximum(n_tile, 1.0)
+    centred = z - (mean_t[:, None] if axis else mean_t)
+    m2_t = jnp.sum(jnp.where(m, jnp.square(centred), 0.0), axis=axis)
     return _chan(carry, (n_tile, mean_t, m2_t))
 
 
@@ -82,6 +83,17 @@ def _join(parts: list[Array], rows: int) -> Array:
     return a.reshape((-1,) + a.shape[2:])[:rows]
 
 
+def _join_channels_first(parts: list[Array], rows: int) -> Array:
+    """(T, C, S) tiles -> (C, R): the first `rows` columns of the concatenated tiles."""
+    a = jnp.concatenate(parts) if len(parts) > 1 else parts[0]
+    return jnp.moveaxis(a, 1, 0).reshape(a.shape[1], -1)[:, :rows]
+
+
+def _col(v: Array) -> Array:
+    """A per-channel (C,) vector as a (C, 1) column, for channel-major (C, S) tiles."""
+    return v[:, None]
+
+
 def _chan(a, b):
     """Merge two (count, mean, M2) summaries (Chan et al.)."""
     n = a[0] + b[0]
@@ -90,7 +102,7 @@ def _chan(a, b):
     return n, a[1] + delta * frac, a[2] + b[2] + jnp.square(delta) * a[0] * frac
 
 
-def _forward(x, mask, kernels, scales, biases, epsilon, tile_rows, parts):
+def _forward(x, mask, kernels, scales, biases, epsilon, tile_rows, parts, channels_first):
     rows = x.shape[0]
     tiles, size = tile_shape(rows, tile_rows)
     tiles = -(-tiles // parts) * parts
@@ -103,6 +115,7 @@ def _forward(x, mask, kernels, scales, biases, epsilon, tile_rows, parts):
     n = sum(jnp.sum(c) for c in nt)
     zs, means, rstds, variances, returned_means = [], [], [], [], []
     prev = xt
+    top = len(kernels) - 1
     for l, kernel in enumerate(kernels):
         zero = jnp.zeros((kernel.shape[1],), acc)
 
@@ -110,6 +123,9 @@ def _forward(x, mask, kernels, scales, biases, epsilon, tile_rows, parts):
             p, m, n_tile = inputs
             if l > 0:
                 p = _gelu_bn(p, means[l - 1], rstds[l - 1], scales[l - 1], biases[l - 1], m)[0]
+            if channels_first and l == top:  # z^T = W^T p^T, (C, S)
+                z = jax.lax.dot_general(kernel, p, (((0,), (1,)), ((), ())))
+                return _merge_stats(carry, z, m.T, n_tile, axis=1), z
             z = p @ kernel
             return _merge_stats(carry, z, m, n_tile), z
 
@@ -126,20 +142,30 @@ def _forward(x, mask, kernels, scales, biases, epsilon, tile_rows, parts):
         rstds.append(jax.lax.rsqrt(var + epsilon).astype(x.dtype))
         returned_means.append(stats[1])
         prev = zs[-1]
-    y = _join([_gelu_bn(z, means[-1], rstds[-1], scales[-1], biases[-1], m)[0]
-               for z, m in zip(prev, mt)], rows)
+    if channels_first:
+        y = _join_channels_first(
+            [_gelu_bn(z, _col(means[-1]), _col(rstds[-1]), _col(scales[-1]), _col(biases[-1]),
+                      jnp.swapaxes(m, 1, 2))[0] for z, m in zip(prev, mt)], rows)
+    else:
+        y = _join([_gelu_bn(z, means[-1], rstds[-1], scales[-1], biases[-1], m)[0]
+                   for z, m in zip(prev, mt)], rows)
     return y, returned_means, variances, (xt, mt, n, zs, means, rstds, size)
 
 
 def bn_gelu_mlp(x: Array, mask: Array, kernels: Sequence[Array], scales: Sequence[Array],
                 biases: Sequence[Array], epsilon: float = 1e-5, tile_rows: int = 4096,
-                parts: int = 1):
+                parts: int = 1, channels_first: bool = False):
     """Training-mode forward of the module docstring's MLP, tiled, with its own VJP.
 
     x (R, C_0); mask (R,) bool (True = real row); kernels[l] (C_l, C_{l+1}); scales[l], biases[l]
     (C_{l+1},) the BatchNorm scale and shift. Returns (y (R, C_L), batch means, batch variances)
     with one (C_l,) mean and (biased) variance per layer for the running averages (they carry
     no gradient). y is 0 on masked rows; what x holds there does not matter.
+
+    channels_first=True: y is returned (and its cotangent taken) as y.T (C_L, R), the last layer
+    computed channel-major per tile, (C_L, S) = W^T h^T: for a narrow C_L (ParT's 8 heads) its
+    elementwise work then runs along rows instead of C_L-wide, and with R = T * tile_rows the
+    caller's (T, C_L, tile_rows) view of y needs no transpose.
 
     `parts` > 1 shares the tiles out among that many independent scans, which XLA:CPU may run
     on different threads. On the 2-core development machine one scan was faster and steadier
@@ -154,38 +180,49 @@ def bn_gelu_mlp(x: Array, mask: Array, kernels: Sequence[Array], scales: Sequenc
     if parts < 1:
         raise ValueError(f"bn_gelu_mlp: parts must be >= 1, got {parts}")
     return _bn_gelu_mlp(x, jnp.asarray(mask, bool), tuple(kernels), tuple(scales), tuple(biases),
-                        float(epsilon), int(tile_rows), int(parts))
+                        float(epsilon), int(tile_rows), int(parts), bool(channels_first))
 
 
-@partial(jax.custom_vjp, nondiff_argnums=(5, 6, 7))
-def _bn_gelu_mlp(x, mask, kernels, scales, biases, epsilon, tile_rows, parts):
-    y, means, variances, _ = _forward(x, mask, kernels, scales, biases, epsilon, tile_rows, parts)
+@partial(jax.custom_vjp, nondiff_argnums=(5, 6, 7, 8))
+def _bn_gelu_mlp(x, mask, kernels, scales, biases, epsilon, tile_rows, parts, channels_first):
+    y, means, variances, _ = _forward(x, mask, kernels, scales, biases, epsilon, tile_rows, parts,
+                                      channels_first)
     return y, tuple(means), tuple(variances)
 
 
-def _fwd(x, mask, kernels, scales, biases, epsilon, tile_rows, parts):
+def _fwd(x, mask, kernels, scales, biases, epsilon, tile_rows, parts, channels_first):
     y, means, variances, res = _forward(x, mask, kernels, scales, biases, epsilon, tile_rows,
-                                        parts)
+                                        parts, channels_first)
     return (y, tuple(means), tuple(variances)), (res, kernels, scales, biases, mask)
 
 
-def _bwd(epsilon, tile_rows, parts, residuals, cotangents):
+def _bwd(epsilon, tile_rows, parts, channels_first, residuals, cotangents):
     (xt, mt, n, zs, means, rstds, size), kernels, scales, biases, mask = residuals
     rows = mask.shape[0]
     tiles = sum(m.shape[0] for m in mt)
-    dy = _split(_to_tiles(cotangents[0], tiles, size), parts)
+    if channels_first:  # (C, R) -> (T, C, S) tiles
+        dy_t = cotangents[0]
+        dy_t = jnp.pad(dy_t, ((0, 0), (0, tiles * size - rows)))
+        dy = _split(jnp.moveaxis(dy_t.reshape(dy_t.shape[0], tiles, size), 0, 1), parts)
+    else:
+        dy = _split(_to_tiles(cotangents[0], tiles, size), parts)
     depth = len(kernels)
     acc = n.dtype  # sums and the kernel gradients accumulate in float32 (at least)
     dkernels, dscales, dbiases = [None] * depth, [None] * depth, [None] * depth
     # the last layer's BatchNorm + GELU backward sums, over the whole (R, C_L) output
     top = depth - 1
+    # per-channel vectors and row masks in the top layer's tile layout
+    col = _col if channels_first else (lambda v: v)
+    rows_of = (lambda m: jnp.swapaxes(m, -1, -2)) if channels_first else (lambda m: m)
+    sum_axes = (0, 2) if channels_first else (0, 1)
     g = []
     for z, m, d in zip(zs[top], mt, dy):
-        _, u, cdf, pdf = _gelu_bn(z, means[top], rstds[top], scales[top], biases[top], m)
-        g.append(jnp.where(m, d * (cdf + u * pdf), 0.0))
-    dbiases[top] = sum(jnp.sum(gi, axis=(0, 1), dtype=acc) for gi in g)
-    dscales[top] = sum(jnp.sum(gi * ((z - means[top]) * rstds[top]), axis=(0, 1), dtype=acc)
-                       for gi, z in zip(g, zs[top]))
+        _, u, cdf, pdf = _gelu_bn(z, col(means[top]), col(rstds[top]), col(scales[top]),
+                                  col(biases[top]), rows_of(m))
+        g.append(jnp.where(rows_of(m), d * (cdf + u * pdf), 0.0))
+    dbiases[top] = sum(jnp.sum(gi, axis=sum_axes, dtype=acc) for gi in g)
+    dscales[top] = sum(jnp.sum(gi * ((z - col(means[top])) * col(rstds[top])), axis=sum_axes,
+                               dtype=acc) for gi, z in zip(g, zs[top]))
     for l in range(top, -1, -1):
         kernel = kernels[l]
         coef = rstds[l] * scales[l]
@@ -193,18 +230,31 @@ def _bwd(epsilon, tile_rows, parts, residuals, cotangents):
 
         def body(carry, inputs, l=l, kernel=kernel, coef=coef):
             g_l, z_l, p, m = inputs
-            xhat = (z_l - means[l]) * rstds[l]
-            mean_g = ((dbiases[l] + xhat * dscales[l]) / n).astype(g_l.dtype)
-            dz = jnp.where(m, coef * (g_l - mean_g), 0.0)
-            dp = dz @ kernel.T
+            if channels_first and l == top:  # g_l, z_l (C, S): dz (C, S), dp = dz^T W^T
+                xhat = (z_l - _col(means[l])) * _col(rstds[l])
+                mean_g = ((_col(dbiases[l]) + xhat * _col(dscales[l])) / n).astype(g_l.dtype)
+                dz = jnp.where(m.T, _col(coef) * (g_l - mean_g), 0.0)
+                dp = jax.lax.dot_general(dz, kernel, (((0,), (1,)), ((), ())))
+
+                def kernel_grad(h):
+                    return jax.lax.dot_general(h, dz, (((0,), (1,)), ((), ())),
+                                               preferred_element_type=acc)
+            else:
+                xhat = (z_l - means[l]) * rstds[l]
+                mean_g = ((dbiases[l] + xhat * dscales[l]) / n).astype(g_l.dtype)
+                dz = jnp.where(m, coef * (g_l - mean_g), 0.0)
+                dp = dz @ kernel.T
+
+                def kernel_grad(h):
+                    return jnp.dot(h.T, dz, preferred_element_type=acc)
             if l == 0:
-                return (carry[0] + jnp.dot(p.T, dz, preferred_element_type=acc),), dp
+                return (carry[0] + kernel_grad(p),), dp
             h, u, cdf, pdf = _gelu_bn(p, means[l - 1], rstds[l - 1], scales[l - 1],
                                       biases[l - 1], m)
             g_prev = jnp.where(m, dp * (cdf + u * pdf), 0.0)
             dkernel, dbias, dscale = carry
             xhat_prev = (p - means[l - 1]) * rstds[l - 1]
-            return (dkernel + jnp.dot(h.T, dz, preferred_element_type=acc),
+            return (dkernel + kernel_grad(h),
                     dbias + jnp.sum(g_prev, axis=0, dtype=acc),
                     dscale + jnp.sum(g_prev * xhat_prev, axis=0, dtype=acc)), g_prev
 
@@ -231,10 +281,12 @@ _bn_gelu_mlp.defvjp(_fwd, _bwd)
 def bn_gelu_mlp_eval(x: Array, mask: Array, kernels: Sequence[Array], shifts: Sequence[Array],
                      means: Sequence[Array], variances: Sequence[Array], scales: Sequence[Array],
                      biases: Sequence[Array], epsilon: float = 1e-5,
-                     tile_rows: int = 4096) -> Array:
+                     tile_rows: int = 4096, channels_first: bool = False) -> Array:
     """Eval-mode forward (running statistics): h_l = gelu(BN(h_{l-1} W_l + shift_l)), every
     layer of a tile in one visit. Shapes as `bn_gelu_mlp`; shifts[l] (C_{l+1},) the Dense biases.
-    Returns y (R, C_L), 0 on masked rows."""
+    Returns y (R, C_L), 0 on masked rows; channels_first=True returns y.T (C_L, R), its last
+    layer computed channel-major per tile (a narrow C_L, e.g. ParT's 8 heads, then runs along
+    rows; with R = T * tile_rows the caller's (T, C_L, tile_rows) view needs no transpose)."""
     rows = x.shape[0]
     tiles, size = tile_shape(rows, tile_rows)
     xt = _to_tiles(x, tiles, size)
@@ -247,10 +299,17 @@ def bn_gelu_mlp_eval(x: Array, mask: Array, kernels: Sequence[Array], shifts: Se
 
     def tile(inputs):
         h, m = inputs
-        for kernel, (a, b) in zip(kernels, affine):
+        last = len(kernels) - 1
+        for l, (kernel, (a, b)) in enumerate(zip(kernels, affine)):
+            if channels_first and l == last:  # (C_L, S) = W^T h^T
+                u = jax.lax.dot_general(kernel, h, (((0,), (1,)), ((), ()))) * a[:, None] \
+                    + b[:, None]
+                return jnp.where(m[:, 0], u * normal_cdf_pdf(u)[0], 0.0)
             u = (h @ kernel) * a + b
             h = u * normal_cdf_pdf(u)[0]
         return jnp.where(m, h, 0.0)
 
     y = jax.lax.map(tile, (xt, mt))
+    if channels_first:  # (T, C, S) -> (C, T * S)
+        return jnp.moveaxis(y, 1, 0).reshape(y.shape[1], tiles * size)[:, :rows]
     return y.reshape(tiles * size, -1)[:rows]

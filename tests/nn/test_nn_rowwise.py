@@ -46,11 +46,24 @@ def test_tile_shape_covers_rows_evenly():
         tile_shape(10, 0)
 
 
-@pytest.mark.parametrize("tile_rows,parts", [(64, 1), (100, 2), (4096, 1), (37, 3)])
-def test_bn_gelu_mlp_matches_layer_by_layer_autodiff_float64(tile_rows, parts):
+@pytest.mark.parametrize("tile_rows,parts,channels_first,depth", [
+    (64, 1, False, 3), (100, 2, False, 3), (4096, 1, False, 3), (37, 3, False, 3),
+    (64, 1, True, 3), (100, 2, True, 3), (37, 3, True, 1)])
+def test_bn_gelu_mlp_matches_layer_by_layer_autodiff_float64(tile_rows, parts, channels_first,
+                                                            depth):
+    """channels_first=True returns y.T and takes its cotangent so (last layer channel-major)."""
     with jax.enable_x64(True):
         x, mask, kernels, scales, biases, rng = _problem(1003)
-        y, means, variances = bn_gelu_mlp(x, mask, kernels, scales, biases, 1e-5, tile_rows, parts)
+        kernels, scales, biases = kernels[:depth], scales[:depth], biases[:depth]
+
+        def tiled(*a):
+            y, means, variances = bn_gelu_mlp(a[0], mask, *a[1:], 1e-5, tile_rows, parts,
+                                              channels_first=channels_first)
+            return (y.T if channels_first else y), means, variances
+        if channels_first:
+            assert bn_gelu_mlp(x, mask, kernels, scales, biases, 1e-5, tile_rows, parts,
+                               channels_first=True)[0].shape == (DIMS[depth], 1003)
+        y, means, variances = tiled(x, kernels, scales, biases)
         y_ref, means_ref, var_ref = _reference(x, mask, kernels, scales, biases)
         np.testing.assert_allclose(y, y_ref, rtol=1e-11, atol=1e-12)
         assert np.all(np.asarray(y)[~np.asarray(mask)] == 0)
@@ -62,8 +75,7 @@ def test_bn_gelu_mlp_matches_layer_by_layer_autodiff_float64(tile_rows, parts):
         def loss(fn):
             return lambda x, k, s, b: jnp.sum(fn(x, k, s, b) * ct)
 
-        ours = jax.grad(loss(lambda *a: bn_gelu_mlp(a[0], mask, *a[1:], 1e-5, tile_rows,
-                                                    parts)[0]), argnums=(0, 1, 2, 3))
+        ours = jax.grad(loss(lambda *a: tiled(*a)[0]), argnums=(0, 1, 2, 3))
         ref = jax.grad(loss(lambda *a: _reference(a[0], mask, *a[1:])[0]), argnums=(0, 1, 2, 3))
         g, g_ref = ours(x, kernels, scales, biases), ref(x, kernels, scales, biases)
         for a, b in zip(jax.tree.leaves(g), jax.tree.leaves(g_ref)):
@@ -86,14 +98,18 @@ def test_bn_gelu_mlp_jit_float32_close_to_float64():
     np.testing.assert_allclose(y32, ref, rtol=1e-4, atol=1e-4)
 
 
-def test_bn_gelu_mlp_eval_matches_closed_form():
+@pytest.mark.parametrize("channels_first", [False, True])
+def test_bn_gelu_mlp_eval_matches_closed_form(channels_first):
     with jax.enable_x64(True):
         x, mask, kernels, scales, biases, rng = _problem(777, seed=2)
         shifts = [jnp.asarray(rng.normal(size=b)) for b in DIMS[1:]]
         means = [jnp.asarray(rng.normal(size=b)) for b in DIMS[1:]]
         variances = [jnp.asarray(rng.uniform(0.5, 2.0, size=b)) for b in DIMS[1:]]
         y = bn_gelu_mlp_eval(x, mask, kernels, shifts, means, variances, scales, biases,
-                             tile_rows=100)
+                             tile_rows=100, channels_first=channels_first)
+        if channels_first:
+            assert y.shape == (DIMS[-1], 777)
+            y = y.T
         h = x
         for k, t, mu, v, s, b in zip(kernels, shifts, means, variances, scales, biases):
             h = gelu((h @ k + t - mu) / jnp.sqrt(v + 1e-5) * s + b)
