@@ -24,7 +24,7 @@ import subprocess
 import sys
 import time
 
-from part_vs_weaver import NUM_CLASSES, NUM_FEATURES, PAPER, make_data
+from part_vs_weaver import NUM_CLASSES, NUM_FEATURES, PAPER, make_data, weaver_model
 from weaver_peer import VENV_PY, ensure_venv, median
 
 PARTS = ("full", "pair_embed", "embed", "blocks8", "block1")
@@ -42,16 +42,8 @@ def _time(fn, calls: int) -> list[float]:
 
 def torch_side(batch: int, particles: int, calls: int) -> dict:
     import torch
-    from weaver.nn.model.ParticleTransformer import ParticleTransformer
 
-    torch.manual_seed(0)
-    model = ParticleTransformer(
-        input_dim=NUM_FEATURES, num_classes=NUM_CLASSES, pair_input_dim=4,
-        use_pre_activation_pair=False, embed_dims=list(PAPER["embed_dims"]),
-        pair_embed_dims=list(PAPER["pair_embed_dims"]), num_heads=8, num_layers=8,
-        num_cls_layers=2, block_params=None,
-        cls_block_params={"dropout": 0, "attn_dropout": 0, "activation_dropout": 0},
-        fc_params=[], activation="gelu", trim=False, for_inference=False).eval()
+    model = weaver_model().eval()
     d = make_data(batch, particles)
     x = torch.from_numpy(d["features"]).transpose(1, 2).contiguous()
     v = torch.from_numpy(d["vectors"][..., [1, 2, 3, 0]]).transpose(1, 2).contiguous()

@@ -87,6 +87,22 @@ def make_check_data(particles: int, seed: int = 1):
 # torch / weaver side (runs inside benchmarks/.venv-weaver)
 # --------------------------------------------------------------------------------------------
 
+def weaver_model():
+    """weaver-core's ParticleTransformer in the paper configuration (the same as ours: equal
+    parameter count, checked by the benchmark), freshly initialised from torch seed 0."""
+    import torch
+    from weaver.nn.model.ParticleTransformer import ParticleTransformer
+
+    torch.manual_seed(0)
+    return ParticleTransformer(
+        input_dim=NUM_FEATURES, num_classes=NUM_CLASSES, pair_input_dim=4,
+        use_pre_activation_pair=False, embed_dims=list(PAPER["embed_dims"]),
+        pair_embed_dims=list(PAPER["pair_embed_dims"]), num_heads=8, num_layers=8,
+        num_cls_layers=2, block_params=None,
+        cls_block_params={"dropout": 0, "attn_dropout": 0, "activation_dropout": 0},
+        fc_params=[], activation="gelu", trim=False, for_inference=False)
+
+
 def torch_worker(threads: int, device: str = "cpu", precision: str = "float32") -> None:
     """Reads JSON commands from stdin, answers one JSON line each on stdout (the protocol of
     benchmarks/particlenet_vs_weaver.py): {"op": "data", "path": npz} loads the batch and
@@ -96,7 +112,6 @@ def torch_worker(threads: int, device: str = "cpu", precision: str = "float32") 
 
     import numpy as np
     import torch
-    from weaver.nn.model.ParticleTransformer import ParticleTransformer
 
     if threads > 0:
         torch.set_num_threads(threads)
@@ -114,14 +129,7 @@ def torch_worker(threads: int, device: str = "cpu", precision: str = "float32") 
         if dev.type == "cuda":
             torch.cuda.synchronize()
 
-    torch.manual_seed(0)
-    model = ParticleTransformer(
-        input_dim=NUM_FEATURES, num_classes=NUM_CLASSES, pair_input_dim=4,
-        use_pre_activation_pair=False, embed_dims=list(PAPER["embed_dims"]),
-        pair_embed_dims=list(PAPER["pair_embed_dims"]), num_heads=8, num_layers=8,
-        num_cls_layers=2, block_params=None,
-        cls_block_params={"dropout": 0, "attn_dropout": 0, "activation_dropout": 0},
-        fc_params=[], activation="gelu", trim=False, for_inference=False)
+    model = weaver_model()
     init_weights = {k: t.detach().numpy().copy() for k, t in model.state_dict().items()}
     model.to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
