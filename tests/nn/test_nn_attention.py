@@ -317,3 +317,23 @@ def test_fused_path_equals_explicit_weights_path_with_grads():
     g2 = np.asarray(jax.grad(lambda q: (explicit(q) ** 2).sum())(q))
     assert np.all(np.isfinite(g1))
     np.testing.assert_allclose(g1, g2, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("shapes", [((3, 2, 7, 6), (3, 2, 6, 4)),    # weights @ v: wide a
+                                    ((3, 2, 7, 4), (3, 2, 4, 6)),    # q @ k^T: wide cotangent
+                                    ((1, 5, 5), (1, 5, 5))])         # square, one batch axis
+def test_attention_product_backward_equals_autodiff_float64(shapes):
+    """`_bmm` (the attention products, with their own backward layouts) has the value and the
+    gradients of a @ b, in float64 to round-off, in both of its backward branches."""
+    with jax.enable_x64(True):
+        rng = np.random.default_rng(7)
+        a, b = (jnp.asarray(rng.normal(size=s)) for s in shapes)
+        ct = jnp.asarray(rng.normal(size=shapes[0][:-1] + shapes[1][-1:]))
+        np.testing.assert_allclose(np.asarray(att._bmm(a, b)), np.asarray(a) @ np.asarray(b),
+                                   rtol=1e-12, atol=1e-12)
+        got = jax.grad(lambda a, b: jnp.sum(att._bmm(a, b) * ct), argnums=(0, 1))(a, b)
+        want = (np.asarray(ct) @ np.swapaxes(np.asarray(b), -1, -2),
+                np.swapaxes(np.asarray(a), -1, -2) @ np.asarray(ct))
+        for g, w in zip(got, want):
+            assert g.dtype == jnp.float64
+            np.testing.assert_allclose(np.asarray(g), w, rtol=1e-12, atol=1e-12)
