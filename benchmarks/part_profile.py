@@ -108,12 +108,11 @@ def main(argv=None):
 
     print(f"ParT {args.mode}, batch {args.batch} x {args.particles}, {os.cpu_count()} cores, "
           f"jax {jax.__version__}, malloc: {allocator}")
+    looped = sum(us for name, us in total.items() if calls[name] >= 100)
     print(f"{args.calls} calls: median wall {1e3 * np.median(wall):.1f} ms, median process CPU "
           f"{1e3 * np.median(cpu):.1f} ms; traced call: op time {sum(total.values()) / 1e3:.1f} "
-          f"ms in {sum(calls.values())} ops ({sum(v for k, v in total.items() if calls[k] >= 100) / 1e3:.1f}"
-          f" ms in ops called >= 100 times)")
-    rows = total
-    counts = calls
+          f"ms in {sum(calls.values())} ops ({looped / 1e3:.1f} ms in ops called >= 100 times)")
+    rows, counts = total, calls
     if args.group:
         rows, counts = collections.Counter(), collections.Counter()
         for name, us in total.items():
@@ -123,7 +122,7 @@ def main(argv=None):
             key = f"{kind} {side} {shape} {op.split('/')[-1] or '?'}"
             rows[key] += us
             counts[key] += calls[name]
-    print(f"{'op ms':>9s} {'calls':>6s}  {'op' if not args.group else 'kind side shape op':40s}")
+    print(f"{'op ms':>9s} {'calls':>6s}  {'kind side shape op' if args.group else 'op':40s}")
     for key, us in rows.most_common(args.top):
         if args.group:
             print(f"{us / 1e3:9.2f} {counts[key]:6d}  {key}")
