@@ -25,7 +25,7 @@ import sys
 import time
 
 from part_vs_weaver import NUM_CLASSES, NUM_FEATURES, PAPER, make_data, weaver_model
-from weaver_peer import VENV_PY, ensure_venv, median
+from weaver_peer import VENV_PY, cpu_description, ensure_venv, median
 
 PARTS = ("full", "pair_embed", "embed", "blocks8", "block1")
 
@@ -134,7 +134,7 @@ def main(argv=None):
         for k, v in jax_side(args.batch, args.particles, args.calls).items():
             ours[k] += v
     import jax
-    print(f"ParT eval, batch {args.batch} x {args.particles}, {os.cpu_count()} cores, jax "
+    print(f"ParT eval, batch {args.batch} x {args.particles}, CPU: {cpu_description()}, jax "
           f"{jax.__version__}, malloc: {allocator}; medians of {args.repeats} x {args.calls} "
           f"calls per part")
     print(f"{'part':12s}{'weaver ms':>12s}{'hepjax ms':>12s}{'ratio':>8s}")

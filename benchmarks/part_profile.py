@@ -30,6 +30,8 @@ import sys
 import tempfile
 import time
 
+from weaver_peer import cpu_description
+
 _RUNTIME = ("ThunkExecutor", "$", "PjitFunction", "SlinkyThreadPool", "CommonPjRt",
             "ParseArguments", "end: ", "ThreadpoolListener")
 
@@ -106,7 +108,7 @@ def main(argv=None):
         with open(f) as fh:
             info.update(hlo_info(fh.read()))
 
-    print(f"ParT {args.mode}, batch {args.batch} x {args.particles}, {os.cpu_count()} cores, "
+    print(f"ParT {args.mode}, batch {args.batch} x {args.particles}, CPU: {cpu_description()}, "
           f"jax {jax.__version__}, malloc: {allocator}")
     looped = sum(us for name, us in total.items() if calls[name] >= 100)
     print(f"{args.calls} calls: median wall {1e3 * np.median(wall):.1f} ms, median process CPU "

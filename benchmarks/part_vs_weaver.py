@@ -44,7 +44,7 @@ import argparse
 import os
 import tempfile
 
-from weaver_peer import TorchWorker, compare, ensure_venv, serve
+from weaver_peer import TorchWorker, compare, cpu_description, ensure_venv, serve
 
 NUM_FEATURES, NUM_CLASSES = 17, 10
 
@@ -375,7 +375,7 @@ def main(argv=None):
             raise AssertionError(f"parameter counts differ: hepjax {n_params:,} vs weaver "
                                  f"{hello['params']:,}")
         where = (f"GPU ({jax.devices()[0].device_kind}; torch: {hello['device']})"
-                 if args.device == "gpu" else f"CPU ({os.cpu_count()} cores)")
+                 if args.device == "gpu" else f"CPU: {cpu_description()}")
         print(f"ParT paper config, {n_params:,} parameters (both), batch {args.batch} x "
               f"{args.particles} particles, {where}, {args.precision}, torch {hello['torch']} "
               f"({hello['threads']} threads), jax {jax.__version__}, malloc: {allocator}",

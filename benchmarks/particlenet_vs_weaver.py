@@ -26,11 +26,10 @@ created and filled on first use.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 
-from weaver_peer import TorchWorker, compare, ensure_venv, serve, time_fn
+from weaver_peer import TorchWorker, compare, cpu_description, ensure_venv, serve, time_fn
 
 NUM_FEATURES, NUM_CLASSES = 7, 2
 CONV = [(16, (64, 64, 64)), (16, (128, 128, 128)), (16, (256, 256, 256))]
@@ -169,7 +168,7 @@ def main(argv=None) -> int:
         print(f"ParticleNet, {n_params:,} parameters on both sides; batch {args.batch} x "
               f"{args.particles} particles x {NUM_FEATURES} features; jax {jax.__version__} "
               f"({jax.devices()[0].platform}), torch {hello['torch']} ({hello['threads']} threads), "
-              f"{os.cpu_count()} CPUs", flush=True)
+              f"CPU: {cpu_description()}", flush=True)
         t0 = time.perf_counter()
         time_fn(train, 1), time_fn(infer, 1)
         print(f"hepjax compile + first calls: {time.perf_counter() - t0:.1f} s", flush=True)

@@ -33,6 +33,29 @@ def time_fn(fn, steps: int, warmup: int = 0) -> float:
     return (time.perf_counter() - start) / steps
 
 
+def cpu_description() -> str:
+    """The CPU as /proc/cpuinfo names it, with its family and model numbers, and the cores
+    this process may use: e.g. 'AMD EPYC (family 26, model 2), 2 cores'. A bare marketing
+    name such as 'AMD EPYC' (what a VM may show) covers several generations, and the figures
+    of these benchmarks differ between them, so the tables record the numbers too."""
+    fields = {}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if not line.strip():
+                    break  # the first processor's block is enough
+                fields.setdefault(key.strip(), value.strip())
+    except OSError:
+        pass
+    import platform
+    name = fields.get("model name") or platform.processor() or platform.machine()
+    ids = ", ".join(f"{k.split()[-1]} {fields[k]}" for k in ("cpu family", "model")
+                    if k in fields)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"{name}{f' ({ids})' if ids else ''}, {cores} cores"
+
+
 def median(values):
     return sorted(values)[len(values) // 2]
 
