@@ -87,3 +87,19 @@ def test_cpu_variant_shares_the_sample_and_rescales_the_recipe(model):
     if schedule is not None and schedule.name == "warmup_cosine":
         assert schedule.warmup_steps < steps_per_epoch * cpu.train.num_epochs
     assert (cpu.data.max_val_jets > 0) == (0 < cpu.data.max_train_jets <= 20_000)
+
+
+def test_resnext_trains_on_generated_top_jet_images(tmp_path):
+    """The ResNeXt-style jet-image CNN (not in the landscape runner's list) on the CNN smoke
+    variant's generated 16 x 16 jet images, small widths."""
+    from hepjax import models
+    config = config_lib.load_config("experiments/top_tagging/config.py:cnn,smoke")
+    config.model = models.default_config("resnext")
+    with config.model.ignore_type():
+        config.model.stem_width, config.model.stages = 8, ((16, 1, 1), (16, 2, 1))
+        config.model.cardinality, config.model.group_width = 4, 2
+    result = experiment.train(config, tmp_path, progress=False)
+    assert 0.0 <= result["auc"] <= 1.0 and math.isfinite(result["loss"])
+    train = read_metrics(tmp_path, "train")
+    assert len(train) == 2 and all(math.isfinite(r["loss"]) for r in train)
+    assert json.loads((tmp_path / "config.json").read_text())["model"]["name"] == "resnext"
