@@ -11,8 +11,11 @@ Layout conventions
 
 The softmax is masked: masked keys get weight exactly 0 (not merely a small one), and a query row
 with no allowed key gets all-zero weights and a zero output, with finite gradients — never NaN
-(a NaN in the bias is the exception: it still poisons its row, masked or not). Logits are
-clipped to +-finfo.max / 4 on the fused path, so a bias may hold +-inf.
+(a NaN in the bias is the exception: it still poisons its row, masked or not). With a mask,
+the fused path clips the logits to +-finfo.max / 4, so the bias may then hold +-inf. Without a
+mask nothing is clipped (that clip would cost ParT's fused kernel a pass): the bias must be
+finite there (a +inf, or a row of -inf, gives NaN), and `masked_logit()` is the finite way to
+mask a key through it.
 With return_weights=True the weights come from `hepjax.nn.activations.softmax`; otherwise a
 fused form normalises after the product with v (same values, fewer passes; tested to agree).
 A bias can carry a key mask itself: `masked_logit()` added to a key's logits gives it weight

@@ -11,8 +11,10 @@ Cell equations (x_t input, h_{t-1} previous hidden state, sigma the logistic fun
         c_t = sigma(f) * c_{t-1} + sigma(i) * tanh(g),   h_t = sigma(o) * tanh(c_t)
   GRU : z_t = sigma(W_z [h_{t-1}, x_t]),  r_t = sigma(W_r [h_{t-1}, x_t])
         h~_t = tanh(W [r_t * h_{t-1}, x_t]),  h_t = (1 - z_t) * h_{t-1} + z_t * h~_t
-        (with biases; the reset gate acts before the recurrent matmul, as written in seed 002
-        and Cho et al. 2014 — Keras' reset_after=False; PyTorch's GRU applies it after.)
+        (with biases; seed 002's update convention. Cho et al. 2014, Keras and PyTorch
+        write the gate the other way round, h_t = z_t * h_{t-1} + (1 - z_t) * h~_t: the same
+        cell with z <-> 1 - z. The reset gate acts before the recurrent matmul, as in seed
+        002, Cho et al. and Keras' reset_after=False; PyTorch's GRU applies it after.)
 Input projections of all time steps are one matmul outside the scan; only h W_h runs inside.
 """
 from __future__ import annotations

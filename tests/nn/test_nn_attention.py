@@ -1,6 +1,5 @@
 """Attention: numpy reference, masks (padding, causal, fully masked rows), equivariance, blocks,
 position/patch embeddings and greedy decoding on a learned toy task (sequence reversal)."""
-import time
 
 import jax
 import jax.numpy as jnp
@@ -267,7 +266,6 @@ def test_greedy_decode_with_scripted_logits():
 def test_greedy_decoding_reverses_sequences_after_training():
     """Learn to reverse sequences of 4 digits (tokens 3..8; 0 pad, 1 end, 2 start), then decode
     unseen sequences greedily: they must come out exactly reversed, followed by the end token."""
-    start_t = time.perf_counter()
     pad, end, start, length, vocab = 0, 1, 2, 4, 9
     rng = np.random.default_rng(0)
 
@@ -299,7 +297,6 @@ def test_greedy_decoding_reverses_sequences_after_training():
     np.testing.assert_array_equal(toks[:, :length + 1], tgt)
     np.testing.assert_array_equal(toks[:, length + 1], pad)
     np.testing.assert_array_equal(np.asarray(lengths), length + 1)
-    assert time.perf_counter() - start_t < 60
 
 
 def test_fused_path_equals_explicit_weights_path_with_grads():

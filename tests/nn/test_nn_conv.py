@@ -69,6 +69,20 @@ def test_pooling_matches_numpy():
                                rtol=1e-5)
 
 
+@pytest.mark.parametrize("padding,np_mode", [("CIRCULAR", "wrap"), ("REFLECT", "reflect"),
+                                             (1, "constant")])
+def test_pooling_with_explicit_padding_matches_numpy(padding, np_mode):
+    """3 x 3 windows, stride 1, on a 5 x 6 image padded by one pixel each side (CIRCULAR and
+    REFLECT pad as 'SAME' would; an int pads with zeros, which count in the mean)."""
+    x = _img((2, 5, 6, 3), seed=3)
+    xp = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode=np_mode)
+    windows = np.stack([xp[:, i:i + 5, j:j + 6] for i in range(3) for j in range(3)])
+    ref_max, ref_avg = windows.max(axis=0), windows.mean(axis=0)
+    np.testing.assert_allclose(np.asarray(conv.max_pool(x, 3, 1, padding=padding)), ref_max)
+    np.testing.assert_allclose(np.asarray(conv.avg_pool(x, 3, 1, padding=padding)), ref_avg,
+                               rtol=1e-5, atol=1e-6)
+
+
 def test_convolution_is_translation_equivariant():
     layer = conv.Conv2D(1, 4, 4, padding="CIRCULAR", rngs=nnx.Rngs(0))
     x = _img((1, 12, 12, 1))
