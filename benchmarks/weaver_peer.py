@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import platform
 import subprocess
 import sys
 import time
@@ -48,7 +49,6 @@ def cpu_description() -> str:
                 fields.setdefault(key.strip(), value.strip())
     except OSError:
         pass
-    import platform
     name = fields.get("model name") or platform.processor() or platform.machine()
     ids = ", ".join(f"{k.split()[-1]} {fields[k]}" for k in ("cpu family", "model")
                     if k in fields)
