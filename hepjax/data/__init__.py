@@ -20,9 +20,8 @@ import pathlib
 
 import numpy as np
 
-from hepjax.data import dijet
+from hepjax.data import dijet, formats
 from hepjax.data.formats import iter_top_tagging, read_top_tagging, write_top_tagging
-from hepjax.data.pipeline import check_arrays
 
 __all__ = ["SPLITS", "load_splits", "read_npz", "write_npz", "read_top_tagging",
            "iter_top_tagging", "write_top_tagging"]
@@ -30,22 +29,34 @@ __all__ = ["SPLITS", "load_splits", "read_npz", "write_npz", "read_top_tagging",
 SPLITS = ("train", "val", "test")
 
 
-def read_npz(path: str | pathlib.Path) -> dict[str, np.ndarray]:
-    """``features`` and ``label`` from an .npz file, checked for shape agreement and NaN/Inf."""
+def read_npz(path: str | pathlib.Path, num_classes: int | None = None) -> dict[str, np.ndarray]:
+    """``features`` (N, ...) float32 and ``label`` (N,) from an .npz file (plus ``feature_names``
+    if stored). Raises ``formats.FormatError`` (a ValueError), naming the file, the array, the
+    number of bad rows and the first, for: a missing array, no rows, row counts that disagree,
+    NaN/Inf in ``features`` or ``label``, or a label that is not a class index (an integer
+    >= 0, and < ``num_classes`` when given)."""
     path = pathlib.Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file (expected an .npz with 'features' and 'label')")
-    with np.load(path, allow_pickle=False) as f:
-        missing = [k for k in ("features", "label") if k not in f.files]
-        if missing:
-            raise KeyError(f"{path}: missing arrays {missing}; it has {f.files}")
-        out = {"features": f["features"].astype(np.float32), "label": f["label"]}
-        if "feature_names" in f.files:
-            out["feature_names"] = tuple(str(n) for n in f["feature_names"])
-    try:
-        check_arrays({k: v for k, v in out.items() if k != "feature_names"}, str(path))
-    except ValueError as err:
-        raise ValueError(f"{err}") from None
+    with formats._load_npz(path, "an .npz with 'features' and 'label'") as f:
+        features, label = formats._npz_arrays(path, f, ("features", "label"))
+        names = tuple(str(n) for n in f["feature_names"]) if "feature_names" in f.files else None
+    if features.ndim == 0 or label.ndim != 1:
+        raise formats.FormatError(f"{path}: arrays 'features' (N, ...) and 'label' (N,) expected; "
+                                  f"got shapes {features.shape} and {label.shape}")
+    if len(features) != len(label):
+        raise formats.FormatError(f"{path}: 'features' has {len(features)} rows and 'label' "
+                                  f"{len(label)}; they must agree")
+    if len(label) == 0:
+        raise formats._no_jets(path, "in arrays 'features' and 'label'")
+    features = features.astype(np.float32)  # checked as used: a float64 1e300 is inf here
+    named = names is not None and features.ndim == 2 and len(names) == features.shape[1]
+    checks = formats._Checks(path)
+    checks.finite("array 'features'", features, names=names if named else None)
+    checks.finite("array 'label'", label)
+    checks.classes("array 'label'", label, None if num_classes is None else range(num_classes))
+    checks.raise_first()
+    out = {"features": features, "label": label}
+    if names is not None:
+        out["feature_names"] = names
     return out
 
 
