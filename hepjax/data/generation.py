@@ -1,24 +1,29 @@
 """Jet samples generated with Pythia 8 and clustered with FastJet.
 
-Recipe of the Top Tagging Reference Dataset (Kasieczka et al., arXiv:1902.09914): 14 TeV pp;
-signal = hadronic ttbar (both W bosons forced to quarks, so every top decays hadronically),
-background = QCD dijets (``HardQCD:all``); multi-parton interactions, ISR and FSR stay ON.
-Generator-level final-state particles (neutrinos removed) go through the fast detector
-(``hepjax.data.detector``, default) or, with ``detector="none"``, straight to the clustering.
-Anti-kt R = 0.8 jets with 550 < pT < 650 GeV and |eta| < 2 are kept (every such jet of an event);
-a signal jet is kept only if the hadronic top (its last copy before decay) and its three decay
-quarks (the b and the W's two quarks) all lie within dR < 0.8 of the jet axis. Each jet keeps its
-200 hardest constituents sorted by pT, and the truth top four-momentum (zeros for QCD).
-Hard-process pT is generated in [500, 700] GeV (``PhaseSpace:pTHatMin/Max``) for efficiency.
+Recipe of the Top Tagging Reference Dataset (Kasieczka et al., SciPost Phys. 7 (2019) 014,
+arXiv:1902.09914; recipe version ``RECIPE_VERSION``, line by line in ``hepjax/data/README.md``):
+14 TeV pp; signal = hadronic ttbar (both W bosons forced to quarks, so every top decays
+hadronically), background = QCD dijets (``HardQCD:all``); no multi-parton interactions
+(``PartonLevel:MPI = off``, as the reference: ``Task.mpi``, or ``generate(..., mpi=True)`` to
+turn them on); ISR, FSR and hadronisation on. Generator-level final-state particles (neutrinos
+removed) go through the Delphes-ATLAS-like energy flow (``hepjax.data.detector``, default) or,
+with ``detector="none"``, straight to the clustering. Only the leading anti-kt R = 0.8 jet of
+each event is considered (``JetCuts.jets_per_event = 1``), and kept if 550 < pT < 650 GeV and
+|eta| < 2; a signal jet is kept only if the hadronic top (its last copy before decay) and its
+three decay quarks (the b and the W's two quarks) all lie within dR < 0.8 of the jet axis. Each
+jet keeps its 200 hardest constituents sorted by pT, and the truth top four-momentum (zeros for
+QCD). Hard-process pT is generated in [500, 700] GeV (``PhaseSpace:pTHatMin/Max``) for
+efficiency.
 
 The quark/gluon task follows the energyflow Pythia sample (Komiske, Metodiev, Thaler,
 arXiv:1810.05165): Z(->nu nu) + gluon (label 0) and Z(->nu nu) + light quark (label 1) at 14 TeV,
-the hardest anti-kt R = 0.4 jet with 500 < pT < 550 GeV and |y| < 2.
+with multi-parton interactions (as that sample), the hardest anti-kt R = 0.4 jet with
+500 < pT < 550 GeV and |y| < 2.
 
 Determinism: events are made in chunks of ``events_per_chunk``; chunk ``c`` of process ``k`` runs
 a fresh Pythia seeded with ``chunk_seed(seed, k, c)``, and so does the detector. A class takes the
 jets of its chunks 0, 1, 2, ... in order until it has enough, so the output depends only on
-(task, n_jets, seed, detector, events_per_chunk) — never on the number of worker processes.
+(task, mpi, n_jets, seed, detector, events_per_chunk) — never on the number of worker processes.
 Signal and background jets are then interleaved by a permutation drawn from the seed and given
 ``ttv`` codes (0 train, 1 test, 2 val, as in the reference) in fractions ``ttv_fractions``.
 """
@@ -36,10 +41,11 @@ from hepjax.data import detector as detector_lib
 
 # Bump when a change to the recipe, the detector or the jet selection changes the generated
 # jets: cached samples are named by it (hepjax.data.top_tagging.cache_path).
-RECIPE_VERSION = 1
+# 2: top tagging without MPI, leading jet only, Delphes-ATLAS-like energy flow.
+RECIPE_VERSION = 2
 
-__all__ = ["Process", "JetCuts", "Task", "TASKS", "chunk_seed", "simulate_chunk", "generate",
-           "require_generators"]
+__all__ = ["Process", "JetCuts", "Task", "TASKS", "chunk_seed", "pythia_settings",
+           "simulate_chunk", "generate", "require_generators"]
 
 _PYTHIA_COMMON = ("Beams:eCM = 14000.", "Next:numberCount = 0", "Print:quiet = on",
                   "Random:setSeed = on")
@@ -61,7 +67,7 @@ class JetCuts:
     pt_max: float = 650.0
     eta_max: float = 2.0
     use_rapidity: bool = False   # cut on |y| instead of |eta|
-    jets_per_event: int = 2      # consider the N hardest jets of each event
+    jets_per_event: int = 1      # consider the N hardest jets of each event (1: the leading one)
     max_constituents: int = 200
 
 
@@ -71,6 +77,7 @@ class Task:
     processes: tuple[Process, ...]   # one per class; jets are split evenly between them
     cuts: JetCuts
     events_per_chunk: int = 200
+    mpi: bool = True   # Pythia's multi-parton interactions (PartonLevel:MPI), Pythia's default on
 
 
 _PTHAT = ("PhaseSpace:pTHatMin = 500.", "PhaseSpace:pTHatMax = 700.")
@@ -80,7 +87,7 @@ TASKS = {
         (Process("ttbar", ("Top:gg2ttbar = on", "Top:qqbar2ttbar = on", "24:onMode = off",
                            "24:onIfAny = 1 2 3 4 5") + _PTHAT, label=1, truth="top"),
          Process("qcd", ("HardQCD:all = on",) + _PTHAT, label=0)),
-        JetCuts()),
+        JetCuts(jets_per_event=1), mpi=False),
     "quark-gluon": Task(
         "quark-gluon",
         (Process("z_gluon", ("WeakBosonAndParton:qqbar2gmZg = on", "23:onMode = off",
@@ -90,7 +97,7 @@ TASKS = {
                              "23:onIfAny = 12 14 16", "PhaseSpace:pTHatMin = 450.",
                              "PhaseSpace:pTHatMax = 650."), label=1)),
         JetCuts(radius=0.4, pt_min=500.0, pt_max=550.0, eta_max=2.0, use_rapidity=True,
-                jets_per_event=1)),
+                jets_per_event=1), mpi=True),
 }
 
 
@@ -105,15 +112,37 @@ def require_generators():
     return pythia8mc, fastjet
 
 
+def _task(task: Task | str, mpi: bool | None = None) -> Task:
+    if isinstance(task, str):
+        if task not in TASKS:
+            raise ValueError(f"task={task!r}: use one of {sorted(TASKS)}")
+        task = TASKS[task]
+    return task if mpi is None else dataclasses.replace(task, mpi=bool(mpi))
+
+
+def pythia_settings(task: Task | str, process_index: int) -> tuple[str, ...]:
+    """The Pythia settings of one process of ``task`` (without the seed): the process's own and
+    ``PartonLevel:MPI = on|off`` from ``task.mpi``."""
+    task = _task(task)
+    return task.processes[process_index].settings + (
+        f"PartonLevel:MPI = {'on' if task.mpi else 'off'}",)
+
+
 def chunk_seed(seed: int, process_index: int, chunk_index: int) -> int:
     """Pythia seed of one chunk, in [1, 900_000_000] (Pythia's allowed range)."""
     state = np.random.SeedSequence([int(seed), int(process_index), int(chunk_index)])
     return int(state.generate_state(1, np.uint64)[0] % 900_000_000) + 1
 
 
+_TEMPLATE = []   # one never-initialised Pythia per process: copying its databases is 50x
+                 # faster than reading Pythia's XML files again for every chunk
+
+
 def _pythia(settings, seed):
     pythia8, _ = require_generators()
-    pythia = pythia8.Pythia("", False)
+    if not _TEMPLATE:
+        _TEMPLATE.append(pythia8.Pythia("", False))
+    pythia = pythia8.Pythia(_TEMPLATE[0].settings, _TEMPLATE[0].particleData, False)
     for line in _PYTHIA_COMMON + tuple(settings) + (f"Random:seed = {seed}",):
         if not pythia.readString(line):
             raise ValueError(f"Pythia rejected the setting {line!r}")
@@ -185,26 +214,30 @@ def _dr(eta1, phi1, eta2, phi2):
 def _empty(m):
     return {"p4": np.zeros((0, m, 4), np.float32), "pid": np.zeros((0, m), np.int32),
             "charge": np.zeros((0, m), np.int8), "n_constituents": np.zeros(0, np.int32),
-            "jet_p4": np.zeros((0, 4), np.float32), "truth": np.zeros((0, 4), np.float32)}
+            "jet_p4": np.zeros((0, 4), np.float32), "truth": np.zeros((0, 4), np.float32),
+            "event": np.zeros(0, np.int64)}
 
 
 def simulate_chunk(task: Task | str, process_index: int, seed: int, chunk_index: int,
                    detector: str = "fast",
                    detector_config: detector_lib.DetectorConfig = detector_lib.DetectorConfig(),
-                   events_per_chunk: int | None = None) -> dict[str, np.ndarray]:
+                   events_per_chunk: int | None = None,
+                   mpi: bool | None = None) -> dict[str, np.ndarray]:
     """Jets of one chunk of one process. Returns arrays over the J selected jets:
     ``p4`` (J, M, 4) float32 constituents (E, px, py, pz) in GeV sorted by pT, zero-padded;
     ``pid`` (J, M) int32; ``charge`` (J, M) int8; ``n_constituents`` (J,) int32;
-    ``jet_p4`` (J, 4) and ``truth`` (J, 4) float32 (E, px, py, pz); M = max_constituents."""
+    ``jet_p4`` (J, 4) and ``truth`` (J, 4) float32 (E, px, py, pz); ``event`` (J,) int64, the
+    index of the jet's event in the chunk; M = max_constituents. ``mpi`` overrides ``task.mpi``."""
     import awkward as ak
 
     _, fastjet = require_generators()
-    task = TASKS[task] if isinstance(task, str) else task
+    task = _task(task, mpi)
     if detector not in ("fast", "none"):
         raise ValueError(f"detector={detector!r}: use 'fast' or 'none'")
     proc, cuts = task.processes[process_index], task.cuts
     n_events = int(events_per_chunk or task.events_per_chunk)
-    pythia = _pythia(proc.settings, chunk_seed(seed, process_index, chunk_index))
+    pythia = _pythia(pythia_settings(task, process_index),
+                     chunk_seed(seed, process_index, chunk_index))
     events = pythia.nextBatch(n_events)
     data = pythia.particleData
     rec, offsets = _flat_event_record(events, lambda i: data.chargeType(i) / 3.0)
@@ -221,61 +254,75 @@ def simulate_chunk(task: Task | str, process_index: int, seed: int, chunk_index:
         objects = {k: v[keep] for k, v in particles.items()}
         objects["pid"] = objects["pid"].astype(np.int32)
         objects["charge"] = objects["charge"].astype(np.int8)
-    counts = np.bincount(objects["event"], minlength=len(offsets) - 1)
+    n_events = len(offsets) - 1
+    counts = np.bincount(objects["event"], minlength=n_events)
     obj_offsets = np.concatenate([[0], np.cumsum(counts)])
     arr = ak.unflatten(ak.zip({k: objects[k] for k in ("px", "py", "pz", "E")}), counts)
     sequence = fastjet.ClusterSequence(arr, fastjet.JetDefinition(fastjet.antikt_algorithm,
                                                                   cuts.radius))
     min_pt = 0.8 * cuts.pt_min
     jets = sequence.inclusive_jets(min_pt=min_pt)
-    constituents = sequence.constituent_index(min_pt=min_pt)
-    m = cuts.max_constituents
-    out = {k: [] for k in _empty(m)}
-    obj_pt = np.hypot(objects["px"], objects["py"])
-    for ev in range(len(counts)):
-        jpx, jpy = ak.to_numpy(jets[ev].px), ak.to_numpy(jets[ev].py)
-        jpz, je = ak.to_numpy(jets[ev].pz), ak.to_numpy(jets[ev].E)
-        jpt = np.hypot(jpx, jpy)
-        order = np.argsort(-jpt, kind="stable")[:cuts.jets_per_event]
-        tops = None
-        for j in order:
-            if cuts.use_rapidity:
-                position = 0.5 * np.log((je[j] + jpz[j]) / (je[j] - jpz[j]))
+    constituents = ak.flatten(sequence.constituent_index(min_pt=min_pt), axis=1)   # per jet
+    n_jets = ak.to_numpy(ak.num(jets)).astype(np.int64)
+    jet_event = np.repeat(np.arange(n_events), n_jets)
+    je, jpx, jpy, jpz = (ak.to_numpy(ak.flatten(jets[k])).astype(np.float64)
+                         for k in ("E", "px", "py", "pz"))
+    jpt = np.hypot(jpx, jpy)
+    # the rank of each jet in pT within its event (0 = leading)
+    order = np.lexsort((-jpt, jet_event))
+    rank = np.empty(len(order), np.int64)
+    rank[order] = np.arange(len(order)) - np.repeat(np.cumsum(n_jets) - n_jets, n_jets)
+    jeta = np.arcsinh(jpz / np.maximum(jpt, 1e-12))
+    if cuts.use_rapidity:
+        position = 0.5 * np.log((je + jpz) / np.maximum(je - jpz, 1e-12))
+    else:
+        position = jeta
+    chosen = ((rank < cuts.jets_per_event) & (cuts.pt_min < jpt) & (jpt < cuts.pt_max)
+              & (np.abs(position) < cuts.eta_max))
+    truth = np.zeros((len(jpt), 4))
+    if proc.truth == "top":   # the top and its three decay quarks within dR < R of the jet axis
+        jphi = np.arctan2(jpy, jpx)
+        tops = {}
+        for j in np.flatnonzero(chosen):
+            ev = jet_event[j]
+            if ev not in tops:
+                tops[ev] = _hadronic_tops(rec, offsets[ev], offsets[ev + 1])
+            matched = [t for t in tops[ev]
+                       if np.all(_dr(jeta[j], jphi[j], t[1], t[2]) < cuts.radius)
+                       and _dr(jeta[j], jphi[j], np.arcsinh(t[0][3] / np.hypot(t[0][1], t[0][2])),
+                               np.arctan2(t[0][2], t[0][1])) < cuts.radius]
+            if matched:
+                truth[j] = matched[0][0]
             else:
-                position = np.arcsinh(jpz[j] / jpt[j])
-            if not (cuts.pt_min < jpt[j] < cuts.pt_max and abs(position) < cuts.eta_max):
-                continue
-            truth = np.zeros(4)
-            if proc.truth == "top":
-                if tops is None:
-                    tops = _hadronic_tops(rec, offsets[ev], offsets[ev + 1])
-                jeta, jphi = np.arcsinh(jpz[j] / jpt[j]), np.arctan2(jpy[j], jpx[j])
-                matched = [t for t in tops
-                           if np.all(_dr(jeta, jphi, t[1], t[2]) < cuts.radius)
-                           and _dr(jeta, jphi, np.arcsinh(t[0][3] / np.hypot(t[0][1], t[0][2])),
-                                   np.arctan2(t[0][2], t[0][1])) < cuts.radius]
-                if not matched:
-                    continue
-                truth = matched[0][0]
-            idx = obj_offsets[ev] + ak.to_numpy(constituents[ev][j]).astype(np.int64)
-            idx = idx[np.argsort(-obj_pt[idx], kind="stable")][:m]
-            n = len(idx)
-            p4 = np.zeros((m, 4), np.float32)
-            p4[:n] = np.stack([objects[k][idx] for k in ("E", "px", "py", "pz")], -1)
-            pid = np.zeros(m, np.int32)
-            pid[:n] = objects["pid"][idx]
-            charge = np.zeros(m, np.int8)
-            charge[:n] = objects["charge"][idx]
-            out["p4"].append(p4)
-            out["pid"].append(pid)
-            out["charge"].append(charge)
-            out["n_constituents"].append(n)
-            out["jet_p4"].append(np.array([je[j], jpx[j], jpy[j], jpz[j]], np.float32))
-            out["truth"].append(truth.astype(np.float32))
-    if not out["p4"]:
+                chosen[j] = False
+    selected = np.flatnonzero(chosen)
+    m = cuts.max_constituents
+    if len(selected) == 0:
         return _empty(m)
-    return {k: np.asarray(np.stack(v) if k != "n_constituents" else v,
-                          dtype=_empty(m)[k].dtype) for k, v in out.items()}
+    # constituents of the selected jets, sorted by pT within each jet, the first m kept
+    parts = constituents[selected]
+    n_parts = ak.to_numpy(ak.num(parts)).astype(np.int64)
+    index = (ak.to_numpy(ak.flatten(parts)).astype(np.int64)
+             + np.repeat(obj_offsets[jet_event[selected]], n_parts))
+    owner = np.repeat(np.arange(len(selected)), n_parts)
+    obj_pt = np.hypot(objects["px"], objects["py"])
+    by_pt = np.lexsort((-obj_pt[index], owner))
+    index = index[by_pt]
+    slot = np.arange(len(index)) - np.repeat(np.cumsum(n_parts) - n_parts, n_parts)
+    keep = slot < m
+    owner, slot, index = owner[keep], slot[keep], index[keep]
+    n_sel = len(selected)
+    p4 = np.zeros((n_sel, m, 4), np.float32)
+    p4[owner, slot] = np.stack([objects[k][index] for k in ("E", "px", "py", "pz")], -1)
+    pid = np.zeros((n_sel, m), np.int32)
+    pid[owner, slot] = objects["pid"][index]
+    charge = np.zeros((n_sel, m), np.int8)
+    charge[owner, slot] = objects["charge"][index]
+    return {"p4": p4, "pid": pid, "charge": charge,
+            "n_constituents": np.minimum(n_parts, m).astype(np.int32),
+            "jet_p4": np.stack([je, jpx, jpy, jpz], -1)[selected].astype(np.float32),
+            "truth": truth[selected].astype(np.float32),
+            "event": jet_event[selected].astype(np.int64)}
 
 
 def _chunk_job(args, chunk_file=None):
@@ -297,7 +344,8 @@ def generate(task: Task | str, n_jets: int, seed: int, *, detector: str = "fast"
              ttv_fractions: tuple[float, float, float] = (0.6, 0.2, 0.2),
              detector_config: detector_lib.DetectorConfig = detector_lib.DetectorConfig(),
              progress: Callable[[int], None] | None = None,
-             chunk_dir: str | os.PathLike | None = None) -> dict[str, np.ndarray]:
+             chunk_dir: str | os.PathLike | None = None,
+             mpi: bool | None = None) -> dict[str, np.ndarray]:
     """``n_jets`` jets of ``task`` ('top-tagging' or 'quark-gluon'), split evenly over its classes.
 
     Returns the arrays of ``simulate_chunk`` over N = n_jets jets plus ``label`` (N,) int64 and
@@ -308,9 +356,10 @@ def generate(task: Task | str, n_jets: int, seed: int, *, detector: str = "fast"
     simulating them again: a killed generation resumes where it stopped, with an identical
     result (chunks depend only on their seeds). The directory should be specific to these
     arguments (``hepjax.data.top_tagging`` names it after the cache file) and may be deleted
-    once the sample is written.
+    once the sample is written. ``mpi`` (True/False) overrides the task's multi-parton
+    interactions (``Task.mpi``: off for 'top-tagging', on for 'quark-gluon').
     """
-    task = TASKS[task] if isinstance(task, str) else task
+    task = _task(task, mpi)
     require_generators()
     n_jets = int(n_jets)
     if n_jets < len(task.processes):
@@ -335,7 +384,7 @@ def generate(task: Task | str, n_jets: int, seed: int, *, detector: str = "fast"
         if have[k] >= targets[k]:
             return
         take = min(len(chunk["p4"]), targets[k] - have[k])
-        collected[k].append({key: v[:take] for key, v in chunk.items()})
+        collected[k].append({key: v[:take] for key, v in chunk.items() if key != "event"})
         have[k] += take
         if progress is not None and take:
             progress(take)

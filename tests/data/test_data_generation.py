@@ -1,4 +1,5 @@
 """Pythia 8 + FastJet generation: physics of the selected jets, determinism, CLI output."""
+import dataclasses
 import json
 
 import numpy as np
@@ -64,6 +65,52 @@ def test_top_mass_peak_and_qcd_low(tiny):
     assert 150 < mean < 200, mean
     assert np.median(qcd_mass) < 120
     assert np.mean((qcd_mass > 150) & (qcd_mass < 200)) < np.mean((top_mass > 150) & (top_mass < 200)) - 0.3
+
+
+def test_top_tagging_has_no_mpi_and_quark_gluon_has_it(monkeypatch):
+    assert "PartonLevel:MPI = off" in generation.pythia_settings("top-tagging", 0)
+    assert "PartonLevel:MPI = off" in generation.pythia_settings("top-tagging", 1)
+    assert "PartonLevel:MPI = on" in generation.pythia_settings("quark-gluon", 0)
+    on = generation._task("top-tagging", mpi=True)
+    assert "PartonLevel:MPI = on" in generation.pythia_settings(on, 1)
+    # the Pythia that makes the events has it off (and on when asked), for every process
+    seen = []
+    real = generation._pythia
+
+    def spy(settings, seed):
+        pythia = real(settings, seed)
+        seen.append(pythia.settings.flag("PartonLevel:MPI"))
+        return pythia
+
+    monkeypatch.setattr(generation, "_pythia", spy)
+    generation.generate("top-tagging", 2, seed=3, events_per_chunk=5, detector="none")
+    assert seen and not any(seen)
+    seen.clear()
+    generation.simulate_chunk("top-tagging", 1, 3, 0, events_per_chunk=2, mpi=True)
+    assert seen == [True]
+
+
+def test_leading_jet_only():
+    """At most one jet per event, and it is the event's hardest: with the pT window opened to
+    everything above 100 GeV every event's hardest jet is taken and none other."""
+    assert generation.TASKS["top-tagging"].cuts.jets_per_event == 1
+    for k in (0, 1):
+        chunk = generation.simulate_chunk("top-tagging", k, 21, 0, events_per_chunk=40)
+        assert len(chunk["event"]) > 0
+        assert len(np.unique(chunk["event"])) == len(chunk["event"])
+    wide = dataclasses.replace(
+        generation.TASKS["top-tagging"],
+        cuts=dataclasses.replace(generation.TASKS["top-tagging"].cuts, pt_min=100.0,
+                                 pt_max=1e4, eta_max=10.0))
+    one = generation.simulate_chunk(wide, 1, 21, 0, events_per_chunk=30)
+    two = generation.simulate_chunk(dataclasses.replace(
+        wide, cuts=dataclasses.replace(wide.cuts, jets_per_event=2)), 1, 21, 0,
+        events_per_chunk=30)
+    assert np.array_equal(np.unique(one["event"]), np.unique(two["event"]))
+    assert len(two["event"]) > len(one["event"])
+    for ev, jet in zip(one["event"], one["jet_p4"]):
+        others = two["jet_p4"][two["event"] == ev]
+        assert np.hypot(jet[1], jet[2]) == np.hypot(others[:, 1], others[:, 2]).max()
 
 
 def test_same_seed_identical_different_seed_differs():
