@@ -288,12 +288,12 @@ def _cells(eta, phi, edges, nphi):
     return b, np.clip(k, 1, n), inside
 
 
-def _calorimeter(event, energy, fraction, eta, phi, trk_event, trk_energy, trk_res, trk_eta, trk_phi,
-                 trk_fraction, edges, nphi, bands, energy_min, significance_min, smear_center,
-                 rng):
+def _calorimeter(event, energy, fraction, eta, phi, trk_event, trk_energy, trk_res, trk_eta,
+                 trk_phi, trk_fraction, edges, nphi, bands, energy_min, significance_min,
+                 smear_center, rng):
     """One SimpleCalorimeter. Particles put ``energy`` * ``fraction`` at their position; tracks
-    (E, relative resolution, position, fraction here). Returns the E-flow towers (event, E, eta, phi), the
-    tracks' scale factors and which tracks are inside the calorimeter's eta-phi range."""
+    have (E, relative resolution, position, fraction here). Returns the E-flow towers (event, E,
+    eta, phi), the tracks' scale factors and which tracks are inside the eta-phi cells."""
     edges, nphi = np.asarray(edges, np.float64), np.asarray(nphi, np.int64)
     n_k = int(nphi.max()) + 1
 
@@ -397,8 +397,9 @@ def simulate(particles: dict, rng: np.random.Generator,
             (cfg.hcal_fractions, cfg.hcal_eta_edges, cfg.hcal_nphi, cfg.hcal_resolution,
              cfg.hcal_energy_min, cfg.hcal_significance_min)):
         flow, s, inside = _calorimeter(
-            event, e, np.where(live, energy_fraction(pid, fractions), 0.0), pos_eta, pos_phi, t_event, t_energy * scale, t_res, t_pos_eta,
-            t_pos_phi, energy_fraction(t_pid, fractions), edges, nphi, bands, e_min, sig_min,
+            event, e, np.where(live, energy_fraction(pid, fractions), 0.0), pos_eta, pos_phi,
+            t_event, t_energy * scale, t_res, t_pos_eta, t_pos_phi,
+            energy_fraction(t_pid, fractions), edges, nphi, bands, e_min, sig_min,
             cfg.smear_tower_center, rng)
         towers.append(flow)
         scale *= s
