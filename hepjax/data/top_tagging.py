@@ -6,8 +6,10 @@
 ``vectors`` (N, P, 4) float32 (E, px, py, pz) GeV. Representations:
 
 * ``jet_observables``: (N, F) the ``cfg.observables`` of ``features.JET_OBSERVABLES``;
-* ``particles``: (N, P, F) ``features.particle_features`` with P = ``cfg.max_particles``
-  (with the particle-ID flags when the source has pid/charge: generated data);
+* ``particles``: (N, P, F) ``features.particle_features`` with P = ``cfg.max_particles``: the
+  seven kinematic features, plus the charge and particle-ID flags only with
+  ``cfg.particle_id = True`` (generated data carry them; the reference dataset does not, so
+  every config compared with its published numbers leaves them off);
 * ``images``: (N, npix, npix, 1) ``images.jet_images`` with npix = ``cfg.image_size``.
 
 Sources: ``cfg.path`` a directory with ``train.h5``, ``val.h5``, ``test.h5`` in the reference
@@ -164,8 +166,12 @@ def represent(jets: dict, cfg) -> tuple[dict, tuple[str, ...]]:
     if kind == "particles":
         p = int(cfg.get("max_particles", 100))
         p4, mask = p4[:, :p], mask[:, :p]
-        pid = jets.get("pid")
-        charge = jets.get("charge")
+        use_pid = bool(cfg.get("particle_id", False))
+        pid = jets.get("pid") if use_pid else None
+        charge = jets.get("charge") if use_pid else None
+        if use_pid and (pid is None or charge is None):
+            raise ValueError("config.data.particle_id=True, but these jets carry no 'pid'/'charge' "
+                             "(the reference layout has four-momenta only): set it to False")
         values, names = features_lib.particle_features(
             p4, mask, None if pid is None else pid[:, :p], None if charge is None else charge[:, :p])
         out.update(features=values, mask=mask,

@@ -289,9 +289,9 @@ class ParticleFlowLayer(nnx.Module):
     """The PFN latent sum  O = sum_i Phi(x_i)  over real particles: (B, N, F) -> (B, latent)."""
 
     def __init__(self, in_features: int, phi_sizes: Sequence[int], *, activation: str = "relu",
-                 rngs: nnx.Rngs):
+                 init: str = "he", rngs: nnx.Rngs):
         self.phi = MLP(in_features, tuple(phi_sizes[:-1]), phi_sizes[-1], activation=activation,
-                       final_activation=activation, rngs=rngs)
+                       final_activation=activation, init=init, rngs=rngs)
 
     def __call__(self, x: Array, mask: Array) -> Array:
         return masked_pool(self.phi(x, mask=mask), mask, "sum")
@@ -303,9 +303,9 @@ class EnergyFlowLayer(nnx.Module):
     collinear split z -> (z_a, z_b) at the same angles leaves O unchanged."""
 
     def __init__(self, angle_features: int, phi_sizes: Sequence[int], *, activation: str = "relu",
-                 rngs: nnx.Rngs):
+                 init: str = "he", rngs: nnx.Rngs):
         self.phi = MLP(angle_features, tuple(phi_sizes[:-1]), phi_sizes[-1], activation=activation,
-                       final_activation=activation, rngs=rngs)
+                       final_activation=activation, init=init, rngs=rngs)
 
     def __call__(self, angles: Array, z: Array, mask: Array) -> Array:
         return masked_pool(self.phi(angles, mask=mask), mask, "sum", weights=z)
@@ -317,16 +317,16 @@ class InteractionNetwork(nnx.Module):
     For every ordered pair (receiver r, sender s), r != s, both real: E_rs = f_R([x_r, x_s]);
     Ebar_r = sum_s E_rs; O_r = f_O([x_r, Ebar_r]). Call ``(x (B, N, P), mask)`` -> O (B, N, D_O)
     (zero at padded particles). f_R and f_O are MLPs with the given hidden sizes and an output
-    activation (as in JEDI-net).
+    activation (as in JEDI-net), initialised by ``init`` ('he' or 'torch', see ``hepjax.nn.MLP``).
     """
 
     def __init__(self, in_features: int, edge_hidden: Sequence[int], edge_features: int,
                  node_hidden: Sequence[int], node_features: int, *, activation: str = "relu",
-                 rngs: nnx.Rngs):
+                 init: str = "he", rngs: nnx.Rngs):
         self.f_r = MLP(2 * in_features, tuple(edge_hidden), edge_features, activation=activation,
-                       final_activation=activation, rngs=rngs)
+                       final_activation=activation, init=init, rngs=rngs)
         self.f_o = MLP(in_features + edge_features, tuple(node_hidden), node_features,
-                       activation=activation, final_activation=activation, rngs=rngs)
+                       activation=activation, final_activation=activation, init=init, rngs=rngs)
         self.in_features = in_features
 
     def __call__(self, x: Array, mask: Array) -> Array:

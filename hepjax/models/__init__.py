@@ -42,7 +42,7 @@ def _mlp(cfg, input_shape, num_outputs, rngs):
         raise ValueError(f"model 'mlp' takes flat feature vectors, got per-example shape {input_shape}")
     return MLP(input_shape[0], tuple(cfg.hidden), num_outputs, activation=cfg.activation,
                dropout=float(cfg.dropout), norm=cfg.get("norm") or None,
-               residual=bool(cfg.get("residual", False)), rngs=rngs)
+               residual=bool(cfg.get("residual", False)), init=cfg.get("init", "he"), rngs=rngs)
 
 
 # name -> (module, builder, defaults function, its argument)
@@ -94,7 +94,8 @@ def default_config(name: str) -> ml_collections.ConfigDict:
     """The model config for ``name`` with its paper's settings (plus ``name``, ``num_classes``)."""
     if name == "mlp":
         cfg = ml_collections.ConfigDict({"hidden": (64, 64, 64), "activation": "relu",
-                                         "dropout": 0.1, "norm": "", "residual": False})
+                                         "dropout": 0.1, "norm": "", "residual": False,
+                                         "init": "he"})
     elif name in _ENTRIES:
         cfg = _module_defaults(name)[2]
     else:

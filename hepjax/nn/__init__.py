@@ -5,7 +5,8 @@ from hepjax.nn.activations import (
     relu, sigmoid, silu, softmax, softplus, tanh,
 )
 from hepjax.nn.initializers import (
-    compute_fans, glorot_normal, glorot_uniform, he_normal, he_uniform, normal, variance_scaling,
+    compute_fans, fan_in_uniform_bias, glorot_normal, glorot_uniform, he_normal, he_uniform, normal,
+    torch_uniform, variance_scaling,
 )
 from hepjax.nn.layers import MLP, BatchNorm, Dense, Dropout, LayerNorm, ResidualBlock, one_hot
 
@@ -14,7 +15,7 @@ __all__ = [
     "ACTIVATIONS", "elu", "gelu", "gelu_tanh", "get_activation", "identity", "leaky_relu",
     "log_softmax", "maxout", "relu", "sigmoid", "silu", "softmax", "softplus", "tanh",
     "compute_fans", "glorot_normal", "glorot_uniform", "he_normal", "he_uniform", "normal",
-    "variance_scaling",
+    "torch_uniform", "fan_in_uniform_bias", "variance_scaling",
     "MLP", "BatchNorm", "Dense", "Dropout", "LayerNorm", "ResidualBlock", "one_hot",
 ]
 

@@ -16,6 +16,14 @@ so Var(w) = 1/n_in keeps the forward signal O(1); averaging with the backward pa
     glorot_uniform: U(-a, a),       a = sqrt(6 / (fan_in + fan_out))   (variance a^2/3)
     he_normal     : N(0, sigma^2),  sigma^2 = 2 / fan_in
     he_uniform    : U(-a, a),       a = sqrt(6 / fan_in)
+    torch_uniform : U(-a, a),       a = 1 / sqrt(fan_in)               (variance 1 / (3 fan_in))
+
+``torch_uniform`` is PyTorch's default for ``nn.Linear`` / ``nn.Conv*`` weights
+(``kaiming_uniform_(a=sqrt(5))``), and ``fan_in_uniform_bias(fan_in)`` its default bias,
+U(-1/sqrt(fan_in), 1/sqrt(fan_in)): the scheme the published PyTorch taggers were trained with.
+Its variance is a sixth of He's, so a ReLU stack shrinks its signal layer by layer; for sums
+over many set elements (PFN, EFN) that is what keeps the pooled latent, and so the first loss,
+O(1).
 
 'normal' here is a plain (untruncated) Gaussian, as in the lecture formulas. This differs from
 `jax.nn.initializers.glorot_normal` / `he_normal`, which draw from a normal truncated at +-2
@@ -31,7 +39,7 @@ import jax.numpy as jnp
 
 __all__ = [
     "compute_fans", "variance_scaling", "glorot_normal", "glorot_uniform", "he_normal",
-    "he_uniform", "normal", "zeros", "ones",
+    "he_uniform", "torch_uniform", "fan_in_uniform_bias", "normal", "zeros", "ones",
 ]
 
 
@@ -78,6 +86,21 @@ he_normal = variance_scaling(2.0, "fan_in", "normal")
 he_normal.__doc__ = "w ~ N(0, 2/fan_in), untruncated."
 he_uniform = variance_scaling(2.0, "fan_in", "uniform")
 he_uniform.__doc__ = "w ~ U(-a, a), a = sqrt(6/fan_in)."
+torch_uniform = variance_scaling(1.0 / 3.0, "fan_in", "uniform")
+torch_uniform.__doc__ = "w ~ U(-a, a), a = 1/sqrt(fan_in) (PyTorch's nn.Linear default)."
+
+
+def fan_in_uniform_bias(fan_in: int):
+    """Bias initializer U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (PyTorch's nn.Linear default bias;
+    ``fan_in`` is that of the layer's kernel)."""
+    if int(fan_in) < 1:
+        raise ValueError(f"fan_in_uniform_bias: fan_in must be >= 1, got {fan_in}")
+    limit = 1.0 / math.sqrt(int(fan_in))
+
+    def init(key, shape, dtype=jnp.float32):
+        return jax.random.uniform(key, shape, dtype, minval=-limit, maxval=limit)
+
+    return init
 
 
 def normal(stddev: float = 1.0):

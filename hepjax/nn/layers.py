@@ -391,7 +391,10 @@ class MLP(nnx.Module):
     residual=True:  each hidden layer is a pre-norm `ResidualBlock` (projection skip where the
                     width changes).
     The output layer is a Dense followed by `final_activation` (None = linear).
-    Hidden kernels use He-uniform for relu-like activations and Glorot-uniform otherwise.
+    init='he' (default): hidden kernels He-uniform for relu-like activations, Glorot-uniform
+    otherwise, the output kernel Glorot-uniform, biases zero. init='torch': every kernel and
+    bias as PyTorch's nn.Linear default, U(-1/sqrt(fan_in), 1/sqrt(fan_in))
+    (`initializers.torch_uniform`; residual blocks' biases stay zero).
     Call as mlp(x, mask=None); mask (x.shape[:-1], bool) feeds the mask-aware BatchNorm and
     zeroes the outputs at padded positions.
     """
@@ -399,13 +402,21 @@ class MLP(nnx.Module):
     def __init__(self, in_features: int, hidden: Sequence[int], out_features: int, *,
                  activation: str | Callable = "relu", dropout: float = 0.0,
                  norm: str | None = None, residual: bool = False,
-                 final_activation: str | Callable | None = None, rngs: nnx.Rngs):
+                 final_activation: str | Callable | None = None, init: str = "he",
+                 rngs: nnx.Rngs):
+        if init not in ("he", "torch"):
+            raise ValueError(f"MLP: init={init!r}; valid: 'he', 'torch'")
         self.activation = get_activation(activation)
         self.final_activation = (None if final_activation is None
                                  else get_activation(final_activation))
         relu_like = isinstance(activation, str) and activation.lower() in (
             "relu", "leaky_relu", "elu", "gelu", "gelu_tanh", "silu", "swish")
         kinit = inits.he_uniform if relu_like else inits.glorot_uniform
+        out_init = inits.glorot_uniform
+        bias = lambda fan_in: inits.zeros  # noqa: E731
+        if init == "torch":
+            kinit = out_init = inits.torch_uniform
+            bias = inits.fan_in_uniform_bias
         self.residual = residual
         blocks, norms, drops = [], [], []
         prev = in_features
@@ -414,14 +425,15 @@ class MLP(nnx.Module):
                 blocks.append(ResidualBlock(prev, width, activation=activation, norm=norm,
                                             dropout=dropout, kernel_init=kinit, rngs=rngs))
             else:
-                blocks.append(Dense(prev, width, kernel_init=kinit, rngs=rngs))
+                blocks.append(Dense(prev, width, kernel_init=kinit, bias_init=bias(prev),
+                                    rngs=rngs))
                 norms.append(_make_norm(norm, width, rngs))
                 drops.append(_make_dropout(dropout, rngs))
             prev = width
         self.blocks = nnx.List(blocks)
         self.norms = nnx.List(norms)
         self.drops = nnx.List(drops)
-        self.out = Dense(prev, out_features, kernel_init=inits.glorot_uniform, rngs=rngs)
+        self.out = Dense(prev, out_features, kernel_init=out_init, bias_init=bias(prev), rngs=rngs)
 
     def __call__(self, x: Array, mask: Array | None = None) -> Array:
         _check_mask(x, mask, "MLP")

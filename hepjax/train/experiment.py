@@ -91,18 +91,31 @@ def train(config, workdir, progress=None) -> dict:
 
 
 def _resolve_num_steps(config, num_train: int) -> None:
-    """``train.num_steps = 0`` with ``train.num_epochs = E``: E epochs of the training split
-    (written into the run's config.json, so evaluation rebuilds the same schedule)."""
+    """Durations in steps, resolved once from the training-split size and written into the
+    run's config.json (so evaluation rebuilds the same schedule).
+
+    ``train.num_steps = 0`` with ``train.num_epochs = E``: E epochs (the maximum when early
+    stopping ends the run sooner). ``train.eval_every_epochs = e`` (> 0) evaluates every e
+    epochs (rounded to whole steps, at least 1) instead of every ``train.eval_every`` steps;
+    ``train.checkpoint_every_epochs`` likewise for periodic checkpoints. One epoch is
+    ``num_train // batch_size`` steps (the last partial batch of an epoch is not a step)."""
     tc = config.train
-    if int(tc.num_steps) > 0:
-        return
-    epochs = int(tc.get("num_epochs", 0))
-    if epochs <= 0:
-        raise ValueError("config.train: set num_steps > 0, or num_steps = 0 and num_epochs > 0")
     if num_train < int(tc.batch_size):
         raise ValueError(f"config.train.batch_size={tc.batch_size} exceeds the {num_train} "
                          "training examples")
-    tc.num_steps = epochs * (num_train // int(tc.batch_size))
+    steps_per_epoch = num_train // int(tc.batch_size)
+    if int(tc.num_steps) <= 0:
+        epochs = int(tc.get("num_epochs", 0))
+        if epochs <= 0:
+            raise ValueError("config.train: set num_steps > 0, or num_steps = 0 and num_epochs > 0")
+        tc.num_steps = epochs * steps_per_epoch
+    for name in ("eval_every", "checkpoint_every"):
+        epochs = float(tc.get(f"{name}_epochs", 0.0) or 0.0)
+        if epochs < 0:
+            raise ValueError(f"config.train.{name}_epochs={epochs}: expected >= 0 (0 = use "
+                             f"train.{name} in steps)")
+        if epochs > 0:
+            tc[name] = max(1, int(round(epochs * steps_per_epoch)))
 
 
 def _precision(config) -> str:

@@ -107,3 +107,24 @@ def test_pfn_and_efn_train():
             state, metrics = step(state, batch)
             losses.append(float(metrics["loss"]))
         assert np.mean(losses[-5:]) < 0.9 * np.mean(losses[:3]), (name, losses)
+
+
+def test_pfn_first_loss_is_order_one_on_hundred_particle_jets():
+    """The paper-size PFN (Phi (100, 100, 256) summed over 100 particles of seven standardised
+    features) starts with BCE ~ log 2 with the default PyTorch-style initialisation; He-uniform
+    weights make the summed latent, and the loss, an order of magnitude larger."""
+    rng = np.random.default_rng(0)
+    feats = rng.standard_normal((256, 100, 7)).astype(np.float32)
+    mask = np.ones((256, 100), bool)
+    labels = rng.integers(0, 2, 256).astype(np.float32)
+
+    def first_loss(init):
+        cfg = pfn.default_config("pfn")
+        cfg.init = init
+        model = pfn.build_pfn(cfg, (100, 7), 1, nnx.Rngs(params=0))
+        logits = np.asarray(model(feats, mask))[:, 0]
+        return float(np.mean(optax.sigmoid_binary_cross_entropy(logits, labels)))
+
+    assert pfn.default_config("pfn").init == "torch" and pfn.default_config("efn").init == "he"
+    assert first_loss("torch") < 1.0
+    assert first_loss("he") > 2.0

@@ -6,6 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from flax import nnx
+
 from hepjax import nn
 
 FAN_IN, FAN_OUT = 800, 400  # 320k samples: relative sampling error of the variance ~ 0.3 %
@@ -15,6 +17,7 @@ CASES = {
     "glorot_uniform": (nn.glorot_uniform, 2.0 / (FAN_IN + FAN_OUT)),
     "he_normal": (nn.he_normal, 2.0 / FAN_IN),
     "he_uniform": (nn.he_uniform, 2.0 / FAN_IN),
+    "torch_uniform": (nn.torch_uniform, 1.0 / (3.0 * FAN_IN)),   # PyTorch's Linear default
 }
 
 
@@ -40,6 +43,21 @@ def test_uniform_limits_closed_form():
     assert np.abs(w).max() <= math.sqrt(6 / 50)
     w = np.asarray(nn.glorot_uniform(jax.random.key(1), (50, 10)))
     assert np.abs(w).max() <= math.sqrt(6 / 60)
+
+
+def test_torch_scheme_matches_pytorch_linear_default():
+    """PyTorch's nn.Linear(fan_in, out): weight kaiming_uniform_(a=sqrt(5)) = U(+-1/sqrt(fan_in)),
+    bias U(+-1/sqrt(fan_in)); the MLP's init='torch' uses both in every layer."""
+    w = np.asarray(nn.torch_uniform(jax.random.key(3), (64, 512)))
+    b = np.asarray(nn.fan_in_uniform_bias(64)(jax.random.key(4), (20_000,)))
+    for x in (w, b):
+        assert np.abs(x).max() <= 1 / 8 and np.abs(x).max() > 0.995 / 8
+    mlp = nn.MLP(64, (32,), 3, init="torch", rngs=nnx.Rngs(0))
+    assert np.abs(np.asarray(mlp.blocks[0].bias[...])).max() > 0          # biases drawn, not zero
+    assert np.abs(np.asarray(mlp.out.kernel[...])).max() <= 1 / math.sqrt(32)
+    assert np.abs(np.asarray(mlp.out.bias[...])).max() <= 1 / math.sqrt(32)
+    with pytest.raises(ValueError, match="init='xavier'"):
+        nn.MLP(4, (4,), 1, init="xavier", rngs=nnx.Rngs(0))
 
 
 def test_fans_conv_kernel_match_jax():
