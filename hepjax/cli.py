@@ -13,6 +13,24 @@ hepjax's columnar HDF5.
 CONFIG is a Python file defining ``get_config(arg)`` or a module such as
 ``hepjax.configs.dijet_mlp``. ``evaluate`` prints its metrics as one JSON object on its last line
 and writes them to ``DIR/eval_metrics.json``.
+
+Errors: a user error prints one line, ``hepjax: error: MESSAGE``, on stderr and exits with status
+2; ``--debug`` (before or after the subcommand) lets it propagate with its traceback instead.
+User errors are a fixed set, so that a bug still shows its traceback:
+
+* ``OSError`` (a missing file or run directory, permissions, an unreadable HDF5 file);
+* ``ValueError``, which includes ``FormatError`` (a malformed data file) and ``CheckpointError``
+  (no intact checkpoint), and the library's checks of configs and data;
+* what ``hepjax.config`` raises for a bad config spec or ``--config.x=y`` override: an unknown
+  field (``KeyError``), a value of the wrong type (``TypeError``), no ``get_config``
+  (``AttributeError``); and a config module that does not exist;
+* ``KeyError``/``AttributeError`` raised inside ml_collections: a field the code needs is missing
+  from the config (the message names the code that asked for it);
+* ``ImportError`` whose message names the hepjax extra to install.
+
+Anything else (``TypeError``, ``IndexError``, ``KeyError`` from our own code, ...) is a bug and
+keeps its traceback. Warnings from ``hepjax`` (e.g. a skipped unreadable checkpoint) print as
+one line ``hepjax: warning: MESSAGE`` when run as the ``hepjax`` command.
 """
 from __future__ import annotations
 
@@ -21,6 +39,12 @@ import json
 import math
 import pathlib
 import sys
+import traceback
+import warnings
+
+
+class UsageError(Exception):
+    """A user error found by the command itself (a bad config spec or override)."""
 
 
 def _json_line(metrics: dict) -> str:
@@ -34,10 +58,26 @@ def _train(args, overrides) -> int:
     from hepjax import config as config_lib
     from hepjax.train import experiment
 
-    config = config_lib.parse_overrides(config_lib.load_config(args.config), overrides)
+    config = _load_config(args.config, overrides)
     result = experiment.train(config, args.workdir)
     print(_json_line(result))
     return 0
+
+
+def _load_config(spec: str, overrides):
+    """The config of ``spec`` with ``overrides`` applied; a config module that does not exist is
+    a UsageError (a module that fails to import for another reason is not)."""
+    from hepjax import config as config_lib
+
+    target = spec.partition(":")[0]
+    try:
+        config = config_lib.load_config(spec)
+    except ModuleNotFoundError as err:
+        if err.name and (target == err.name or target.startswith(err.name + ".")):
+            raise UsageError(f"config {spec!r}: no module {err.name!r} (give PATH.py[:ARG] or "
+                             "an importable module[:ARG])") from err
+        raise
+    return config_lib.parse_overrides(config, overrides)
 
 
 def _evaluate(args) -> int:
@@ -89,6 +129,8 @@ def _generate(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hepjax", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--debug", action="store_true",
+                        help="let errors propagate with their traceback (also after the subcommand)")
     sub = parser.add_subparsers(dest="command", required=True)
     train = sub.add_parser("train", help="train from a config into a run directory")
     train.add_argument("config", help="PATH.py[:ARG] or module[:ARG] defining get_config(arg)")
@@ -114,10 +156,39 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    parser = build_parser()
-    args, rest = parser.parse_known_args(argv)
+# where hepjax.config judges a config spec or a --config.x=y override (its errors are user errors)
+_CONFIG_CHECKS = ("load_config", "apply_override", "parse_overrides")
+
+
+def _text(err: BaseException) -> str:
+    """The message of an error on one line (a KeyError's without the quotes repr adds)."""
+    text = err.args[0] if isinstance(err, KeyError) and len(err.args) == 1 else str(err)
+    return " ".join(str(text).split()) or type(err).__name__
+
+
+def _user_message(err: BaseException) -> str | None:
+    """The one-line message for a user error (see the module docstring), None for a bug."""
+    from hepjax import config as config_lib
+
+    frames = traceback.extract_tb(err.__traceback__)
+    last = frames[-1] if frames else None
+    if isinstance(err, (UsageError, OSError, ValueError)):
+        return _text(err)
+    if (isinstance(err, (KeyError, TypeError, AttributeError)) and last is not None
+            and last.filename == config_lib.__file__ and last.name in _CONFIG_CHECKS):
+        return _text(err)
+    if isinstance(err, (KeyError, AttributeError)) and last is not None and "ml_collections" in last.filename:
+        caller = next((f for f in reversed(frames) if "ml_collections" not in f.filename), None)
+        where = (f" (needed by {pathlib.Path(caller.filename).name}:{caller.lineno} in {caller.name})"
+                 if caller else "")
+        field = _text(err).strip("'\"")
+        return f"the config has no field {field!r}{where}; add it to the config"
+    if isinstance(err, ImportError) and "hepjax[" in str(err):
+        return _text(err)
+    return None
+
+
+def _run(args, rest, parser) -> int:
     if args.command == "train":
         return _train(args, rest)
     if rest:
@@ -129,12 +200,42 @@ def main(argv=None) -> int:
     return _demo(args)
 
 
+def main(argv=None) -> int:
+    """Runs the command; a user error prints ``hepjax: error: ...`` and returns 2 (with
+    ``--debug`` it propagates)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]   # accepted before or after the subcommand
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    try:
+        return _run(args, rest, parser)
+    except Exception as err:  # noqa: BLE001 - re-raised unless it is a user error
+        message = None if debug else _user_message(err)
+        if message is None:
+            raise
+        print(f"hepjax: error: {message}", file=sys.stderr)
+        return 2
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    """hepjax's warnings as one line; other libraries' warnings as Python prints them."""
+    if filename.startswith(str(pathlib.Path(__file__).parent)) and issubclass(category, UserWarning):
+        print(f"hepjax: warning: {message}", file=file or sys.stderr)
+    else:
+        _python_show_warning(message, category, filename, lineno, file, line)
+
+
+_python_show_warning = warnings.showwarning
+
+
 def entry() -> int:
     """The `hepjax` console script: `main` in a process with the tuned allocator
-    (`hepjax.runtime`)."""
+    (`hepjax.runtime`), hepjax's warnings printed as one line."""
     from hepjax import runtime
 
     runtime.reexec_with_tuned_allocator()
+    warnings.showwarning = _show_warning
     return main()
 
 

@@ -1,5 +1,6 @@
 """The ``hepjax`` command end to end: train with overrides, evaluate, demo."""
 import json
+import re
 import subprocess
 import sys
 
@@ -7,6 +8,7 @@ import numpy as np
 import pytest
 
 from hepjax import cli
+from hepjax import config as config_lib
 from hepjax import data as data_lib
 from hepjax.data.formats import FormatError
 
@@ -48,3 +50,81 @@ def test_demo_quick(tmp_path):
     result = demo.run(tmp_path, quick=True)
     assert (tmp_path / "roc.png").stat().st_size > 1000
     assert result["auc"] > 0.75 and result["mass_window_auc"] > 0.7
+
+
+def _one_line_error(capsys, argv, match):
+    """``main(argv)`` exits with status 2 and one line ``hepjax: error: ...`` on stderr."""
+    capsys.readouterr()
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("hepjax: error: "), err
+    assert "Traceback" not in err and re.search(match, lines[0]), lines[0]
+    return lines[0]
+
+
+def _run_dir(tmp_path):
+    """A run directory with only its config.json: enough for evaluate to get to the data."""
+    run = tmp_path / "run"
+    run.mkdir()
+    config = config_lib.load_config("hepjax.configs.dijet_mlp:smoke")
+    (run / "config.json").write_text(config_lib.to_json(config))
+    return run
+
+
+def test_user_errors_are_one_line_with_status_2(tmp_path, capsys):
+    smoke = ["train", "hepjax.configs.dijet_mlp:smoke", "--workdir", str(tmp_path / "t")]
+    _one_line_error(capsys, smoke + ["--config.train.stepz=3"],
+                    r"^hepjax: error: --config.train.stepz: no field 'stepz'; fields here: \[")
+    _one_line_error(capsys, smoke + ["--config.nope.x=1"], r"--config.nope.x: no field 'nope' in the config$")
+    _one_line_error(capsys, smoke + ["--config.train.num_steps=abc"], r"got str, expected int")
+    _one_line_error(capsys, ["train", "hepjax.configs.no_such_config", "--workdir", str(tmp_path)],
+                    r"config 'hepjax.configs.no_such_config': no module 'hepjax.configs.no_such_config'")
+    _one_line_error(capsys, ["train", "hepjax.rng", "--workdir", str(tmp_path)],
+                    r"config 'hepjax.rng' defines no get_config")
+    _one_line_error(capsys, ["train", str(tmp_path / "none.py"), "--workdir", str(tmp_path)],
+                    r"config file '.*none.py' not found")
+    _one_line_error(capsys, ["evaluate", "--workdir", str(tmp_path / "nonexistent")],
+                    r"nonexistent: no config.json here; is this a hepjax run directory\?$")
+
+    bad = tmp_path / "bad.npz"                           # a malformed data file, at evaluation
+    data_lib.write_npz(bad, np.zeros((20, 10)), np.where(np.arange(20) == 5, 3.5, 0))
+    _one_line_error(capsys, ["evaluate", "--workdir", str(_run_dir(tmp_path)), "--data", str(bad)],
+                    r"bad.npz: array 'label' has 1 rows that are not class indices .*\(e\.g\. row 5: 3\.5\)$")
+    data = tmp_path / "npz"                               # ... and at training
+    data.mkdir()
+    for split in ("train", "val", "test"):
+        features = np.ones((30, 4)) if split != "val" else np.full((30, 4), np.nan)
+        data_lib.write_npz(data / f"{split}.npz", features, np.arange(30) % 2)
+    _one_line_error(capsys, smoke + ["--config.data.name=npz", f"--config.data.path={data}"],
+                    r"val.npz: array 'features' has NaN/Inf values in 30 of 30 rows \(e\.g\. row 0: nan\)$")
+
+
+def test_debug_lets_the_error_propagate(tmp_path, capsys):
+    with pytest.raises(FileNotFoundError, match="no config.json"):
+        cli.main(["--debug", "evaluate", "--workdir", str(tmp_path / "nonexistent")])
+    with pytest.raises(FileNotFoundError, match="no config.json"):
+        cli.main(["evaluate", "--workdir", str(tmp_path / "nonexistent"), "--debug"])
+    with pytest.raises(KeyError, match="no field 'stepz'"):
+        cli.main(["train", "hepjax.configs.dijet_mlp:smoke", "--workdir", str(tmp_path),
+                  "--config.train.stepz=3", "--debug"])
+
+
+def test_bugs_keep_their_traceback(monkeypatch, tmp_path):
+    from hepjax.train import experiment
+
+    def buggy(*args, **kwargs):
+        return {}["a key our own code forgot"]
+
+    monkeypatch.setattr(experiment, "evaluate_run", buggy)
+    with pytest.raises(KeyError):
+        cli.main(["evaluate", "--workdir", str(tmp_path)])
+
+
+def test_missing_config_field_names_the_code_that_needs_it():
+    config = config_lib.load_config("hepjax.configs.dijet_mlp:smoke")
+    try:
+        config.train.restore_stepz
+    except AttributeError as err:
+        message = cli._user_message(err)
+    assert message.startswith("the config has no field 'restore_stepz' (needed by test_cli.py:")
