@@ -177,7 +177,8 @@ def _user_message(err: BaseException) -> str | None:
     if (isinstance(err, (KeyError, TypeError, AttributeError)) and last is not None
             and last.filename == config_lib.__file__ and last.name in _CONFIG_CHECKS):
         return _text(err)
-    if isinstance(err, (KeyError, AttributeError)) and last is not None and "ml_collections" in last.filename:
+    inside_ml_collections = last is not None and "ml_collections" in last.filename
+    if isinstance(err, (KeyError, AttributeError)) and inside_ml_collections:
         caller = next((f for f in reversed(frames) if "ml_collections" not in f.filename), None)
         where = (f" (needed by {pathlib.Path(caller.filename).name}:{caller.lineno} in {caller.name})"
                  if caller else "")

@@ -600,8 +600,9 @@ def read_jetclass(path, max_particles: int = 128, tree: str = "tree",
         missing = [b for b in needed if b not in names]
         labels = sorted(b for b in names if b.startswith("label_"))
         if missing or not labels:
-            raise FormatError(f"{path}: tree {tree!r} lacks branches {missing + ([] if labels else ['label_*'])}; "
-                              f"it has {sorted(names)[:12]}{' ...' if len(names) > 12 else ''}")
+            missing += [] if labels else ["label_*"]
+            raise FormatError(f"{path}: tree {tree!r} lacks branches {missing}; it has "
+                              f"{sorted(names)[:12]}{' ...' if len(names) > 12 else ''}")
         branches = needed + labels + (["part_charge"] if "part_charge" in names else [])
         try:
             data = t.arrays(branches, entry_stop=entry_stop)
@@ -620,16 +621,22 @@ def read_jetclass(path, max_particles: int = 128, tree: str = "tree",
     onehot = np.stack([ak.to_numpy(data[b]).astype(np.float64) for b in labels], -1)
     charge = pad("part_charge") if "part_charge" in branches else None
     checks = _Checks(path)
+    components = ("energy", "px", "py", "pz")
     checks.finite("branches 'part_energy/px/py/pz'", p4,
-                  names=[f"part_{c}[{j}]" for j in range(max_particles) for c in ("energy", "px", "py", "pz")])
+                  names=[f"part_{c}[{j}]" for j in range(max_particles) for c in components])
     if charge is not None:
-        checks.finite("branch 'part_charge'", charge, names=[f"part_charge[{j}]" for j in range(max_particles)])
+        checks.finite("branch 'part_charge'", charge,
+                      names=[f"part_charge[{j}]" for j in range(max_particles)])
     checks.finite("branches 'label_*'", onehot, names=labels)
     finite = np.isfinite(onehot).all(1)
     not_onehot = finite & ~(np.isin(onehot, (0, 1)).all(1) & (onehot.sum(1) == 1))
-    checks.custom("one-hot", not_onehot, 0,
-                  lambda i: ", ".join(f"{b}={_scalar(v)}" for b, v in zip(labels, onehot[i]) if v != 0) or "all 0",
-                  lambda k, total: f"branches 'label_*' are not one-hot (exactly one 1 per row) in {k} of {total} rows")
+
+    def set_labels(i):
+        return ", ".join(f"{b}={_scalar(v)}" for b, v in zip(labels, onehot[i]) if v != 0) or "all 0"
+
+    checks.custom("one-hot", not_onehot, 0, set_labels,
+                  lambda k, total: f"branches 'label_*' are not one-hot (exactly one 1 per row) "
+                                   f"in {k} of {total} rows")
     checks.raise_first()
     out = {"p4": p4, "mask": np.arange(max_particles)[None] < counts[:, None],
            "n_constituents": counts.astype(np.int32), "label": onehot.argmax(1).astype(np.int64),
