@@ -154,6 +154,7 @@ def get_config(arg: str = "particlenet") -> ml_collections.ConfigDict:
     c.data.seed = 2024
     c.data.n_jets = 20_000
     c.data.detector = "fast"
+    c.data.mpi = False   # multi-parton interactions: off, as in the reference dataset
     c.data.workers = 2
     c.data.events_per_chunk = 200
     c.data.representation = representation

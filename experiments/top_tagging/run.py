@@ -86,7 +86,15 @@ def collect_row(name: str, workdir: pathlib.Path, wall_s=None) -> dict:
             n_pass = max(n_background / rejection, 1.0)
             stat[f"{key}_stat"] = rejection / math.sqrt(n_pass)
             stat[f"{key}_n_pass"] = n_pass
+    steps_per_epoch = max(1, int(_count(workdir, "train") or 0) // int(resolved["train"]["batch_size"]))
+    steps_run = max([r["step"] for r in train_log], default=0)
+    best = [r for r in read_metrics(workdir, "early_stop")]
+    val = read_metrics(workdir, "val")
+    best_step = best[-1]["best_step"] if best else (
+        min(val, key=lambda r: r["loss"])["step"] if val else None)
     return {"model": name, "params": info["params"], "wall_s": wall_s,
+            "epochs_run": round(steps_run / steps_per_epoch, 2),
+            "best_epoch": None if best_step is None else round(best_step / steps_per_epoch, 2),
             "train_jets": _count(workdir, "train"), "test_jets": _count(workdir, "test"),
             "test_background_jets": n_background,
             "epochs": resolved["train"].get("num_epochs"), "particles": particles,
@@ -117,11 +125,29 @@ def _count(workdir, split) -> int | None:
     return json.loads(info.read_text())[split] if info.exists() else None
 
 
+# Fewer background jets than this behind a 1/eps_B: the figure is statistics-limited and the
+# table says so (its Poisson error is then >= 30 %).
+MIN_BACKGROUND_JETS = 10
+
+
 def _rej(row, key) -> str:
-    value, stat = row.get(key), row.get(f"{key}_stat")
+    """'1/eps_B ± stat (n bkg)', the n background jets that pass the cut; marked '†' when fewer
+    than MIN_BACKGROUND_JETS pass (statistics-limited)."""
+    value, stat, n_pass = row.get(key), row.get(f"{key}_stat"), row.get(f"{key}_n_pass")
     if value is None:
         return ""
-    return f"{value:.0f} ± {stat:.0f}" if stat is not None else _fmt(value, 1)
+    if stat is None:
+        return _fmt(value, 1)
+    limited = " †" if n_pass is not None and n_pass < MIN_BACKGROUND_JETS else ""
+    return f"{value:.0f} ± {stat:.0f} ({n_pass:.0f} bkg){limited}"
+
+
+def _epochs(row) -> str:
+    """'run / maximum (best)': early stopping may end a run before its maximum."""
+    if row.get("epochs_run") is None:
+        return _fmt(row.get("epochs"))
+    best = "" if row.get("best_epoch") is None else f" (best {row['best_epoch']:g})"
+    return f"{row['epochs_run']:g} / {_fmt(row.get('epochs'))}{best}"
 
 
 def _fmt(value, digits=4):
@@ -136,7 +162,7 @@ def write_table(rows, workdir: pathlib.Path, ensemble: int) -> str:
     head = ["tagger", "params", "accuracy", "AUC", "1/eps_B (0.3) ± stat", "1/eps_B (0.5) ± stat"]
     if ensemble > 1:
         head += ["AUC spread", "mean-ens. AUC", "median-ens. AUC", "mean-ens. 1/eps_B (0.3)"]
-    head += ["train jets", "epochs", "particles", "examples/s", "wall s",
+    head += ["train jets", "epochs run / max (best)", "particles", "examples/s", "wall s",
              "published AUC / 1/eps_B(0.3)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
@@ -146,10 +172,13 @@ def write_table(rows, workdir: pathlib.Path, ensemble: int) -> str:
             cells += [_fmt(r.get("auc_std")), _fmt(r.get("mean_ensemble_auc")),
                       _fmt(r.get("median_ensemble_auc")), _fmt(r.get("mean_ensemble_rej30"), 1)]
         published = "; ".join(f"{auc} / {rej} ({src})" for src, _, auc, rej, _ in PUBLISHED.get(r["model"], []))
-        cells += [str(r["train_jets"]), _fmt(r.get("epochs")), _fmt(r.get("particles")) or "-",
+        cells += [str(r["train_jets"]), _epochs(r), _fmt(r.get("particles")) or "-",
                   _fmt(r["examples_per_s"], 0), _fmt(r.get("wall_s"), 0), published]
         lines.append("| " + " | ".join(cells) + " |")
     table = "\n".join(lines) + "\n"
+    if any("†" in line for line in lines[2:]):
+        table += (f"\n† fewer than {MIN_BACKGROUND_JETS} background test jets pass the cut: the "
+                  "rejection is statistics-limited (Poisson error >= 30 %).\n")
     (workdir / "table.md").write_text(table)
     (workdir / "table.json").write_text(json.dumps(rows, indent=2, default=str))
     return table

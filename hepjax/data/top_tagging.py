@@ -15,7 +15,8 @@
 Sources: ``cfg.path`` a directory with ``train.h5``, ``val.h5``, ``test.h5`` in the reference
 layout, or one file (reference layout or our native format) split by its ``ttv`` column
 (0 train, 1 test, 2 val). With ``cfg.path`` empty the jets are generated
-(``generation.generate('top-tagging', cfg.n_jets, cfg.seed, detector=cfg.detector)``) once and
+(``generation.generate('top-tagging', cfg.n_jets, cfg.seed, detector=cfg.detector,
+mpi=cfg.mpi)``; multi-parton interactions off unless ``cfg.mpi``, as in the reference) once and
 cached as a native file under ``cfg.cache_dir`` (default ``$HEPJAX_CACHE`` or
 ``~/.cache/hepjax``), named by every setting that changes its content.
 """
@@ -53,8 +54,9 @@ def cache_path(cfg) -> pathlib.Path:
     fractions = ttv_fractions(cfg)
     split = "" if fractions == DEFAULT_TTV_FRACTIONS else \
         "_ttv" + "-".join(f"{round(100 * f):d}" for f in fractions)
+    mpi = "_mpi" if bool(cfg.get("mpi", False)) else ""
     return cache_dir(cfg) / (f"top-tagging_n{int(cfg.n_jets)}_seed{int(cfg.seed)}_"
-                             f"{cfg.get('detector', 'fast')}_epc{epc}{split}_"
+                             f"{cfg.get('detector', 'fast')}{mpi}_epc{epc}{split}_"
                              f"recipe{generation.RECIPE_VERSION}_pythia{_pythia_version()}.h5")
 
 
@@ -95,9 +97,9 @@ def generate_cached(cfg, progress=None) -> pathlib.Path:
     jets = generation.generate("top-tagging", int(cfg.n_jets), int(cfg.seed), detector=detector,
                                workers=int(cfg.get("workers", 1)), events_per_chunk=epc,
                                ttv_fractions=fractions, progress=progress,
-                               chunk_dir=chunks)
+                               chunk_dir=chunks, mpi=bool(cfg.get("mpi", False)))
     meta = {"task": "top-tagging", "n_jets": int(cfg.n_jets), "seed": int(cfg.seed),
-            "detector": detector, "events_per_chunk": epc,
+            "detector": detector, "mpi": bool(cfg.get("mpi", False)), "events_per_chunk": epc,
             "ttv_fractions": list(fractions)}
     # a killed run never leaves a truncated cache; concurrent writers never share a partial file
     partial = path.with_suffix(f".partial-{os.getpid()}")

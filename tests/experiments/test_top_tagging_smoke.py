@@ -138,3 +138,17 @@ def test_resnext_trains_on_generated_top_jet_images(tmp_path):
     train = read_metrics(tmp_path, "train")
     assert len(train) == 6 and all(math.isfinite(r["loss"]) for r in train)
     assert json.loads((tmp_path / "config.json").read_text())["model"]["name"] == "resnext"
+
+
+def test_table_marks_statistics_limited_rejections(tmp_path):
+    """A 1/eps_B with fewer than ten background jets behind it is flagged in the table."""
+    from experiments.top_tagging import run
+    base = {"model": "mlp", "params": 1, "accuracy": 0.9, "auc": 0.98, "train_jets": 10,
+            "epochs": 30, "epochs_run": 12.0, "best_epoch": 4.0, "examples_per_s": 1.0}
+    limited = dict(base, rej30=2513.0, rej30_stat=2513.0 / 5 ** 0.5, rej30_n_pass=5.0)
+    plenty = dict(base, model="pfn", rej30=150.0, rej30_stat=15.0, rej30_n_pass=100.0)
+    assert run._rej(limited, "rej30") == "2513 ± 1124 (5 bkg) †"
+    assert run._rej(plenty, "rej30") == "150 ± 15 (100 bkg)"
+    table = run.write_table([limited, plenty], tmp_path, ensemble=1)
+    assert "| 12 / 30 (best 4) |" in table
+    assert table.count("†") == 2 and "statistics-limited" in table
