@@ -182,8 +182,15 @@ def _user_message(err: BaseException) -> str | None:
         caller = next((f for f in reversed(frames) if "ml_collections" not in f.filename), None)
         where = (f" (needed by {pathlib.Path(caller.filename).name}:{caller.lineno} in {caller.name})"
                  if caller else "")
-        field = _text(err).strip("'\"")
-        return f"the config has no field {field!r}{where}; add it to the config"
+        # ml_collections' message: "'name'" or "'name'\nDid you mean \"other\" instead of ...?"
+        inner = err
+        while isinstance(inner, BaseException) and inner.args:
+            inner = inner.args[0]   # AttributeError(KeyError("'name'...")) -> the text
+        text = str(inner)
+        field, _, hint = text.partition("\n")
+        field = field.strip("'\"\\ ")
+        hint = f" ({hint.strip()})" if hint.strip() else ""
+        return f"the config has no field {field!r}{where}{hint}; add it to the config"
     if isinstance(err, ImportError) and "hepjax[" in str(err):
         return _text(err)
     return None

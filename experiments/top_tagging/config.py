@@ -188,6 +188,7 @@ def get_config(arg: str = "particlenet") -> ml_collections.ConfigDict:
     c.train.checkpoint_every = 0
     c.train.checkpoint_every_epochs = 1.0  # periodic (resume) checkpoint once per epoch
     c.train.keep_checkpoints = 2
+    c.train.restore_step = 0   # resume from: 0 = the newest intact checkpoint, or that step
     c.train.ensemble_size = 1
     c.train.num_devices = 1
     c.train.precision = "float32"

@@ -48,6 +48,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.train.eval_every = 500
     c.train.checkpoint_every = 500
     c.train.keep_checkpoints = 2
+    c.train.restore_step = 0   # resume from: 0 = the newest intact checkpoint, or that step
     c.train.ensemble_size = 1
     c.train.num_devices = 1  # 0: all devices (required with several processes)
     c.train.precision = "float32"  # or "bfloat16": bf16 forward pass, fp32 params/optimiser/loss

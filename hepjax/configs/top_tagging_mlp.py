@@ -61,6 +61,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.train.eval_every = 200
     c.train.checkpoint_every = 200
     c.train.keep_checkpoints = 2
+    c.train.restore_step = 0   # resume from: 0 = the newest intact checkpoint, or that step
     c.train.ensemble_size = 1
     c.train.num_devices = 1
     c.train.tensorboard = False

@@ -112,8 +112,11 @@ def generate_cached(cfg, progress=None) -> pathlib.Path:
 def _read_any(path: pathlib.Path, max_particles: int) -> dict:
     import h5py
 
-    with h5py.File(path, "r") as f:
-        native = f.attrs.get("format") == "hepjax-jets-v1"
+    try:
+        with h5py.File(path, "r") as f:
+            native = f.attrs.get("format") == "hepjax-jets-v1"
+    except OSError as err:
+        raise formats.FormatError(f"{path}: not a readable HDF5 file ({err})") from None
     if native:
         jets = formats.read_native(path, max_particles)
         jets.pop("meta", None)

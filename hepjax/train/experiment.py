@@ -132,7 +132,8 @@ def load_eval_data(config, data_path: str | None = None) -> dict:
     if data_path is None:
         return data_lib.load_splits(config.data, ("test",))["test"]
     if str(data_path).endswith(".npz"):
-        arrays = data_lib.read_npz(data_path)
+        classes = 2 if config.task == "binary" else _num_outputs(config)
+        arrays = data_lib.read_npz(data_path, num_classes=classes)
         arrays.pop("feature_names", None)
         return arrays
     if config.data.name == "top_tagging":

@@ -111,7 +111,9 @@ def fit(config, workdir: str | pathlib.Path, *, task: Task, model_fn: Callable,
     """Trains ``model_fn`` on ``train_data``; returns (best state, graphdefs, last eval metrics).
 
     config fields used: ``seed``; ``train.{num_steps, batch_size, eval_batch_size, log_every,
-    eval_every, checkpoint_every, keep_checkpoints, ensemble_size, tensorboard, precision}``;
+    eval_every, checkpoint_every, keep_checkpoints, ensemble_size, tensorboard, precision,
+    restore_step}`` (``restore_step`` > 0: resume from that periodic checkpoint instead of the
+    newest intact one);
     ``train.early_stopping.{metric, mode, patience, min_delta, restore_best}``.
     """
     tc = config.train
@@ -135,7 +137,10 @@ def fit(config, workdir: str | pathlib.Path, *, task: Task, model_fn: Callable,
     es_state = stopper.init()
     writer = log_lib.MetricsWriter(workdir, tensorboard=bool(tc.get("tensorboard", False)))
     ckpt = Checkpointer(workdir, keep=int(tc.keep_checkpoints))
-    restored = ckpt.restore_latest(state)
+    # the newest intact checkpoint (a corrupt one is skipped with a warning naming it), or the
+    # one ``train.restore_step`` names
+    restore_step = int(tc.get("restore_step", 0) or 0)   # 0: the newest intact checkpoint
+    restored = ckpt.restore_latest(state, step=restore_step or None)
     if restored is not None:
         state, meta = restored
         es_state = type(es_state)(**meta["early_stopping"])
@@ -201,6 +206,8 @@ def fit(config, workdir: str | pathlib.Path, *, task: Task, model_fn: Callable,
             break
     bar.close()
     if bool(es_cfg.get("restore_best", True)) and ckpt.best_step() is not None:
-        state, _ = ckpt.restore_best(state)
+        best = ckpt.restore_best(state)   # None (with a warning) if no best checkpoint is intact
+        if best is not None:
+            state, _ = best
     ckpt.close()
     return state, graphdefs, last_eval

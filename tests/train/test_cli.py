@@ -90,7 +90,7 @@ def test_user_errors_are_one_line_with_status_2(tmp_path, capsys):
     bad = tmp_path / "bad.npz"                           # a malformed data file, at evaluation
     data_lib.write_npz(bad, np.zeros((20, 10)), np.where(np.arange(20) == 5, 3.5, 0))
     _one_line_error(capsys, ["evaluate", "--workdir", str(_run_dir(tmp_path)), "--data", str(bad)],
-                    r"bad.npz: array 'label' has 1 rows that are not class indices .*\(e\.g\. row 5: 3\.5\)$")
+                    r"bad.npz: array 'label' has 1 rows (that are not class indices .*|outside \{0, 1\} )\(e\.g\. row 5: 3\.5\)$")
     data = tmp_path / "npz"                               # ... and at training
     data.mkdir()
     for split in ("train", "val", "test"):
@@ -128,3 +128,4 @@ def test_missing_config_field_names_the_code_that_needs_it():
     except AttributeError as err:
         message = cli._user_message(err)
     assert message.startswith("the config has no field 'restore_stepz' (needed by test_cli.py:")
+    assert message.endswith("(Did you mean \"restore_step\" instead of \"restore_stepz\"?); add it to the config")
