@@ -4,7 +4,8 @@
     hepjax evaluate --workdir DIR [--data PATH] [--checkpoint best|latest]
     hepjax demo [--workdir DIR] [--quick]
     hepjax generate top-tagging|quark-gluon --n-jets N --seed S --out PATH
-                    [--detector none|fast] [--workers W] [--format reference|native|energyflow]
+                    [--detector none|fast] [--mpi default|on|off] [--workers W]
+                    [--format reference|native|energyflow]
 
 ``generate`` writes top-tagging jets in the Top Tagging Reference Dataset layout (pandas HDF5,
 key 'table') by default and quark/gluon jets in the energyflow .npz layout; ``native`` is
@@ -105,7 +106,8 @@ def _generate(args) -> int:
     fmt = args.format or ("reference" if args.task == "top-tagging" else "energyflow")
     bar = tqdm(total=args.n_jets, unit="jet", desc=f"{args.task} ({args.workers} workers)")
     start = time.perf_counter()
-    jets = generation.generate(args.task, args.n_jets, args.seed, detector=args.detector,
+    mpi = {"default": None, "on": True, "off": False}[args.mpi]
+    jets = generation.generate(args.task, args.n_jets, args.seed, detector=args.detector, mpi=mpi,
                                workers=args.workers, events_per_chunk=args.events_per_chunk,
                                progress=bar.update)
     bar.close()
@@ -117,7 +119,7 @@ def _generate(args) -> int:
     elif fmt == "energyflow":
         formats.write_energyflow_npz(out, formats.p4_to_ptyphi(jets["p4"], jets["pid"]), jets["label"])
     else:
-        meta = {"task": args.task, "n_jets": args.n_jets, "seed": args.seed,
+        meta = {"task": args.task, "n_jets": args.n_jets, "seed": args.seed, "mpi": args.mpi,
                 "detector": args.detector, "events_per_chunk": args.events_per_chunk}
         formats.write_native(out, jets, meta)
     print(_json_line({"out": str(out), "format": fmt, "n_jets": int(len(jets["label"])),
@@ -150,6 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--out", required=True, help="output file")
     generate.add_argument("--detector", choices=("fast", "none"), default="fast")
     generate.add_argument("--workers", type=int, default=1, help="worker processes")
+    generate.add_argument("--mpi", choices=("default", "on", "off"), default="default",
+                          help="Pythia's multi-parton interactions (default: the task's recipe, "
+                               "off for top-tagging as in the reference dataset, on for quark-gluon)")
     generate.add_argument("--events-per-chunk", type=int, default=200,
                           help="events per seeded chunk (changes the sample; workers do not)")
     generate.add_argument("--format", choices=("reference", "native", "energyflow"), default=None)

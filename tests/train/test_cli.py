@@ -129,3 +129,20 @@ def test_missing_config_field_names_the_code_that_needs_it():
         message = cli._user_message(err)
     assert message.startswith("the config has no field 'restore_stepz' (needed by test_cli.py:")
     assert message.endswith("(Did you mean \"restore_step\" instead of \"restore_stepz\"?); add it to the config")
+
+
+def test_generate_passes_the_mpi_choice(tmp_path, monkeypatch):
+    """`hepjax generate --mpi on|off|default` reaches generation.generate as True/False/None."""
+    from hepjax.data import generation
+    seen = []
+
+    def fake(task, n_jets, seed, **kwargs):
+        seen.append(kwargs["mpi"])
+        raise ValueError("stop here")
+
+    monkeypatch.setattr(generation, "generate", fake)
+    for choice in ("on", "off", "default"):
+        argv = ["generate", "top-tagging", "--n-jets", "2", "--seed", "1", "--out",
+                str(tmp_path / "x.h5"), "--mpi", choice]
+        assert cli.main(argv) == 2
+    assert seen == [True, False, None]
