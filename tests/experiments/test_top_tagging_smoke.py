@@ -109,13 +109,13 @@ def test_other_particle_models_train_on_generated_top_jets(model, tmp_path):
 def test_cpu_variant_shares_the_sample_and_rescales_the_recipe(model):
     full = config_lib.load_config(f"experiments/top_tagging/config.py:{model}")
     cpu = config_lib.load_config(f"experiments/top_tagging/config.py:{model},cpu")
-    assert (cpu.data.n_jets, tuple(cpu.data.ttv_fractions), cpu.data.seed) == (250_000, (0.8, 0.1, 0.1), 2024)
+    assert (cpu.data.n_jets, tuple(cpu.data.ttv_fractions), cpu.data.seed) == (150_000, (0.8, 0.1, 0.1), 2024)
     assert cpu.optimizer.name == full.optimizer.name
     assert cpu.optimizer.learning_rate == full.optimizer.learning_rate
     schedule = cpu.optimizer.get("schedule")
     if schedule is not None and schedule.name == "flat_decay":
         assert schedule.num_epochs == cpu.train.num_epochs
-    train_jets = cpu.data.max_train_jets or 200_000
+    train_jets = cpu.data.max_train_jets or 120_000
     steps_per_epoch = train_jets // cpu.train.batch_size
     assert cpu.train.eval_every_epochs == 1.0                 # one validation per epoch
     assert cpu.train.early_stopping.patience == full.train.early_stopping.patience > 0
