@@ -46,8 +46,10 @@ def run(workdir: str | pathlib.Path = "runs/demo", quick: bool = False,
     _plot_roc(labels, scores, workdir / "roc.png")
     baseline = _mass_window_baseline(config)
     _plot_images(config, workdir / "jet_images.png")
-    print(f"test: accuracy {result['accuracy']:.4f}  AUC {result['auc']:.4f}  "
-          f"1/eps_B at eps_S=0.3: {result['rej30']:.1f}  at 0.5: {result['rej50']:.1f}")
+    n_background = int(np.sum(labels == 0))
+    print(f"test: accuracy {result['accuracy']:.4f}  AUC {result['auc']:.4f}")
+    for key, eff in (("rej30", 0.3), ("rej50", 0.5)):
+        print(f"  1/eps_B at eps_S = {eff}: {rejection_text(result[key], n_background)}")
     print(f"cut-based baseline (|m_jet - 175 GeV| alone): AUC {baseline:.4f}")
     print(f"ROC plot: {workdir / 'roc.png'}; jet images: {workdir / 'jet_images.png'}; "
           f"metrics: {workdir / 'test_metrics.json'}")
@@ -56,6 +58,17 @@ def run(workdir: str | pathlib.Path = "runs/demo", quick: bool = False,
     result["total_s"] = time.perf_counter() - start
     (workdir / "demo_summary.json").write_text(json.dumps(result, indent=2))
     return result
+
+
+def rejection_text(rejection: float, n_background: int) -> str:
+    """1/eps_B with its Poisson error from the background jets that pass the cut, saying when
+    fewer than ten pass (statistics-limited) or none does (only a lower bound)."""
+    if not np.isfinite(rejection):
+        return f"> {n_background} (none of the {n_background} background test jets passes)"
+    n_pass = n_background / rejection
+    text = (f"{rejection:.1f} ± {rejection / np.sqrt(n_pass):.1f} ({n_pass:.0f} of "
+            f"{n_background} background jets pass)")
+    return text + (", statistics-limited" if n_pass < 10 else "")
 
 
 def _test_scores(workdir):

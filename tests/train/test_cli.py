@@ -146,3 +146,11 @@ def test_generate_passes_the_mpi_choice(tmp_path, monkeypatch):
                 str(tmp_path / "x.h5"), "--mpi", choice]
         assert cli.main(argv) == 2
     assert seen == [True, False, None]
+
+
+def test_demo_rejection_text_states_its_statistics():
+    from hepjax.demo import rejection_text
+    assert rejection_text(float("inf"), 606) == "> 606 (none of the 606 background test jets passes)"
+    assert rejection_text(121.2, 606) == ("121.2 ± 54.2 (5 of 606 background jets pass), "
+                                         "statistics-limited")
+    assert rejection_text(20.0, 600) == "20.0 ± 3.7 (30 of 600 background jets pass)"
