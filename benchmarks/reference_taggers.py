@@ -16,9 +16,10 @@ reference layout's train.h5 / val.h5 / test.h5 (60/20/20) in ``--data`` (made on
                validation loss, the best epoch's weights restored; at most as many epochs as
                the hepjax config's ``train.num_epochs``.
   particlenet  hepjax: the same with ``:particlenet``; for the 2-core CPU budget the training
-               jets, constituents and epochs are reduced (``--pn-train-jets``,
-               ``--pn-particles``, ``--pn-epochs``; the flat+decay schedule, if the recipe has
-               one, follows the epochs) — the only overrides, identical on both sides.
+               and validation jets, constituents, epochs and batch are reduced
+               (``--pn-train-jets``, ``--pn-val-jets``, ``--pn-particles``, ``--pn-epochs``,
+               ``--pn-batch``; the flat+decay schedule, if the recipe has one, follows the
+               epochs) — the only overrides, identical on both sides.
                PyTorch: weaver-core's ``weaver.nn.model.ParticleNet`` (paper configuration,
                366,160 parameters for 7 features and 2 classes, weaver's defaults otherwise:
                use_fts_bn, use_counts, its sequence trimmer), cross entropy over 2 classes,
@@ -41,7 +42,8 @@ reading the arrays from an .npz. The two sides run one after the other, never co
 
     .venv/bin/python benchmarks/reference_taggers.py [--models pfn,particlenet]
         [--n-jets 30000] [--gen-seed 21] [--data DIR] [--pfn-seeds 0,1,2] [--pn-seeds 0,1]
-        [--pn-train-jets 10000] [--pn-particles 40] [--pn-epochs 5] [--json OUT.json]
+        [--pn-train-jets 5000] [--pn-val-jets 2500] [--pn-particles 30] [--pn-epochs 4]
+        [--pn-batch 128] [--torch-threads 0] [--runs DIR] [--json OUT.json]
     .venv/bin/python benchmarks/reference_taggers.py --smoke     # the script itself, < 2 min
 """
 from __future__ import annotations
@@ -151,14 +153,18 @@ def _epochs_run(workdir: pathlib.Path, steps_per_epoch: int) -> dict:
 
 
 def run_hepjax(model: str, data_dir, seed: int, overrides: dict, workdir: pathlib.Path) -> dict:
-    from sklearn.metrics import roc_auc_score
-
     from hepjax.train.experiment import train
 
     config = hepjax_config(model, data_dir, seed, overrides)
     t0 = time.perf_counter()
     result = train(config, workdir, progress=False)
-    seconds = time.perf_counter() - t0
+    return summarise_hepjax(workdir, result["auc"], time.perf_counter() - t0)
+
+
+def summarise_hepjax(workdir: pathlib.Path, hepjax_auc: float, seconds: float) -> dict:
+    """A finished hepjax run directory's figures (sklearn AUC of its saved test outputs)."""
+    from sklearn.metrics import roc_auc_score
+
     resolved = json.loads((workdir / "config.json").read_text())
     sizes = json.loads((workdir / "data_sizes.json").read_text())
     steps_per_epoch = sizes["train"] // int(resolved["train"]["batch_size"])
@@ -166,7 +172,7 @@ def run_hepjax(model: str, data_dir, seed: int, overrides: dict, workdir: pathli
         outputs, labels = f["outputs"], f["labels"]
     scores = outputs if outputs.ndim == 1 else outputs[:, -1]
     info = _epochs_run(workdir, steps_per_epoch)
-    info.update(auc=float(roc_auc_score(labels, scores)), auc_hepjax_metric=float(result["auc"]),
+    info.update(auc=float(roc_auc_score(labels, scores)), auc_hepjax_metric=float(hepjax_auc),
                 seconds=seconds, steps_per_epoch=steps_per_epoch, sizes=sizes,
                 params=json.loads((workdir / "model_info.json").read_text())["params"])
     return info
@@ -232,13 +238,15 @@ def torch_recipe(model: str, data_dir, overrides: dict, max_epochs: int | None) 
             "fc_params": [[int(w), float(r)] for w, r in m.fc_params]}
 
 
-def run_torch(model: str, arrays: pathlib.Path, seed: int, recipe: dict, tmp: pathlib.Path) -> dict:
+def run_torch(model: str, arrays: pathlib.Path, seed: int, recipe: dict, workdir: pathlib.Path,
+              threads: int) -> dict:
     from sklearn.metrics import roc_auc_score
     import numpy as np
 
+    workdir.mkdir(parents=True, exist_ok=True)
     spec = {"model": model, "arrays": str(arrays), "seed": seed, "recipe": recipe,
-            "out": str(tmp / f"torch_{model}_{seed}.npz")}
-    spec_path = tmp / f"torch_{model}_{seed}.json"
+            "threads": threads, "out": str(workdir / "test_scores.npz")}
+    spec_path = workdir / "spec.json"
     spec_path.write_text(json.dumps(spec))
     t0 = time.perf_counter()
     proc = subprocess.run([str(VENV_PY), str(pathlib.Path(__file__).resolve()), "--torch-run",
@@ -273,6 +281,8 @@ def torch_run(spec_path: str) -> None:
     spec = json.loads(pathlib.Path(spec_path).read_text())
     model_name, seed, recipe = spec["model"], int(spec["seed"]), spec["recipe"]
     torch.manual_seed(seed)
+    if spec["threads"]:
+        torch.set_num_threads(int(spec["threads"]))
     rng = np.random.default_rng(seed)
     with np.load(spec["arrays"]) as f:
         data = {k: f[k] for k in f.files}
@@ -404,30 +414,60 @@ def _versions(torch_info: dict) -> str:
     return ", ".join(f"{k} {v}" for k, v in out.items())
 
 
-def compare_model(model: str, data_dir, seeds, overrides, max_epochs, tmp) -> dict:
+def _cached(path: pathlib.Path, run) -> dict:
+    """``run()``'s figures, kept in ``path`` (result.json): a rerun with the same run directory
+    reuses every finished run (its time is the one measured when it ran)."""
+    if path.is_file():
+        info = json.loads(path.read_text())
+        info["reused"] = True
+        return info
+    info = run()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(info, indent=2))
+    return info
+
+
+def _run_tag(model: str, overrides: dict, recipe: dict) -> str:
+    """Names a run directory by everything that changes the run but the seed."""
+    import hashlib
+    text = json.dumps([model, sorted((k, repr(v)) for k, v in overrides.items()), recipe,
+                       CONFIG.read_text()], sort_keys=True, default=str)
+    return f"{model}_{hashlib.sha1(text.encode()).hexdigest()[:10]}"
+
+
+def compare_model(model: str, data_dir, seeds, overrides, max_epochs, tmp, runs: pathlib.Path,
+                  torch_threads: int) -> dict:
     arrays = tmp / f"{model}_arrays.npz"
     sizes = torch_inputs(model, data_dir, overrides, arrays)
     recipe = torch_recipe(model, data_dir, overrides, max_epochs)
     print(f"\n== {model}: jets train/val/test {sizes['train']}/{sizes['val']}/{sizes['test']}; "
           f"hepjax overrides {overrides or 'none'}; torch recipe {recipe}", flush=True)
+    tag = _run_tag(model, overrides, recipe)
+    print(f"   run directories {runs}/{{hepjax,torch}}_{tag}_seed<S>", flush=True)
     rows = {"hepjax": [], "torch": []}
     # hepjax's binary task has one logit, the torch models two: the output layers differ by
     # (last hidden width + 1) parameters, everything else must be equal
     last = recipe["f_sizes"][-1] if model == "pfn" else recipe["fc_params"][-1][0]
     for seed in seeds:
-        info = run_hepjax(model, data_dir, seed, overrides, tmp / f"hepjax_{model}_{seed}")
+        workdir = runs / f"hepjax_{tag}_seed{seed}"
+        info = _cached(workdir / "result.json",
+                       lambda: run_hepjax(model, data_dir, seed, overrides, workdir))
         print(f"  hepjax {model} seed {seed}: AUC {info['auc']:.4f} (hepjax metric "
               f"{info['auc_hepjax_metric']:.4f}), {info['epochs']:.0f} epochs (best "
               f"{info['best_epoch']}), first loss {info['first_loss']:.3f}, validation every "
               f"{info['val_every_steps']} steps = "
               f"{info['val_every_steps'] / info['steps_per_epoch']:.2f} epochs, "
-              f"{info['params']:,} params, {info['seconds']:.0f} s", flush=True)
+              f"{info['params']:,} params, {info['seconds']:.0f} s"
+              f"{' (reused)' if info.get('reused') else ''}", flush=True)
         rows["hepjax"].append(info)
     for seed in seeds:
-        info = run_torch(model, arrays, seed, recipe, tmp)
+        workdir = runs / f"torch_{tag}_seed{seed}"
+        info = _cached(workdir / "result.json",
+                       lambda: run_torch(model, arrays, seed, recipe, workdir, torch_threads))
         print(f"  torch  {model} seed {seed}: AUC {info['auc']:.4f}, {info['epochs']} epochs "
               f"(best {info['best_epoch']}), first loss {info['first_loss']:.3f}, "
-              f"{info['params']:,} params, {info['seconds']:.0f} s", flush=True)
+              f"{info['params']:,} params, {info['seconds']:.0f} s"
+              f"{' (reused)' if info.get('reused') else ''}", flush=True)
         rows["torch"].append(info)
         if info["params"] - rows["hepjax"][0]["params"] != last + 1:
             raise AssertionError(f"{model}: parameters hepjax {rows['hepjax'][0]['params']:,} (one "
@@ -476,10 +516,19 @@ def main(argv=None) -> int:
                     "cache, named by jets, seed and recipe version)")
     ap.add_argument("--pfn-seeds", default="0,1,2")
     ap.add_argument("--pn-seeds", default="0,1")
-    ap.add_argument("--pn-train-jets", type=int, default=10_000)
-    ap.add_argument("--pn-particles", type=int, default=40)
-    ap.add_argument("--pn-epochs", type=int, default=5)
+    ap.add_argument("--pn-train-jets", type=int, default=5_000)
+    ap.add_argument("--pn-val-jets", type=int, default=2_500)
+    ap.add_argument("--pn-particles", type=int, default=30)
+    ap.add_argument("--pn-epochs", type=int, default=4)
+    ap.add_argument("--pn-batch", type=int, default=128, help="the recipe's is 512; 128 as the "
+                    "config's cpu variant, for more steps on few jets")
     ap.add_argument("--json", default="", help="write every run's figures here")
+    ap.add_argument("--runs", default="", help="run directories, each run's figures kept in its "
+                    "result.json and reused by a rerun (default: DATA/runs; --smoke: a temporary "
+                    "directory)")
+    ap.add_argument("--torch-threads", type=int, default=0,
+                    help="torch intra-op threads (0: torch's default; 1 wastes less CPU on an "
+                    "oversubscribed machine; the AUCs do not depend on it)")
     ap.add_argument("--smoke", action="store_true", help="400 jets, 1 seed, 2 epochs, batch 32, "
                     "the config's smoke widths for ParticleNet")
     ap.add_argument("--torch-run", help=argparse.SUPPRESS)
@@ -506,8 +555,9 @@ def main(argv=None) -> int:
     print(f"sample {data_dir}: {sample}", flush=True)
     print(f"CPU: {cpu_description()}; malloc: {allocator}", flush=True)
 
-    pn = {"data.max_train_jets": args.pn_train_jets, "data.max_particles": args.pn_particles,
-          "train.num_epochs": args.pn_epochs}
+    pn = {"data.max_train_jets": args.pn_train_jets, "data.max_val_jets": args.pn_val_jets,
+          "data.max_particles": args.pn_particles, "train.num_epochs": args.pn_epochs,
+          "train.batch_size": args.pn_batch}
     plan = {"pfn": ({}, _seeds(args.pfn_seeds), None),
             "particlenet": (pn, _seeds(args.pn_seeds), None)}
     if args.smoke:
@@ -520,6 +570,7 @@ def main(argv=None) -> int:
     results = {}
     with tempfile.TemporaryDirectory(prefix="reference_taggers_") as tmp:
         tmp = pathlib.Path(tmp)
+        runs = tmp / "runs" if args.smoke else pathlib.Path(args.runs or data_dir / "runs")
         for model in models:
             overrides, seeds, max_epochs = plan[model]
             overrides = dict(overrides)
@@ -528,7 +579,8 @@ def main(argv=None) -> int:
                 schedule = config.optimizer.get("schedule")
                 if schedule is not None and schedule.name == "flat_decay":
                     overrides["optimizer.schedule.num_epochs"] = overrides["train.num_epochs"]
-            results[model] = compare_model(model, data_dir, seeds, overrides, max_epochs, tmp)
+            results[model] = compare_model(model, data_dir, seeds, overrides, max_epochs, tmp,
+                                           runs, args.torch_threads)
     lines = print_table(results)
     torch_info = next(iter(results.values()))["torch"][0]
     print(f"versions: {_versions(torch_info)}; torch threads {torch_info['threads']}")
