@@ -19,7 +19,7 @@ __all__ = [
     "MLP", "BatchNorm", "Dense", "Dropout", "LayerNorm", "ResidualBlock", "one_hot",
 ]
 
-# attention, recurrent layers and convolutions (issue 6)
+# attention, recurrent layers and convolutions
 from hepjax.nn import attention, conv, recurrent  # noqa: E402
 from hepjax.nn.attention import (  # noqa: E402
     LearnedPositionEmbedding, MultiHeadAttention, PatchEmbedding, Seq2SeqTransformer,
