@@ -9,7 +9,7 @@ from flax import nnx
 from hepjax.models import lgatr
 from hepjax.physics import clifford, lorentz
 from hepjax.train import count_params, state as state_lib, step as step_lib, tasks
-from toyjets import four_vector_jets as toy_jets
+from .toyjets import four_vector_jets as toy_jets
 
 
 @nnx.jit

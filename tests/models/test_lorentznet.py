@@ -10,7 +10,7 @@ from flax import nnx
 from hepjax.models import lorentznet
 from hepjax.physics import lorentz
 from hepjax.train import count_params, state as state_lib, step as step_lib, tasks
-from toyjets import four_vector_jets as toy_jets
+from .toyjets import four_vector_jets as toy_jets
 
 
 def _conditioned(rng, b, n):
