@@ -70,7 +70,8 @@ def four_vector_batch(b, n, n_features, short, seed=4):
     mask = np.ones((b, n), bool)
     mask[: b // 2, short:] = False
     return {"features": np.zeros((b, n, n_features), np.float32), "mask": mask,
-            "vectors": vectors, "label": labels.astype(np.float32), "weight": np.ones(b, np.float32)}
+            "vectors": vectors, "label": labels.astype(np.float32),
+            "weight": np.ones(b, np.float32)}
 
 
 def train_losses(model_fn, batch, learning_rate, steps):
