@@ -28,8 +28,8 @@ names a python that imports torch and weaver-core, with --worker-pythonpath).
 every call); --precision bfloat16 runs weaver under torch.autocast(bfloat16) and hepjax with
 hepjax.train's mixed precision (bf16 products and activations, float32 master weights, loss,
 Adam and four-momenta); float32 means float32 on both (no TF32 on a GPU). The output check is
-always float32. benchmarks/part_gpu.sh runs the GPU comparison in one command on a machine
-without internet (the device tool's H100/H200).
+always float32. benchmarks/part_gpu.sh runs the GPU comparison (both precisions) in one command,
+also on a cluster node without internet (its header says how).
 
     .venv/bin/python benchmarks/part_vs_weaver.py [--batch 128] [--particles 128]
                                                   [--steps 1] [--rounds 3] [--threads 0]
@@ -325,8 +325,8 @@ def main(argv=None):
                         "(weaver: torch.autocast; hepjax: hepjax.train's precision='bfloat16')")
     p.add_argument("--worker-python", default=None,
                    help="python for the torch side (must import torch and weaver-core); default "
-                        "benchmarks/.venv-weaver, created if missing. On a GPU machine: its "
-                        "own python3 with torch, weaver-core on --worker-pythonpath")
+                        "benchmarks/.venv-weaver, created if missing. On a GPU machine: a python3 "
+                        "with CUDA torch (weaver-core on it or on --worker-pythonpath)")
     p.add_argument("--worker-pythonpath", default="", help="PYTHONPATH of the torch side")
     p.add_argument("--torch-worker", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)

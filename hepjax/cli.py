@@ -1,6 +1,6 @@
 """The ``hepjax`` command.
 
-    hepjax train CONFIG[:ARG] --workdir DIR [--config.key=value ...]
+    hepjax [--distributed] train CONFIG[:ARG] --workdir DIR [--config.key=value ...]
     hepjax evaluate --workdir DIR [--data PATH] [--checkpoint best|latest]
     hepjax demo [--workdir DIR] [--quick]
     hepjax generate top-tagging|quark-gluon --n-jets N --seed S --out PATH
@@ -14,6 +14,12 @@ hepjax's columnar HDF5.
 CONFIG is a Python file defining ``get_config(arg)`` or a module such as
 ``hepjax.configs.dijet_mlp``. ``evaluate`` prints its metrics as one JSON object on its last line
 and writes them to ``DIR/eval_metrics.json``.
+
+``--distributed`` first joins JAX's distributed runtime (``hepjax.parallel.distributed``:
+every process of a multi-host job, each TPU-VM worker or SLURM task, runs the same command and
+learns from the environment how to join); with no cluster in the environment it changes
+nothing. ``python -m hepjax.parallel ARGS`` is the same as ``hepjax --distributed ARGS``.
+Multi-process training needs ``--config.train.num_devices=0`` (a mesh over all devices).
 
 Errors: a user error prints one line, ``hepjax: error: MESSAGE``, on stderr and exits with status
 2; ``--debug`` (before or after the subcommand) lets it propagate with its traceback instead.
@@ -133,6 +139,10 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--debug", action="store_true",
                         help="let errors propagate with their traceback (also after the subcommand)")
+    parser.add_argument("--distributed", action="store_true",
+                        help="join JAX's distributed runtime first (a multi-host job: every "
+                             "process runs the same command; see hepjax.parallel.distributed); "
+                             "also after the subcommand")
     sub = parser.add_subparsers(dest="command", required=True)
     train = sub.add_parser("train", help="train from a config into a run directory")
     train.add_argument("config", help="PATH.py[:ARG] or module[:ARG] defining get_config(arg)")
@@ -213,15 +223,29 @@ def _run(args, rest, parser) -> int:
     return _demo(args)
 
 
-def main(argv=None) -> int:
+def _join_distributed() -> None:
+    """Joins the multi-host job the environment describes, before anything touches a device."""
+    from hepjax.parallel import distributed
+
+    spec = distributed.initialize()
+    if spec.distributed:
+        print(f"hepjax: joined the {spec.source} job: {distributed.describe()}", file=sys.stderr,
+              flush=True)
+
+
+def main(argv=None, *, distributed: bool = False) -> int:
     """Runs the command; a user error prints ``hepjax: error: ...`` and returns 2 (with
-    ``--debug`` it propagates)."""
+    ``--debug`` it propagates). ``distributed=True`` acts as ``--distributed``."""
     argv = sys.argv[1:] if argv is None else list(argv)
     debug = "--debug" in argv
-    argv = [a for a in argv if a != "--debug"]   # accepted before or after the subcommand
+    distributed = distributed or "--distributed" in argv
+    # both accepted before or after the subcommand
+    argv = [a for a in argv if a not in ("--debug", "--distributed")]
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
     try:
+        if distributed:
+            _join_distributed()
         return _run(args, rest, parser)
     except Exception as err:  # noqa: BLE001 - re-raised unless it is a user error
         message = None if debug else _user_message(err)
@@ -242,14 +266,15 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
 _python_show_warning = warnings.showwarning
 
 
-def entry() -> int:
-    """The `hepjax` console script: `main` in a process with the tuned allocator
-    (`hepjax.runtime`), hepjax's warnings printed as one line."""
+def entry(distributed: bool = False) -> int:
+    """The `hepjax` console script (and, with ``distributed=True``, ``python -m
+    hepjax.parallel``): `main` in a process with the tuned allocator (`hepjax.runtime`),
+    hepjax's warnings printed as one line."""
     from hepjax import runtime
 
     runtime.reexec_with_tuned_allocator()
     warnings.showwarning = _show_warning
-    return main()
+    return main(distributed=distributed)
 
 
 if __name__ == "__main__":

@@ -1,12 +1,11 @@
 """Process settings that make XLA:CPU faster, applied at the command-line entry points.
 
 XLA:CPU takes its buffers from glibc's malloc, and a compiled training step asks for one large
-block for all its intermediates (ParT at batch 128 x 128 particles: 9.7 GB, one `malloc` per
-step). glibc serves blocks above 32 MB with a fresh ``mmap`` and returns them with ``munmap``
-on free, so every step page-faults gigabytes of new zeroed pages: kernel time that was 40 % of a
-ParT training step on the 2-core development machine, and far more (a 17 s step instead of
-6 s) right after another process had used the memory, as the kernel compacts memory to find
-huge pages. The tuned settings (glibc tunables, glibc >= 2.35):
+block for all its intermediates (for ParT at batch 128 x 128 particles, gigabytes in one
+`malloc` per step). glibc serves blocks above 32 MB with a fresh ``mmap`` and returns them with
+``munmap`` on free, so every step page-faults gigabytes of new zeroed pages: kernel time that
+can be a large part of a step, and more right after another process has used the memory, as
+the kernel compacts memory to find huge pages. The tuned settings (glibc tunables, glibc >= 2.35):
 
   * ``glibc.malloc.hugetlb=1``: transparent huge pages for malloc'd memory (512x fewer faults);
   * ``glibc.malloc.arena_max=1``, ``glibc.malloc.mmap_max=0``: every block comes from the
@@ -15,9 +14,10 @@ huge pages. The tuned settings (glibc tunables, glibc >= 2.35):
   * ``glibc.malloc.trim_threshold=2**36``: freed memory stays in the process for the next step
     (as a caching allocator would keep it) instead of going back to the kernel.
 
-With them a step reuses the same memory: no page faults after the first step (ParT training
-step at 128 x 128 on that machine: 6.6 s -> 5.5 s; `benchmarks/part_vs_weaver.py` applies the
-same settings to PyTorch, which gains as much). The cost: the process keeps its peak memory.
+With them a step reuses the same memory: no page faults after the first step
+(`benchmarks/part_vs_weaver.py --allocator tuned|default` measures the difference, and applies
+the same settings to PyTorch; BENCHMARKS.md has the figures). The cost: the process keeps its
+peak memory.
 
 GLIBC_TUNABLES is read once at process start, so the entry points (`hepjax`, `python -m
 hepjax.parallel`, the experiment runners) call `reexec_with_tuned_allocator()` first: when a

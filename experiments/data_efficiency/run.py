@@ -1,5 +1,6 @@
 """Data efficiency: LorentzNet vs ParticleNet trained on 0.5 %, 1 % and 5 % of a generated
-top-tagging training set (the fractions of the LorentzNet paper's Table 3, seed 004).
+top-tagging training set (the fractions of the LorentzNet paper's Table 3, Gong et al.,
+arXiv:2201.08187).
 
     python -m experiments.data_efficiency.run [--n-jets 20000] [--fractions 0.005,0.01,0.05]
         [--steps 1000] [--evals 10] [--max-particles N] [--workdir runs/data_efficiency] [--smoke]

@@ -20,6 +20,8 @@ import dataclasses
 
 import numpy as np
 
+from hepjax.physics import numpy_kinematics as npkin
+
 FEATURES = ("mjj", "pt1", "pt2", "eta1", "eta2", "delta_eta", "delta_phi", "pt_jj", "y_boost",
             "chi")
 # Features that are positive and span decades: log-transform them before standardisation.
@@ -62,10 +64,8 @@ def _boost(p, beta):
 
 
 def _kinematics(p):
-    pt = np.hypot(p[..., 1], p[..., 2])
-    eta = np.arcsinh(p[..., 3] / np.maximum(pt, 1e-12))
-    phi = np.arctan2(p[..., 2], p[..., 1])
-    return pt, eta, phi
+    pt = npkin.pt(p)
+    return pt, npkin.eta(p, pt), npkin.phi(p, pt)
 
 
 def _sample_mass(rng, n, signal, s: DijetSettings):
@@ -128,10 +128,10 @@ def _features(jets, s: DijetSettings):
     jets = np.take_along_axis(jets, order[..., None], axis=1)
     pt, eta, phi = _kinematics(jets)
     dijet = jets.sum(axis=1)
-    mjj = np.sqrt(np.maximum(dijet[:, 0]**2 - np.sum(dijet[:, 1:]**2, axis=-1), 0))
-    pt_jj = np.hypot(dijet[:, 1], dijet[:, 2])
+    mjj = npkin.mass(dijet)
+    pt_jj = npkin.pt(dijet)
     delta_eta = np.abs(eta[:, 0] - eta[:, 1])
-    delta_phi = np.abs((phi[:, 0] - phi[:, 1] + np.pi) % (2 * np.pi) - np.pi)
+    delta_phi = np.abs(npkin.delta_phi(phi[:, 0], phi[:, 1]))
     features = np.stack([mjj, pt[:, 0], pt[:, 1], eta[:, 0], eta[:, 1], delta_eta, delta_phi,
                          pt_jj, (eta[:, 0] + eta[:, 1]) / 2, np.exp(delta_eta)], axis=-1)
     passed = ((pt[:, 1] > s.jet_pt_min) & (np.abs(eta) < s.jet_eta_max).all(axis=1)

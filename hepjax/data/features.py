@@ -19,6 +19,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from hepjax.physics import numpy_kinematics as npkin
+from hepjax.physics.numpy_kinematics import divide_or_zero as _div
+
 __all__ = ["JET_OBSERVABLES", "PARTICLE_FEATURES", "PID_FEATURES", "jet_kinematics",
            "nsubjettiness", "energy_correlation_ratios", "jet_observables", "particle_features"]
 
@@ -29,34 +32,19 @@ PID_FEATURES = ("charge", "is_charged_hadron", "is_neutral_hadron", "is_photon",
                 "is_muon")
 
 
-def _wrap(dphi):
-    return np.mod(dphi + np.pi, 2 * np.pi) - np.pi
-
-
-def _div(a, b):
-    return np.divide(a, b, out=np.zeros(np.broadcast(a, b).shape), where=b != 0)
-
-
 def _kin(p4):
-    """pt, eta, rapidity, phi of (..., 4) arrays; 0 where undefined."""
+    """pt, eta, rapidity, phi of (..., 4) arrays in float64; 0 where undefined."""
     p4 = np.asarray(p4, np.float64)
-    e, px, py, pz = np.moveaxis(p4, -1, 0)
-    pt = np.hypot(px, py)
-    eta = np.arcsinh(_div(pz, pt))
-    ok = (e - pz > 0) & (e + pz > 0)
-    y = np.where(ok, 0.5 * np.log(np.where(ok, e + pz, 1.0) / np.where(ok, e - pz, 1.0)), 0.0)
-    phi = np.where(pt > 0, np.arctan2(py, px), 0.0)
-    return pt, eta, y, phi
+    pt = npkin.pt(p4)
+    return pt, npkin.eta(p4, pt), npkin.rapidity(p4), npkin.phi(p4, pt)
 
 
 def jet_kinematics(p4, mask) -> dict[str, np.ndarray]:
     """The jet four-momentum (sum of constituents) and its pt, eta, phi, mass, each (N,)."""
-    p4 = np.where(np.asarray(mask)[..., None], np.asarray(p4, np.float64), 0.0)
-    jet = p4.sum(axis=1)
+    jet = npkin.jet_momentum(np.asarray(p4, np.float64), mask)
     pt, eta, y, phi = _kin(jet)
-    m2 = jet[:, 0] ** 2 - np.sum(jet[:, 1:] ** 2, axis=1)
     return {"p4": jet, "pt": pt, "eta": eta, "rapidity": y, "phi": phi,
-            "mass": np.sqrt(np.maximum(m2, 0.0)), "energy": jet[:, 0]}
+            "mass": npkin.mass(jet), "energy": jet[:, 0]}
 
 
 def nsubjettiness(p4, mask, radius: float = 0.8, n_max: int = 3) -> np.ndarray:
@@ -91,8 +79,8 @@ def nsubjettiness(p4, mask, radius: float = 0.8, n_max: int = 3) -> np.ndarray:
         axes = np.stack([ak.to_numpy(axes[c]).reshape(len(rows), n_axes)
                          for c in ("E", "px", "py", "pz")], -1)
         _, _, ay, aphi = _kin(axes)                                     # (R, K)
-        dr = np.hypot(y[rows][:, :, None] - ay[:, None, :],
-                      _wrap(phi[rows][:, :, None] - aphi[:, None, :]))   # (R, P, K)
+        dr = npkin.delta_r(y[rows][:, :, None], phi[rows][:, :, None],
+                           ay[:, None, :], aphi[:, None, :])            # (R, P, K)
         taus[rows, n_axes - 1] = _div((pt[rows] * dr.min(-1)).sum(1), norm[rows])
     return taus
 
@@ -112,7 +100,7 @@ def energy_correlation_ratios(p4, mask, beta: float = 1.0, max_particles: int = 
     c2, d2 = np.zeros(len(p4)), np.zeros(len(p4))
     for lo in range(0, len(p4), batch):
         sl = slice(lo, lo + batch)
-        r = np.hypot(y[sl, :, None] - y[sl, None, :], _wrap(phi[sl, :, None] - phi[sl, None, :]))
+        r = npkin.delta_r(y[sl, :, None], phi[sl, :, None], y[sl, None, :], phi[sl, None, :])
         a = r ** beta                                                   # (B, P, P), zero diagonal
         zz = z[sl]
         e2 = 0.5 * np.einsum("bi,bij,bj->b", zz, a, zz)
@@ -144,7 +132,7 @@ def particle_features(p4, mask, pid=None, charge=None) -> tuple[np.ndarray, tupl
     pt, eta, _, phi = _kin(p4)
     energy = np.asarray(p4, np.float64)[..., 0]
     deta = eta - kin["eta"][:, None]
-    dphi = _wrap(phi - kin["phi"][:, None])
+    dphi = npkin.delta_phi(phi, kin["phi"][:, None])
     safe = lambda x: np.log(np.where(mask & (x > 0), x, 1.0))  # noqa: E731
     cols = [deta, dphi, safe(pt), safe(energy), safe(_div(pt, kin["pt"][:, None])),
             safe(_div(energy, kin["energy"][:, None])), np.hypot(deta, dphi)]

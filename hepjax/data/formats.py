@@ -34,6 +34,8 @@ from typing import Iterator
 
 import numpy as np
 
+from hepjax.physics import numpy_kinematics as npkin
+
 __all__ = ["REFERENCE_PARTICLES", "reference_columns", "TopTaggingWriter", "write_top_tagging",
            "iter_top_tagging", "read_top_tagging", "count_rows", "write_native", "read_native",
            "write_energyflow_npz", "read_energyflow_npz", "p4_to_ptyphi", "ptyphi_to_p4",
@@ -488,15 +490,13 @@ _PID_MASS = {11: 0.000511, 13: 0.10566, 22: 0.0, 130: 0.497611, 211: 0.13957, 32
 
 def p4_to_ptyphi(p4, pid=None) -> np.ndarray:
     """(N, M, 4) (E, px, py, pz) -> (N, M, 4) (pT, y, phi, pid) in the energyflow layout;
-    padded (E = 0) entries stay all zero."""
+    padded (E = 0) entries stay all zero; y and phi are 0 where undefined (E <= |pz|, pT = 0)."""
     p4 = np.asarray(p4, np.float64)
-    e, px, py, pz = np.moveaxis(p4, -1, 0)
-    real = e > 0
-    pt = np.hypot(px, py)
-    ratio = np.divide(e + pz, e - pz, out=np.ones_like(e), where=real & (e - pz > 0))
-    y = np.where(real, 0.5 * np.log(np.maximum(ratio, 1e-300)), 0.0)
-    phi = np.where(real, np.arctan2(py, px), 0.0)
-    pid = np.zeros_like(e) if pid is None else np.where(real, np.asarray(pid, np.float64), 0.0)
+    real = p4[..., 0] > 0
+    pt = npkin.pt(p4)
+    y = np.where(real, npkin.rapidity(p4), 0.0)
+    phi = np.where(real, npkin.phi(p4, pt), 0.0)
+    pid = np.zeros_like(pt) if pid is None else np.where(real, np.asarray(pid, np.float64), 0.0)
     return np.stack([pt, y, phi, pid], -1)
 
 

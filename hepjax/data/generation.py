@@ -38,6 +38,7 @@ from typing import Callable
 import numpy as np
 
 from hepjax.data import detector as detector_lib
+from hepjax.physics import numpy_kinematics as npkin
 
 # Bump when a change to the recipe, the detector or the jet selection changes the generated
 # jets: cached samples are named by it (hepjax.data.top_tagging.cache_path).
@@ -201,14 +202,8 @@ def _hadronic_tops(rec, start, stop):
         if len(wq) != 2:
             continue   # leptonic W
         quarks = np.array([p4(q) for q in (b[0], *wq)])
-        qpt = np.hypot(quarks[:, 1], quarks[:, 2])
-        tops.append((p4(t), np.arcsinh(quarks[:, 3] / qpt), np.arctan2(quarks[:, 2], quarks[:, 1])))
+        tops.append((p4(t), npkin.eta(quarks), npkin.phi(quarks)))
     return tops
-
-
-def _dr(eta1, phi1, eta2, phi2):
-    dphi = np.mod(phi1 - phi2 + np.pi, 2 * np.pi) - np.pi
-    return np.hypot(eta1 - eta2, dphi)
 
 
 def _empty(m):
@@ -265,32 +260,29 @@ def simulate_chunk(task: Task | str, process_index: int, seed: int, chunk_index:
     constituents = ak.flatten(sequence.constituent_index(min_pt=min_pt), axis=1)   # per jet
     n_jets = ak.to_numpy(ak.num(jets)).astype(np.int64)
     jet_event = np.repeat(np.arange(n_events), n_jets)
-    je, jpx, jpy, jpz = (ak.to_numpy(ak.flatten(jets[k])).astype(np.float64)
-                         for k in ("E", "px", "py", "pz"))
-    jpt = np.hypot(jpx, jpy)
+    jet_p4 = np.stack([ak.to_numpy(ak.flatten(jets[k])).astype(np.float64)
+                       for k in ("E", "px", "py", "pz")], -1)
+    jpt = npkin.pt(jet_p4)
     # the rank of each jet in pT within its event (0 = leading)
     order = np.lexsort((-jpt, jet_event))
     rank = np.empty(len(order), np.int64)
     rank[order] = np.arange(len(order)) - np.repeat(np.cumsum(n_jets) - n_jets, n_jets)
-    jeta = np.arcsinh(jpz / np.maximum(jpt, 1e-12))
-    if cuts.use_rapidity:
-        position = 0.5 * np.log((je + jpz) / np.maximum(je - jpz, 1e-12))
-    else:
-        position = jeta
+    jeta = npkin.eta(jet_p4, jpt)
+    position = npkin.rapidity(jet_p4) if cuts.use_rapidity else jeta
     chosen = ((rank < cuts.jets_per_event) & (cuts.pt_min < jpt) & (jpt < cuts.pt_max)
               & (np.abs(position) < cuts.eta_max))
     truth = np.zeros((len(jpt), 4))
     if proc.truth == "top":   # the top and its three decay quarks within dR < R of the jet axis
-        jphi = np.arctan2(jpy, jpx)
+        jphi = npkin.phi(jet_p4, jpt)
         tops = {}
         for j in np.flatnonzero(chosen):
             ev = jet_event[j]
             if ev not in tops:
                 tops[ev] = _hadronic_tops(rec, offsets[ev], offsets[ev + 1])
             matched = [t for t in tops[ev]
-                       if np.all(_dr(jeta[j], jphi[j], t[1], t[2]) < cuts.radius)
-                       and _dr(jeta[j], jphi[j], np.arcsinh(t[0][3] / np.hypot(t[0][1], t[0][2])),
-                               np.arctan2(t[0][2], t[0][1])) < cuts.radius]
+                       if np.all(npkin.delta_r(jeta[j], jphi[j], t[1], t[2]) < cuts.radius)
+                       and npkin.delta_r(jeta[j], jphi[j], npkin.eta(t[0]),
+                                         npkin.phi(t[0])) < cuts.radius]
             if matched:
                 truth[j] = matched[0][0]
             else:
@@ -320,7 +312,7 @@ def simulate_chunk(task: Task | str, process_index: int, seed: int, chunk_index:
     charge[owner, slot] = objects["charge"][index]
     return {"p4": p4, "pid": pid, "charge": charge,
             "n_constituents": np.minimum(n_parts, m).astype(np.int32),
-            "jet_p4": np.stack([je, jpx, jpy, jpz], -1)[selected].astype(np.float32),
+            "jet_p4": jet_p4[selected].astype(np.float32),
             "truth": truth[selected].astype(np.float32),
             "event": jet_event[selected].astype(np.int64)}
 

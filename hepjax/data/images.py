@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from hepjax.physics import numpy_kinematics as npkin
+
 __all__ = ["jet_images"]
 
 
@@ -19,16 +21,12 @@ def jet_images(p4, mask, npix: int = 40, half_width: float = 1.0, *, centre: boo
     window are dropped. p4: (N, P, 4) (E, px, py, pz) GeV, mask: (N, P)."""
     p4 = np.asarray(p4, np.float64)
     mask = np.asarray(mask, bool)
-    e, px, py, pz = np.moveaxis(p4, -1, 0)
-    pt = np.where(mask, np.hypot(px, py), 0.0)
-    eta = np.arcsinh(np.divide(pz, pt, out=np.zeros_like(pz), where=pt > 0))
-    phi = np.arctan2(py, px)
-    jet = np.where(mask[..., None], p4, 0.0).sum(1)
-    jet_phi = np.arctan2(jet[:, 2], jet[:, 1])
-    jet_pt = np.hypot(jet[:, 1], jet[:, 2])
-    jet_eta = np.arcsinh(np.divide(jet[:, 3], jet_pt, out=np.zeros_like(jet_pt), where=jet_pt > 0))
-    x = eta - jet_eta[:, None]
-    y = np.mod(phi - jet_phi[:, None] + np.pi, 2 * np.pi) - np.pi
+    pt = np.where(mask, npkin.pt(p4), 0.0)
+    eta = npkin.eta(p4, pt)          # 0 at masked particles (pt = 0 there)
+    phi = npkin.phi(p4, pt)
+    jet = npkin.jet_momentum(p4, mask)
+    x = eta - npkin.eta(jet)[:, None]
+    y = npkin.delta_phi(phi, npkin.phi(jet)[:, None])
     total = np.maximum(pt.sum(1, keepdims=True), 1e-12)
     w = pt / total
     if centre:

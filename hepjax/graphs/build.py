@@ -20,6 +20,8 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
+from hepjax.physics.kinematics import delta_phi
+
 Array = jax.Array
 
 __all__ = ["pairwise_sq_distances", "eta_phi_sq_distances", "knn", "radius_neighbours",
@@ -43,7 +45,7 @@ def pairwise_sq_distances(x: Array) -> Array:
 def eta_phi_sq_distances(x: Array) -> Array:
     """Delta R^2 from (..., N, 2) columns (eta, phi) with the phi difference wrapped to [-pi, pi)."""
     deta = x[..., :, None, 0] - x[..., None, :, 0]
-    dphi = jnp.mod(x[..., :, None, 1] - x[..., None, :, 1] + jnp.pi, 2 * jnp.pi) - jnp.pi
+    dphi = delta_phi(x[..., :, None, 1], x[..., None, :, 1])
     return deta * deta + dphi * dphi
 
 

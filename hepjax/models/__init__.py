@@ -22,6 +22,9 @@ models are called ``model(features (B, N, F), mask (B, N), vectors (B, N, 4))``;
 
 A model config holds ``name``, ``num_classes`` (read by the task) and the builder's own fields
 (each module's ``default_config()``); unknown fields are an error.
+
+Outside the registry: ``seq2seq.Seq2SeqTransformer``, an encoder-decoder transformer on token
+sequences (the attention lectures' example).
 """
 from __future__ import annotations
 

@@ -4,7 +4,8 @@ Spinner, Bresó, Haan, Plehn, Thaler, Brehmer, "Lorentz-equivariant geometric al
 for high-energy physics", arXiv:2405.14806 (2024); built on GATr (Brehmer et al., 2023).
 
 Every particle is a token carrying ``hidden_mv`` multivectors of Cl(1,3) (hepjax.physics.clifford)
-and ``hidden_s`` scalars. The layers (slides of seed 003):
+and ``hidden_s`` scalars. The layers (as tabulated beside the transformer's in G. Kasieczka's
+HISS summer-school lectures "Intro and Overview", slide "Symmetries"):
   * EquiLinear: y_c' = sum_c sum_k (v_c'ck <x_c>_k + w_c'ck I <x_c>_k), plus scalar <-> scalar-
     component mixing and a bias on the scalar component;
   * geometric product x y of two EquiLinear images (the bilinear layer of the MLP);

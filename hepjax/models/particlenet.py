@@ -13,7 +13,7 @@ Architecture (paper configuration, the defaults of ``default_config``):
 
 Parameters for 7 input features and 2 outputs: 366,160 (use_fusion=False, the paper's 366k),
 571,728 with use_fusion=True (fusion width 384) — equal to weaver-core's counts (asserted by
-benchmarks/particlenet_vs_weaver.py, computed in tests/models/test_model_particlenet.py).
+benchmarks/particlenet_vs_weaver.py, computed in tests/models/test_particlenet.py).
 
 Differences from weaver that only concern padding: padded particles are never neighbours (a
 particle with fewer than k real neighbours averages over those it has, weaver pads with zeros),

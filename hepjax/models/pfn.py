@@ -14,7 +14,7 @@ U(-1/sqrt(fan_in), 1/sqrt(fan_in)), PyTorch's nn.Linear default
 (``hepjax.nn.initializers.torch_uniform``). Its latent is a plain *sum* over up to ~100
 particles, so He-uniform weights (init='he', the MLP default) make the latent and the first
 logits large: the first logged training loss was ~2.6 on generated top jets. With the PyTorch
-scheme it is O(1) (``tests/models/test_model_pfn.py``). The EFN defaults to 'he': its sum is
+scheme it is O(1) (``tests/models/test_pfn.py``). The EFN defaults to 'he': its sum is
 weighted by energy fractions z_i that add up to 1, so the latent is an average and stays O(1)
 with He's variance, while the PyTorch scheme's smaller weights leave it nearly constant at the
 start and slow the first epochs.

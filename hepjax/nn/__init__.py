@@ -19,10 +19,10 @@ __all__ = [
     "MLP", "BatchNorm", "Dense", "Dropout", "LayerNorm", "ResidualBlock", "one_hot",
 ]
 
-# attention, recurrent layers and convolutions (issue 6)
+# attention, recurrent layers and convolutions
 from hepjax.nn import attention, conv, recurrent  # noqa: E402
 from hepjax.nn.attention import (  # noqa: E402
-    LearnedPositionEmbedding, MultiHeadAttention, PatchEmbedding, Seq2SeqTransformer,
+    LearnedPositionEmbedding, MultiHeadAttention, PatchEmbedding,
     TransformerDecoderBlock, TransformerEncoderBlock, causal_mask, combine_masks,
     dot_product_attention, greedy_decode, masked_logit, padding_mask,
     sinusoidal_position_embedding,
@@ -32,7 +32,7 @@ from hepjax.nn.recurrent import RNN, Bidirectional, GRUCell, LSTMCell, SimpleRNN
 
 __all__ += [
     "attention", "conv", "recurrent",
-    "LearnedPositionEmbedding", "MultiHeadAttention", "PatchEmbedding", "Seq2SeqTransformer",
+    "LearnedPositionEmbedding", "MultiHeadAttention", "PatchEmbedding",
     "TransformerDecoderBlock", "TransformerEncoderBlock", "causal_mask", "combine_masks",
     "dot_product_attention", "greedy_decode", "masked_logit", "padding_mask",
     "sinusoidal_position_embedding", "Conv2D", "avg_pool", "global_avg_pool", "max_pool",

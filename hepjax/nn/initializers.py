@@ -25,7 +25,7 @@ Its variance is a sixth of He's, so a ReLU stack shrinks its signal layer by lay
 over many set elements (PFN, EFN) that is what keeps the pooled latent, and so the first loss,
 O(1).
 
-'normal' here is a plain (untruncated) Gaussian, as in the lecture formulas. This differs from
+'normal' here is a plain (untruncated) Gaussian, as in the papers' formulas. This differs from
 `jax.nn.initializers.glorot_normal` / `he_normal`, which draw from a normal truncated at +-2
 sigma rescaled so that the *variance* still equals the formula; both have the same variance.
 """
@@ -104,7 +104,8 @@ def fan_in_uniform_bias(fan_in: int):
 
 
 def normal(stddev: float = 1.0):
-    """Plain N(0, stddev^2) initializer, ignoring fans (the 'naive' init of the lecture)."""
+    """Plain N(0, stddev^2) initializer, ignoring fans (the 'naive' init the variance argument
+    above improves on)."""
 
     def init(key, shape, dtype=jnp.float32):
         return stddev * jax.random.normal(key, shape, dtype)

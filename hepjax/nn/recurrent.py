@@ -1,5 +1,8 @@
-"""Recurrent layers: simple RNN, LSTM and GRU cells (seed 002's equations) run with lax.scan,
-with masks for variable-length sequences and a bidirectional option.
+"""Recurrent layers: simple RNN, LSTM and GRU cells run with lax.scan, with masks for
+variable-length sequences and a bidirectional option. The RNN and GRU equations are written as
+in A. Sznajder (UERJ), "ML em HEP II", Escola INCT 2024 lectures (slides "Recurrent Neural
+Networks" and "Gated Recurrent Network (GRU)"); LSTM: Hochreiter, Schmidhuber, Neural Comput. 9
+(1997) 1735.
 
 Shapes: sequences x (B, T, F), masks (B, T) bool (True = real step). A masked step leaves the
 carry unchanged and outputs zeros, so padding anywhere (usually at the end) is skipped exactly;
@@ -11,10 +14,11 @@ Cell equations (x_t input, h_{t-1} previous hidden state, sigma the logistic fun
         c_t = sigma(f) * c_{t-1} + sigma(i) * tanh(g),   h_t = sigma(o) * tanh(c_t)
   GRU : z_t = sigma(W_z [h_{t-1}, x_t]),  r_t = sigma(W_r [h_{t-1}, x_t])
         h~_t = tanh(W [r_t * h_{t-1}, x_t]),  h_t = (1 - z_t) * h_{t-1} + z_t * h~_t
-        (with biases; seed 002's update convention. Cho et al. 2014, Keras and PyTorch
-        write the gate the other way round, h_t = z_t * h_{t-1} + (1 - z_t) * h~_t: the same
-        cell with z <-> 1 - z. The reset gate acts before the recurrent matmul, as in seed
-        002, Cho et al. and Keras' reset_after=False; PyTorch's GRU applies it after.)
+        (with biases; Sznajder's update convention. Cho et al., arXiv:1406.1078, Keras and
+        PyTorch write the gate the other way round, h_t = z_t * h_{t-1} + (1 - z_t) * h~_t:
+        the same cell with z <-> 1 - z. The reset gate acts before the recurrent matmul, as in
+        Sznajder's slides, Cho et al. and Keras' reset_after=False; PyTorch's GRU applies it
+        after.)
 Input projections of all time steps are one matmul outside the scan; only h W_h runs inside.
 """
 from __future__ import annotations
@@ -117,7 +121,8 @@ class LSTMCell(_Cell):
 
 
 class GRUCell(_Cell):
-    """Gated recurrent unit (Cho et al. 2014) with seed 002's equations; carry h (B, H).
+    """Gated recurrent unit (Cho et al., arXiv:1406.1078) in the form of Sznajder's slides (see
+    the module docstring); carry h (B, H).
     Gate order in the kernels: update z, reset r, candidate."""
 
     gates = 3

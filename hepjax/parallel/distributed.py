@@ -16,8 +16,8 @@ Where the settings come from, first match wins (:func:`detect`):
 4. a Cloud TPU VM (``libtpu`` installed): JAX reads the workers from the TPU metadata server;
 5. otherwise a single process: nothing to initialise.
 
-Run the training CLI under the runtime with ``python -m hepjax.parallel train ...``
-(same arguments as ``hepjax train``); see ``tpu/README.md``.
+Run the training CLI under the runtime with ``hepjax --distributed train ...`` or, the same,
+``python -m hepjax.parallel train ...`` (both in ``hepjax.cli``); see ``tpu/README.md``.
 
 CPU collectives across processes use gloo (``jax_cpu_collectives_implementation``, the default
 in jaxlib 0.10), which is what the localhost tests run on.

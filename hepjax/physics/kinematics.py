@@ -4,11 +4,16 @@ Four-momenta are arrays (..., 4) ordered (E, px, py, pz) in GeV. Every function 
 differentiable and safe at zero momentum and on zero padding: where a quantity is undefined
 (eta of a particle with pT = 0, the log of 0) it returns 0 and a finite (zero) gradient, using
 the "double where" so NaN never reaches the gradient.
+
+``hepjax.physics.numpy_kinematics`` has the same quantities on numpy arrays for the numpy data
+code; ``delta_phi`` is defined there once, for numpy and JAX arrays alike.
 """
 from __future__ import annotations
 
 import jax.numpy as jnp
 import numpy as np
+
+from hepjax.physics.numpy_kinematics import delta_phi
 
 _TINY = 1e-20
 
@@ -69,11 +74,6 @@ def rapidity(p):
     plus, minus = p[..., 0] + p[..., 3], p[..., 0] - p[..., 3]
     ok = (plus > _TINY) & (minus > _TINY)
     return jnp.where(ok, 0.5 * jnp.log(jnp.where(ok, plus, 1.0) / jnp.where(ok, minus, 1.0)), 0.0)
-
-
-def delta_phi(phi_a, phi_b):
-    """phi_a - phi_b wrapped to [-pi, pi)."""
-    return jnp.mod(phi_a - phi_b + jnp.pi, 2 * jnp.pi) - jnp.pi
 
 
 def delta_r(eta_a, phi_a, eta_b, phi_b):

@@ -3,8 +3,8 @@
 This is what ``jax.grad`` does, stripped to the bone (compare karpathy/micrograd, which does it
 for scalars, and JAX's "autodidax", which does it properly).
 
-The idea (lecture notes, seed 000 §1.1, eqs. 16-18)
----------------------------------------------------
+The idea (Kieseler, "Machine learning", §1.1, eqs. (16)-(18))
+-------------------------------------------------------------
 Take ``Phi = tanh(w x)`` and ``L = (Phi - y)^2``. Name the intermediate ``a = w x``. The chain rule
 gives, eq. (18),
 
@@ -27,6 +27,9 @@ numpy silently broadcasts ``(3, 4) + (4,)``: the ``(4,)`` operand is *used* 3 ti
 gradient is the *sum* of the 3 incoming gradients. ``unbroadcast`` does that summing.
 
 Shapes: ``t.data`` and ``t.grad`` always have the same shape. Everything is float64.
+
+Reference: J. Kieseler, "Machine learning", European School of High-Energy Physics 2023, CERN Yellow
+Reports: School Proceedings CERN-2025-009, p. 189, doi:10.23730/CYRSP-2025-009.189.
 """
 from __future__ import annotations
 

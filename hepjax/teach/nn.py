@@ -1,8 +1,8 @@
 """Layers and a multi-layer perceptron on the teaching engine, with the standard initialisations.
 
-Dense layer (seed 000, eq. 1): ``h = F(x W + b)``, with x (N, n_in), W (n_in, n_out), b (n_out,).
+Dense layer (Kieseler, eq. (1)): ``h = F(x W + b)``, with x (N, n_in), W (n_in, n_out), b (n_out,).
 
-Initialisation (seed 004, "Network initialization"): a pre-activation ``z = sum_i w_i x_i`` of
+Initialisation (Butter, "Network initialization"): a pre-activation ``z = sum_i w_i x_i`` of
 n_in unit-variance inputs has variance ``n_in <w^2>``. To keep activations O(1) through many
 layers the weights must be scaled:
   * naive      w ~ N(0, 1):                     variance grows by n_in per layer (explodes);
@@ -10,6 +10,12 @@ layers the weights must be scaled:
   * He         w ~ N(0, 2 / n_in):              the extra 2 compensates ReLU zeroing half the
                                                 inputs, so variance is preserved for ReLU / ELU.
 The random generator is always passed in (``np.random.Generator``); nothing here is global.
+
+References: Kieseler = J. Kieseler, "Machine learning", European School of High-Energy
+Physics 2023, CERN Yellow Reports: School Proceedings CERN-2025-009, p. 189,
+doi:10.23730/CYRSP-2025-009.189;
+Butter = A. Butter (LPNHE/ITP), "Moving beyond dense networks", IDPASC school 2025 lectures;
+Glorot = X. Glorot, Y. Bengio, AISTATS 2010; He = K. He et al., arXiv:1502.01852.
 """
 from __future__ import annotations
 
@@ -26,7 +32,7 @@ ACTIVATIONS = {
     "elu": lambda t: t.elu(),
     "linear": lambda t: t,
 }
-# The initialisation each activation pairs with (seed 000 §1.1: Glorot-tanh, He-ReLU/ELU).
+# The initialisation each activation pairs with (Kieseler §1.1: Glorot-tanh, He-ReLU/ELU).
 DEFAULT_INIT = {"tanh": "glorot", "sigmoid": "glorot", "linear": "glorot", "relu": "he", "elu": "he"}
 
 
@@ -36,7 +42,7 @@ def init_weights(rng, n_in, n_out, scheme="he"):
         "normal": 1.0,
         "glorot": np.sqrt(2.0 / (n_in + n_out)),
         "he": np.sqrt(2.0 / n_in),
-        "lecun": np.sqrt(1.0 / n_in),  # seed 000's "scaled by 1/sqrt(N)"
+        "lecun": np.sqrt(1.0 / n_in),  # Kieseler's "scaled by 1/sqrt(N)"
     }[scheme]
     return rng.normal(0.0, std, size=(n_in, n_out))
 

@@ -11,8 +11,17 @@ and updates ``p.data`` in place. Usage, as in PyTorch::
         opt.step()
 
 ``lr`` may be a number or a schedule ``lr(step) -> float`` (step = 0 on the first update, like
-optax's ``count``); see the decay schedules of seed 004 at the bottom.
+optax's ``count``); see the decay schedules at the bottom.
 g below is dL/dw at the current step, s the step counter.
+
+The forms follow these lectures (short names used below) and papers:
+  * Kieseler: J. Kieseler, "Machine learning", European School of High-Energy Physics 2023,
+    CERN Yellow Reports: School Proceedings CERN-2025-009, p. 189, doi:10.23730/CYRSP-2025-009.189;
+  * Kasieczka: G. Kasieczka (Hamburg), "Intro and Overview", HISS summer school lectures;
+  * Butter: A. Butter (LPNHE/ITP), "Moving beyond dense networks", IDPASC school 2025 lectures;
+  * Sznajder: A. Sznajder (UERJ), "ML em HEP II", Escola INCT 2024 lectures;
+  * Adam: D. P. Kingma, J. Ba, "Adam: a method for stochastic optimization", arXiv:1412.6980;
+  * the perceptron: F. Rosenblatt, Psychological Review 65 (1958) 386.
 """
 from __future__ import annotations
 
@@ -62,7 +71,7 @@ class Optimizer:
 
 
 class SGD(Optimizer):
-    """(Stochastic) gradient descent, seed 000 eq. (13):  w <- w - lr g.
+    """(Stochastic) gradient descent, Kieseler eq. (13):  w <- w - lr g.
 
     optax equivalent: ``optax.sgd(lr)``.
     """
@@ -72,7 +81,7 @@ class SGD(Optimizer):
 
 
 class Momentum(Optimizer):
-    """Momentum in the form of seed 000, eqs. (14)-(15):
+    """Momentum in the form of Kieseler, eqs. (14)-(15):
 
         v <- alpha v - lr g
         w <- w + v
@@ -95,7 +104,7 @@ class Momentum(Optimizer):
 
 
 class MomentumEMA(Optimizer):
-    """Momentum as an exponential moving average of gradients, seed 004:
+    """Momentum as an exponential moving average of gradients (Butter, "Momentum"):
 
         v <- beta v + (1 - beta) g
         w <- w - lr v
@@ -117,7 +126,7 @@ class MomentumEMA(Optimizer):
 
 
 class Adam(Optimizer):
-    """Adam with bias correction, seed 003:
+    """Adam with bias correction (Kingma & Ba; as written in Kasieczka's "Adam" slide):
 
         m <- b1 m + (1 - b1) g             (EMA of gradients: momentum)
         v <- b2 v + (1 - b2) g^2           (EMA of squared gradients: per-weight scale)
@@ -144,10 +153,11 @@ class Adam(Optimizer):
 
 # ---------------------------------------------------------------------------- the perceptron rule
 class Perceptron:
-    """Rosenblatt's perceptron (seed 002): y = theta(W . x + B), theta the Heaviside step.
+    """Rosenblatt's perceptron (Sznajder, "The Perceptron"): y = theta(W . x + B), theta the
+    Heaviside step.
 
     Learning rule, one example at a time:  W <- W - r (y - t) x,  B <- B - r (y - t).
-    (Seed 002 writes the change as delta W = r (y - t) x; it is *subtracted*, i.e. W moves towards
+    (Sznajder writes the change as delta W = r (y - t) x; it is *subtracted*, i.e. W moves towards
     examples it wrongly called 0 and away from those it wrongly called 1.) Not gradient descent:
     theta has zero derivative almost everywhere, which is why MLPs use smooth activations.
     Converges in finitely many updates on linearly separable data.
@@ -185,15 +195,15 @@ class Perceptron:
 
 # ---------------------------------------------------------------------------- learning-rate decay
 def time_decay(lr0, k):
-    """Seed 004 time-based decay: lr(s) = lr0 / (1 + k s)."""
+    """Time-based decay (Butter, "Learn rate decay"): lr(s) = lr0 / (1 + k s)."""
     return lambda s: lr0 / (1.0 + k * s)
 
 
 def step_decay(lr0, lam, tau):
-    """Seed 004 step decay: lr(s) = lr0 lam^floor(s / tau), 0 < lam < 1."""
+    """Step decay (Butter, "Learn rate decay"): lr(s) = lr0 lam^floor(s / tau), 0 < lam < 1."""
     return lambda s: lr0 * lam ** (s // tau)
 
 
 def exponential_decay(lr0, tau):
-    """Seed 004 exponential decay: lr(s) = lr0 exp(-s / tau)."""
+    """Exponential decay (Butter, "Learn rate decay"): lr(s) = lr0 exp(-s / tau)."""
     return lambda s: lr0 * math.exp(-s / tau)

@@ -3,13 +3,20 @@
     python -m hepjax.teach.tutorial [--outdir teach_out] [--seed 0]
 
 Sections (each a function you can call and read on its own):
-  1. ``tanh_example``        eq. 18 of seed 000: every intermediate of backprop beside the formula.
+  1. ``tanh_example``        eq. (18) of Kieseler's lectures: every intermediate of backprop
+                             beside the formula.
   2. ``gradient_check``      backprop against central finite differences on an MLP.
   3. ``train_toy_sets``      an MLP trained from scratch on two blobs and on concentric circles.
   4. ``compare_optimisers``  SGD vs momentum vs Adam on the same problem and initialisation.
   5. ``vanishing_gradients`` per-layer gradient norms in a deep sigmoid net vs a deep ReLU net.
   6. ``init_variance``       activation variance through 20 layers: naive, Glorot, He.
 Everything is seeded; plots (PNG, matplotlib Agg backend) go to ``outdir``.
+
+References: Kieseler = J. Kieseler, "Machine learning", European School of High-Energy
+Physics 2023, CERN Yellow Reports: School Proceedings CERN-2025-009, p. 189,
+doi:10.23730/CYRSP-2025-009.189;
+Sznajder = A. Sznajder (UERJ), "ML em HEP II", Escola INCT 2024 lectures; He = K. He et al.,
+"Delving deep into rectifiers", arXiv:1502.01852; Glorot = X. Glorot, Y. Bengio, AISTATS 2010.
 """
 from __future__ import annotations
 
@@ -59,7 +66,7 @@ def make_circles(rng, n=400, radii=(0.5, 1.5), noise=0.1):
 
 # ---------------------------------------------------------------------------- 1. eq. 18
 def tanh_example(w=0.7, x=1.3, y=0.2, log=print):
-    """Phi = tanh(w x), L = (Phi - y)^2 (seed 000 eqs. 16-18), by hand and by the engine.
+    """Phi = tanh(w x), L = (Phi - y)^2 (Kieseler eqs. (16)-(18)), by hand and by the engine.
 
     Returns a dict with the intermediates, the analytic dL/dw of eq. 18 and the engine's.
     """
@@ -70,7 +77,7 @@ def tanh_example(w=0.7, x=1.3, y=0.2, log=print):
     loss.backward()
     dadw, dphida, dldphi = x, 1.0 - np.tanh(w * x) ** 2, 2.0 * (np.tanh(w * x) - y)
     analytic = dadw * dphida * dldphi
-    log("1. Backprop by hand: Phi = tanh(w x), L = (Phi - y)^2   [seed 000 eqs. 16-18]")
+    log("1. Backprop by hand: Phi = tanh(w x), L = (Phi - y)^2   [Kieseler eqs. (16)-(18)]")
     log(f"   inputs        w = {w}, x = {x}, y = {y}")
     log(f"   forward       a = w x          = {a.item(): .12f}")
     log(f"                 Phi = tanh(a)    = {phi.item(): .12f}")
@@ -218,7 +225,8 @@ def vanishing_gradients(seed=0, depth=10, width=32, log=print):
     """Per-layer ||dL/dW|| in a deep net (``depth`` hidden layers): sigmoid + Glorot vs ReLU + He.
 
     Returns {activation: array of norms, input layer first}. Sigmoid' <= 1/4 multiplies in at
-    every layer on the way back (seed 002), so the first layers get orders of magnitude less.
+    every layer on the way back (Sznajder, "Vanishing Gradient Problem"), so the first layers
+    get orders of magnitude less.
     """
     X, y = make_blobs(np.random.default_rng(seed), n=256)
     norms = {}
@@ -238,7 +246,8 @@ def init_variance(outdir, seed=0, depth=20, width=256, n=500, log=print):
 
     Input: x ~ N(0, 1), (n, width). Returns {scheme: array (depth,) of Var(h_l)}. Expect the
     variance to grow like (width/2)^l (naive), shrink like 2^-l (Glorot: built for linear/tanh,
-    ReLU halves it), stay O(1) (He, seed 004).
+    ReLU halves it), stay O(1) (He et al.; Butter, "Moving beyond dense networks", IDPASC
+    school 2025, "Network initialization").
     """
     x0 = np.random.default_rng(seed).normal(size=(n, width))
     result = {}

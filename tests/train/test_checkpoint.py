@@ -13,7 +13,7 @@ import pytest
 
 from hepjax.train.checkpoint import CheckpointError, Checkpointer
 
-from helpers import leaves_equal
+from .helpers import leaves_equal
 
 
 def _state(step):

@@ -8,7 +8,7 @@ import pytest
 
 from hepjax.train import experiment
 
-from helpers import leaves_equal, smoke_config
+from .helpers import leaves_equal, smoke_config
 
 
 def _params(workdir, step):

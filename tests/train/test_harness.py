@@ -12,7 +12,7 @@ from hepjax.nn import MLP
 from hepjax.train import experiment, loop, state as state_lib, step as step_lib, tasks
 from hepjax.train.logging import read_metrics
 
-from helpers import leaves_equal, max_rel_diff, smoke_config
+from .helpers import leaves_equal, max_rel_diff, smoke_config
 
 
 def _mlp(rngs, dropout=0.0):

@@ -8,7 +8,7 @@ import time
 
 import orbax.checkpoint as ocp
 
-from helpers import leaves_equal
+from .helpers import leaves_equal
 
 ARGS = ["hepjax.configs.dijet_mlp:smoke", "--config.train.num_steps=1500",
         "--config.train.checkpoint_every=25", "--config.train.eval_every=100",

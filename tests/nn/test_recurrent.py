@@ -37,7 +37,7 @@ def _np_run(kind, cell, x, mask, reverse=False):
                 ig, fg, gg, og = np.split(gates, 4)
                 c[i] = _sig(fg) * c[i] + _sig(ig) * np.tanh(gg)
                 h[i] = _sig(og) * np.tanh(c[i])
-            else:  # gru, seed 002: z = s(W_z[h, x]), r = s(W_r[h, x]), h~ = tanh(W[r*h, x])
+            else:  # gru (Sznajder): z = s(W_z[h, x]), r = s(W_r[h, x]), h~ = tanh(W[r*h, x])
                 wz, wr, wc = np.split(wx, 3, axis=1)
                 uz, ur, uc = np.split(wh, 3, axis=1)
                 bz, br, bc = np.split(b, 3)

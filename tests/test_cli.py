@@ -154,3 +154,43 @@ def test_demo_rejection_text_states_its_statistics():
     assert rejection_text(121.2, 606) == ("121.2 ± 54.2 (5 of 606 background jets pass), "
                                          "statistics-limited")
     assert rejection_text(20.0, 600) == "20.0 ± 3.7 (30 of 600 background jets pass)"
+
+
+def test_distributed_joins_the_job_before_running(tmp_path, monkeypatch, capsys):
+    """`hepjax --distributed ...` (before or after the subcommand) and `python -m hepjax.parallel`
+    (`main(distributed=True)`) initialise the distributed runtime once, then run the command."""
+    from hepjax.parallel import distributed
+    calls = []
+
+    def fake_initialize():
+        calls.append("init")
+        return distributed.ClusterSpec("single")
+
+    monkeypatch.setattr(distributed, "initialize", fake_initialize)
+    missing = ["evaluate", "--workdir", str(tmp_path / "none")]
+    assert cli.main(["--distributed", *missing]) == 2      # then the command's own user error
+    assert cli.main([*missing, "--distributed"]) == 2
+    assert cli.main(missing, distributed=True) == 2
+    assert cli.main(missing) == 2
+    assert calls == ["init"] * 3
+    assert "hepjax: error:" in capsys.readouterr().err
+
+
+def test_python_m_hepjax_parallel_is_a_shim_over_the_cli():
+    """hepjax.parallel imports no command-line code: its __main__ only calls hepjax.cli."""
+    import ast
+    import os
+    import pathlib
+
+    import hepjax.parallel
+    package = pathlib.Path(hepjax.parallel.__file__).parent
+    for path in package.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        imported |= {f"{n.module}.{a.name}" for n in ast.walk(tree)
+                     if isinstance(n, ast.ImportFrom) and n.module for a in n.names}
+        if path.name != "__main__.py":
+            assert not any(m.startswith(("hepjax.cli", "hepjax.train")) for m in imported), path
+    proc = subprocess.run([sys.executable, "-m", "hepjax.parallel", "--help"], capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "HEPJAX_TUNE_ALLOCATOR": "0"})
+    assert proc.returncode == 0 and "--distributed" in proc.stdout

@@ -246,7 +246,8 @@ def test_random_compositions_match_central_differences(seed):
 
 # ------------------------------------------------------------------------------ semantics
 def test_tanh_example_eq18():
-    """dL/dw of tanh(w x) with L = (Phi - y)^2 equals [x][1 - tanh^2(wx)][2(Phi - y)] (seed 000)."""
+    """dL/dw of tanh(w x) with L = (Phi - y)^2 equals [x][1 - tanh^2(wx)][2(Phi - y)]
+    (Kieseler, "Machine learning", ESHEP 2023 lectures, eq. (18))."""
     w, x, y = Tensor(0.3), 1.7, -0.4
     loss = ((w * x).tanh() - y) ** 2
     loss.backward()

@@ -3,12 +3,12 @@ stack before pooling, and training smoke tests through hepjax.train."""
 import jax
 import ml_collections
 import numpy as np
-import optax
 import pytest
 from flax import nnx
 
 from hepjax.models import jet_cnn
-from hepjax.train import compile_steps, init_state, tasks
+
+from .toyjets import train_losses
 
 
 def _count(model):
@@ -105,11 +105,5 @@ def test_smoke_training_loss_decreases(which):
         cfg = ml_collections.ConfigDict(dict(stem_width=8, stages=((16, 2, 1),),
                                              cardinality=4, group_width=2))
         model_fn = lambda r: jet_cnn.build_resnext(cfg, (size, size, 1), 1, r)  # noqa: E731
-    opt = optax.adam(3e-3 if which == "cnn" else 1e-2)
-    graphdefs, state = init_state(model_fn, opt, jax.random.key(0))
-    step, _ = compile_steps(graphdefs, tasks.binary_classification(), opt)
-    losses = []
-    for _ in range(20):
-        state, metrics = step(state, batch)
-        losses.append(float(metrics["loss"]))
+    losses = train_losses(model_fn, batch, 3e-3 if which == "cnn" else 1e-2, 20)
     assert np.all(np.isfinite(losses)) and losses[-1] < 0.6 * losses[0], losses

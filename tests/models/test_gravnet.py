@@ -1,6 +1,6 @@
 """gravnet: permutation and padding invariance, and a short training run that lowers the loss."""
 from hepjax.models import gravnet
-from toyjets import check_set_invariances, check_training_lowers_the_loss
+from .toyjets import check_set_invariances, check_training_lowers_the_loss
 
 
 def small_cfg():

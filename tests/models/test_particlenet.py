@@ -1,36 +1,19 @@
 """ParticleNet: paper/weaver parameter counts, permutation and padding invariance, no leak from
 padded rows, a short training run that lowers the loss."""
+import functools
+
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 from flax import nnx
 
 from hepjax.models import particlenet
-from hepjax.train import compile_steps, init_state, tasks
 
+from .toyjets import prong_jets, train_losses
 
-def toy_jets(n_jets, n_max=12, seed=0):
-    """2-prong (label 0) vs 3-prong (label 1) toy jets: features (deta, dphi, log pT, pT
-    fraction), mask, four-momenta (E, px, py, pz) GeV, label."""
-    rng = np.random.default_rng(seed)
-    labels = rng.integers(0, 2, n_jets)
-    feats = np.zeros((n_jets, n_max, 4), np.float32)
-    vecs = np.zeros((n_jets, n_max, 4), np.float32)
-    mask = np.zeros((n_jets, n_max), bool)
-    for j, lab in enumerate(labels):
-        prongs = rng.normal(scale=0.3, size=(2 + lab, 2))
-        n = rng.integers(n_max // 2, n_max + 1)
-        which = rng.integers(0, 2 + lab, n)
-        ang = prongs[which] + rng.normal(scale=0.03, size=(n, 2))
-        pt = rng.exponential(20.0, n) + 1.0
-        eta, phi = ang[:, 0], ang[:, 1]
-        vecs[j, :n] = np.stack([pt * np.cosh(eta), pt * np.cos(phi), pt * np.sin(phi),
-                                pt * np.sinh(eta)], -1)
-        feats[j, :n] = np.stack([eta, phi, np.log(pt), pt / pt.sum()], -1)
-        mask[j, :n] = True
-    return feats, mask, vecs, labels.astype(np.float32)
+# features (deta, dphi, log pT, pT fraction) of up to 12 particles, mask, four-momenta, labels
+toy_jets = functools.partial(prong_jets, n_max=12, pt_fraction=True)
 
 
 def small_cfg():
@@ -86,13 +69,7 @@ def test_gradients_ignore_padded_rows():
 def test_training_lowers_the_loss():
     feats, mask, vecs, labels = toy_jets(64, seed=4)
     batch = {"features": feats, "mask": mask, "label": labels, "weight": np.ones(64, np.float32)}
-    opt = optax.adam(3e-3)
-    model_fn = lambda rngs: particlenet.build(small_cfg(), feats.shape[1:], 1, rngs)  # noqa: E731
-    graphdefs, state = init_state(model_fn, opt, jax.random.key(0))
-    train_step, _ = compile_steps(graphdefs, tasks.binary_classification(), opt)
-    losses = []
-    for _ in range(25):
-        state, metrics = train_step(state, batch)
-        losses.append(float(metrics["loss"]))
+    losses = train_losses(lambda r: particlenet.build(small_cfg(), feats.shape[1:], 1, r), batch,
+                          3e-3, 25)
     assert np.all(np.isfinite(losses))
     assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:3]), losses

@@ -11,21 +11,10 @@ from hepjax.models import part
 from hepjax.physics import from_pt_eta_phi_m, pairwise_features
 from hepjax.train import compile_steps, init_state, tasks
 
+from .toyjets import random_particles as _jets
+
 SMALL = dict(embed_dims=(16, 32, 16), pair_embed_dims=(8, 8), num_heads=2, num_layers=1,
              num_cls_layers=1)
-
-
-def _jets(b, n, f, seed, n_real=None):
-    rng = np.random.default_rng(seed)
-    feats = rng.normal(size=(b, n, f)).astype(np.float32)
-    pt = rng.uniform(1.0, 100.0, (b, n))
-    vec = np.asarray(from_pt_eta_phi_m(pt, rng.normal(0, 0.3, (b, n)),
-                                       rng.normal(0, 0.3, (b, n)), 0.14)).astype(np.float32)
-    mask = np.ones((b, n), bool)
-    if n_real is not None:
-        for i, k in enumerate(n_real):
-            mask[i, k:] = False
-    return feats, mask, vec
 
 
 def _count(model):

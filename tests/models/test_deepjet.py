@@ -2,28 +2,20 @@
 import jax
 import ml_collections
 import numpy as np
-import optax
 import pytest
 from flax import nnx
 
 from hepjax.models import deepjet
 from hepjax.physics import from_pt_eta_phi_m
-from hepjax.train import compile_steps, init_state, tasks
+
+from .toyjets import random_particles, train_losses
 
 SMALL = dict(conv_dims=(8, 4), lstm_units=6, dense_dims=(8,), dropout=0.0)
 
 
-def _jets(b, n, f, seed):
-    rng = np.random.default_rng(seed)
-    pt = rng.uniform(1.0, 100.0, (b, n))
-    vec = np.asarray(from_pt_eta_phi_m(pt, rng.normal(0, .3, (b, n)), rng.normal(0, .3, (b, n)),
-                                       0.14)).astype(np.float32)
-    feats = rng.normal(size=(b, n, f)).astype(np.float32)
-    return feats, np.ones((b, n), bool), vec, pt
-
-
 def test_pt_order_puts_hardest_first_and_padding_last():
-    _, mask, vec, pt = _jets(2, 5, 1, 0)
+    _, mask, vec = random_particles(2, 5, 1, 0)
+    pt = np.hypot(vec[..., 1], vec[..., 2])
     mask[0, 1] = False
     order = np.asarray(deepjet.pt_order(vec, mask))
     assert order[0, -1] == 1
@@ -36,7 +28,7 @@ def test_pt_order_puts_hardest_first_and_padding_last():
 def test_invariant_to_input_order_and_padding_with_vectors(cell, bidirectional):
     model = deepjet.DeepJetTagger(3, 2, cell=cell, bidirectional=bidirectional,
                                   rngs=nnx.Rngs(params=0), **SMALL)
-    feats, mask, vec, _ = _jets(3, 6, 3, 1)
+    feats, mask, vec = random_particles(3, 6, 3, 1)
     call = nnx.jit(lambda m, f, k, v: m(f, k, v))
     y = np.asarray(call(model, feats, mask, vec))
     perm = np.random.default_rng(0).permutation(6)
@@ -78,12 +70,5 @@ def test_smoke_training_loss_decreases():
     batch = {"features": feats, "mask": mask, "vectors": vec.astype(np.float32),
              "label": label, "weight": np.ones(b, np.float32)}
     cfg = ml_collections.ConfigDict(SMALL)
-    opt = optax.adam(1e-2)
-    graphdefs, state = init_state(lambda r: deepjet.build(cfg, (n, 2), 1, r), opt,
-                                  jax.random.key(0))
-    step, _ = compile_steps(graphdefs, tasks.binary_classification(), opt)
-    losses = []
-    for _ in range(25):
-        state, metrics = step(state, batch)
-        losses.append(float(metrics["loss"]))
+    losses = train_losses(lambda r: deepjet.build(cfg, (n, 2), 1, r), batch, 1e-2, 25)
     assert np.all(np.isfinite(losses)) and losses[-1] < 0.7 * losses[0], losses

@@ -3,13 +3,12 @@ a training smoke test on toy 3-prong vs 1-prong jets."""
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from flax import nnx
 
 from hepjax.models import lola
 from hepjax.physics import kinematics, lorentz
-from hepjax.train import count_params, state as state_lib, step as step_lib, tasks
-from toyjets import four_vector_jets as toy_jets
+from hepjax.train import count_params
+from .toyjets import four_vector_batch, four_vector_jets as toy_jets, train_losses
 
 G = np.diag([1.0, -1.0, -1.0, -1.0])
 
@@ -94,23 +93,10 @@ def test_parameter_count_paper_size():
 
 
 def test_trains_on_toy_jets():
-    rng = np.random.default_rng(4)
-    n, b = 12, 64
-    labels = rng.integers(0, 2, b)
-    vectors = toy_jets(rng, b, n, labels).astype(np.float32)
-    mask = np.ones((b, n), bool)
-    mask[: b // 2, 9:] = False
-    batch = {"features": np.zeros((b, n, 1), np.float32), "mask": mask, "vectors": vectors,
-             "label": labels.astype(np.float32), "weight": np.ones(b, np.float32)}
+    n = 12
+    batch = four_vector_batch(64, n, 1, short=9)
     cfg = lola.default_config()
     cfg.num_combinations, cfg.hidden = 4, (32, 16)
-    optimizer = optax.adam(3e-3)
-    graphdefs, state = state_lib.init_state(
-        lambda r: lola.build(cfg, (n, 1), 1, r), optimizer, jax.random.key(0))
-    train_step, _ = step_lib.compile_steps(graphdefs, tasks.binary_classification(), optimizer)
-    losses = []
-    for _ in range(40):
-        state, metrics = train_step(state, batch)
-        losses.append(float(metrics["loss"]))
+    losses = train_losses(lambda r: lola.build(cfg, (n, 1), 1, r), batch, 3e-3, 40)
     assert np.all(np.isfinite(losses))
     assert np.mean(losses[-5:]) < 0.7 * np.mean(losses[:3])

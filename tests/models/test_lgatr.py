@@ -3,13 +3,12 @@ float64), beam spurions, permutation and padding invariance, and a training smok
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from flax import nnx
 
 from hepjax.models import lgatr
 from hepjax.physics import clifford, lorentz
-from hepjax.train import count_params, state as state_lib, step as step_lib, tasks
-from toyjets import four_vector_jets as toy_jets
+from hepjax.train import count_params
+from .toyjets import four_vector_batch, four_vector_jets as toy_jets, train_losses
 
 
 @nnx.jit
@@ -115,23 +114,10 @@ def test_paper_size_builds():
 
 
 def test_trains_on_toy_jets():
-    rng = np.random.default_rng(4)
-    n, b = 10, 48
-    labels = rng.integers(0, 2, b)
-    vectors = toy_jets(rng, b, n, labels).astype(np.float32)
-    mask = np.ones((b, n), bool)
-    mask[: b // 2, 8:] = False
-    batch = {"features": np.zeros((b, n, 2), np.float32), "mask": mask, "vectors": vectors,
-             "label": labels.astype(np.float32), "weight": np.ones(b, np.float32)}
+    n = 10
+    batch = four_vector_batch(48, n, 2, short=8)
     cfg = lgatr.default_config()
     cfg.num_blocks, cfg.hidden_mv, cfg.hidden_s, cfg.num_heads = 1, 4, 8, 2
-    optimizer = optax.adam(3e-3)
-    graphdefs, state = state_lib.init_state(
-        lambda r: lgatr.build(cfg, (n, 2), 1, r), optimizer, jax.random.key(0))
-    train_step, _ = step_lib.compile_steps(graphdefs, tasks.binary_classification(), optimizer)
-    losses = []
-    for _ in range(40):
-        state, metrics = train_step(state, batch)
-        losses.append(float(metrics["loss"]))
+    losses = train_losses(lambda r: lgatr.build(cfg, (n, 2), 1, r), batch, 3e-3, 40)
     assert np.all(np.isfinite(losses))
     assert np.mean(losses[-5:]) < 0.7 * np.mean(losses[:3])

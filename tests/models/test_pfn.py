@@ -1,33 +1,18 @@
 """PFN and EFN: EnergyFlow parameter counts, permutation/padding invariance, IRC safety of the EFN
 (collinear splitting, zero-energy particles), a short training run that lowers the loss."""
+import functools
+
 import jax
 import numpy as np
 import optax
 from flax import nnx
 
 from hepjax.models import pfn
-from hepjax.train import compile_steps, init_state, tasks
 
+from .toyjets import prong_jets, train_losses
 
-def toy_jets(n_jets, n_max=10, seed=0):
-    """2-prong (label 0) vs 3-prong (label 1) toy jets: features (deta, dphi, log pT), mask,
-    four-momenta (E, px, py, pz) GeV, labels."""
-    rng = np.random.default_rng(seed)
-    labels = rng.integers(0, 2, n_jets)
-    feats = np.zeros((n_jets, n_max, 3), np.float32)
-    vecs = np.zeros((n_jets, n_max, 4), np.float32)
-    mask = np.zeros((n_jets, n_max), bool)
-    for j, lab in enumerate(labels):
-        prongs = rng.normal(scale=0.3, size=(2 + lab, 2))
-        n = rng.integers(n_max // 2, n_max + 1)
-        ang = prongs[rng.integers(0, 2 + lab, n)] + rng.normal(scale=0.03, size=(n, 2))
-        pt = rng.exponential(20.0, n) + 1.0
-        eta, phi = ang[:, 0], ang[:, 1]
-        vecs[j, :n] = np.stack([pt * np.cosh(eta), pt * np.cos(phi), pt * np.sin(phi),
-                                pt * np.sinh(eta)], -1)
-        feats[j, :n] = np.stack([eta, phi, np.log(pt)], -1)
-        mask[j, :n] = True
-    return feats, mask, vecs, labels.astype(np.float32)
+# features (deta, dphi, log pT) of up to 10 particles, mask, four-momenta, labels
+toy_jets = functools.partial(prong_jets, n_max=10)
 
 
 def _n(model):
@@ -98,14 +83,8 @@ def test_pfn_and_efn_train():
     batch = {"features": feats, "mask": mask, "vectors": vecs, "label": labels,
              "weight": np.ones(64, np.float32)}
     for builder, name in ((pfn.build_pfn, "pfn"), (pfn.build_efn, "efn")):
-        opt = optax.adam(1e-2)
-        graphdefs, state = init_state(lambda r: builder(small(name), feats.shape[1:], 1, r), opt,
-                                      jax.random.key(0))
-        step, _ = compile_steps(graphdefs, tasks.binary_classification(), opt)
-        losses = []
-        for _ in range(40):
-            state, metrics = step(state, batch)
-            losses.append(float(metrics["loss"]))
+        losses = train_losses(lambda r: builder(small(name), feats.shape[1:], 1, r), batch, 1e-2,
+                              40)
         assert np.mean(losses[-5:]) < 0.9 * np.mean(losses[:3]), (name, losses)
 
 

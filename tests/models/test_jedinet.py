@@ -3,7 +3,7 @@ import jax
 from flax import nnx
 
 from hepjax.models import jedinet
-from toyjets import check_set_invariances, check_training_lowers_the_loss
+from .toyjets import check_set_invariances, check_training_lowers_the_loss
 
 
 def small_cfg():
