@@ -10,7 +10,7 @@ Padded points / nodes / edges never enter a sum, mean, max or normalisation stat
 outputs at padded positions are exactly zero.
 
 References: GN block — Battaglia et al., arXiv:1806.01261; GCN — Kipf & Welling,
-arXiv:1609.02907 (mean-aggregation form of the lecture notes); GAT — Velickovic et al.,
+arXiv:1609.02907 (mean-aggregation form of Sznajder's slides); GAT — Velickovic et al.,
 arXiv:1710.10903; interaction network / JEDI-net — Battaglia et al. arXiv:1612.00222, Moreno et
 al. arXiv:1908.05318; EdgeConv — Wang et al. arXiv:1801.07829, ParticleNet (Qu & Gouskos,
 arXiv:1902.08570); GravNet — Qasim et al. arXiv:1902.07987; Deep Sets — Zaheer et al.
@@ -210,7 +210,8 @@ class EdgeConv(nnx.Module):
 
 
 class GravNetConv(nnx.Module):
-    """GravNet layer (Qasim et al. 2019; lecture notes seed 000 eq. 36).
+    """GravNet layer (Qasim et al., EPJC 79 (2019) 608, arXiv:1902.07987; Kieseler, ESHEP 2023
+    lectures, eq. (36)).
 
     From the input x (B, N, F): learned coordinates s = Dense(F, S)(x) and features to exchange
     f = Dense(F, F_LR)(x); kNN in s (self included, as in the paper); messages
@@ -396,7 +397,7 @@ class GraphNetwork(nnx.Module):
 
 
 class GCN(nnx.Module):
-    """Graph convolution, mean-aggregation form (lecture notes, seed 002):
+    """Graph convolution, mean-aggregation form (A. Sznajder, "ML em HEP II", Escola INCT 2024):
 
         h'_v = act(W' h_v + W mean_{u in N(v)} h_u)
 
