@@ -1,7 +1,11 @@
 """Optimisers, learning-rate schedules, gradient clipping, weight decay and early stopping.
 
 `make_optimizer(config)` turns a small config (dict or ml_collections.ConfigDict) into an
-`optax.GradientTransformation`:
+`optax.GradientTransformation` built from small optax pieces: the optimiser's direction from
+the `OPTIMIZERS` registry (name -> `Optimizer`), the learning rate from the `SCHEDULES` registry
+(name -> builder), combined with `optax.chain`; the learning rate enters through
+`optax.inject_hyperparams`, so its current value is in the optimiser state
+(`current_learning_rate`) and the training loop logs it:
 
     {'name': 'adamw', 'learning_rate': 1e-3,
      'schedule': {'name': 'warmup_cosine', 'warmup_steps': 100},   # optional, default constant
@@ -36,27 +40,50 @@ import jax.numpy as jnp
 import optax
 
 __all__ = [
-    "make_optimizer", "make_schedule", "default_weight_decay_mask", "l2_penalty",
-    "OPTIMIZERS", "SCHEDULES", "EarlyStoppingState", "EarlyStopping", "early_stopping",
+    "make_optimizer", "make_schedule", "current_learning_rate", "default_weight_decay_mask",
+    "l2_penalty", "Optimizer", "OPTIMIZERS", "SCHEDULES", "EarlyStoppingState", "EarlyStopping", "early_stopping",
 ]
 
-OPTIMIZERS = ("sgd", "momentum", "adam", "adamw", "ranger")
+_COMMON_KEYS = {"name", "learning_rate", "schedule", "weight_decay", "clip_norm", "clip_value",
+                "l2"}
 
-# schedule name -> allowed keys (besides 'name'); see make_schedule.
-SCHEDULES: dict[str, tuple[str, ...]] = {
-    "constant": (),
-    "time_based": ("decay_rate",),
-    "step": ("decay_factor", "step_size"),
-    "exponential": ("tau",),
-    "warmup_cosine": ("warmup_steps", "decay_steps", "init_value", "end_value"),
-    "flat_decay": ("num_epochs",),
+
+class Optimizer(NamedTuple):
+    """A registry entry: ``direction(cfg)`` -> the optax transformation giving the update
+    direction d (step 4 of the module docstring), the extra fields it reads, whether it takes
+    decoupled ``weight_decay``, and an optional ``wrap(chain, cfg)`` around the whole chain."""
+    direction: Callable[[dict], optax.GradientTransformation]
+    fields: tuple[str, ...] = ()
+    decoupled_decay: bool = True
+    wrap: Callable[[optax.GradientTransformation, dict], optax.GradientTransformation] | None = None
+
+
+def _adam(cfg: dict) -> optax.GradientTransformation:
+    return optax.scale_by_adam(b1=float(cfg.get("b1", 0.9)), b2=float(cfg.get("b2", 0.999)),
+                               eps=float(cfg.get("eps", 1e-8)))
+
+
+def _radam(cfg: dict) -> optax.GradientTransformation:
+    # weaver-core's Ranger defaults: b1 = 0.95, eps = 1e-5
+    return optax.scale_by_radam(b1=float(cfg.get("b1", 0.95)), b2=float(cfg.get("b2", 0.999)),
+                                eps=float(cfg.get("eps", 1e-5)))
+
+
+def _lookahead(chain: optax.GradientTransformation, cfg: dict) -> optax.GradientTransformation:
+    return lookahead(chain, int(cfg.get("lookahead_steps", 6)), float(cfg.get("lookahead_alpha", 0.5)))
+
+
+# name -> Optimizer; add an entry to add an optimiser (make_optimizer has no per-name branches).
+OPTIMIZERS: dict[str, Optimizer] = {
+    "sgd": Optimizer(lambda cfg: optax.identity()),
+    "momentum": Optimizer(lambda cfg: optax.trace(decay=float(cfg.get("momentum", 0.9)),
+                                                  nesterov=bool(cfg.get("nesterov", False))),
+                          ("momentum", "nesterov")),
+    "adam": Optimizer(_adam, ("b1", "b2", "eps"), decoupled_decay=False),
+    "adamw": Optimizer(_adam, ("b1", "b2", "eps")),
+    "ranger": Optimizer(_radam, ("b1", "b2", "eps", "lookahead_steps", "lookahead_alpha"),
+                        wrap=_lookahead),
 }
-
-_OPT_KEYS = {
-    "name", "learning_rate", "schedule", "weight_decay", "clip_norm", "clip_value", "l2",
-    "momentum", "nesterov", "b1", "b2", "eps", "lookahead_steps", "lookahead_alpha",
-}
-
 
 def _as_dict(config: Any, what: str) -> dict:
     if config is None:
@@ -102,45 +129,56 @@ def make_schedule(config: Any = None, learning_rate: float | None = None,
         learning_rate = lr_cfg
     if learning_rate is None:
         raise ValueError("make_schedule: no learning_rate; set config['learning_rate']")
-    l0 = float(learning_rate)
     name = cfg.pop("name", "constant")
     if name not in SCHEDULES:
         raise ValueError(f"Unknown schedule {name!r}; valid names are {sorted(SCHEDULES)}")
-    unknown = set(cfg) - set(SCHEDULES[name])
+    fields, build = SCHEDULES[name]
+    unknown = set(cfg) - set(fields)
     if unknown:
         raise ValueError(f"schedule {name!r}: unknown fields {sorted(unknown)}; valid fields are "
-                         f"{list(SCHEDULES[name])}")
-    where = f"schedule {name!r}"
-    if name == "constant":
-        return optax.constant_schedule(l0)
-    if name == "time_based":
-        k = float(_require(cfg, "decay_rate", where))
-        return lambda t: l0 / (1.0 + k * jnp.asarray(t, jnp.float32))
-    if name == "step":
-        lam = float(_require(cfg, "decay_factor", where))
-        tau = int(_require(cfg, "step_size", where))
-        if tau <= 0:
-            raise ValueError(f"{where}: step_size must be a positive integer, got {tau}")
-        return lambda t: l0 * jnp.power(lam, jnp.floor_divide(jnp.asarray(t), tau)
-                                        .astype(jnp.float32))
-    if name == "exponential":
-        tau = float(_require(cfg, "tau", where))
-        return lambda t: l0 * jnp.exp(-jnp.asarray(t, jnp.float32) / tau)
-    if name == "flat_decay":
-        epochs = int(_require(cfg, "num_epochs", where))
-        if total_steps is None or total_steps < epochs:
-            raise ValueError(f"{where}: needs total_steps >= num_epochs ({epochs}), got {total_steps}")
-        per_epoch = total_steps // epochs
-        decay_epochs = max(1, int(epochs * 0.3))
-        gamma = 0.01 ** (1.0 / decay_epochs)
+                         f"{list(fields)}")
+    return build(float(learning_rate), cfg, total_steps, f"schedule {name!r}")
 
-        def flat_decay(t):
-            epoch = jnp.minimum(jnp.asarray(t) // per_epoch, epochs - 1)
-            k = jnp.maximum(0, epoch - (epochs - decay_epochs) + 1).astype(jnp.float32)
-            return l0 * jnp.power(gamma, k)
 
-        return flat_decay
-    # warmup_cosine
+def _constant(l0, cfg, total_steps, where):
+    return optax.constant_schedule(l0)
+
+
+def _time_based(l0, cfg, total_steps, where):
+    k = float(_require(cfg, "decay_rate", where))
+    return lambda t: l0 / (1.0 + k * jnp.asarray(t, jnp.float32))
+
+
+def _step(l0, cfg, total_steps, where):
+    lam = float(_require(cfg, "decay_factor", where))
+    tau = int(_require(cfg, "step_size", where))
+    if tau <= 0:
+        raise ValueError(f"{where}: step_size must be a positive integer, got {tau}")
+    return lambda t: l0 * jnp.power(lam, jnp.floor_divide(jnp.asarray(t), tau).astype(jnp.float32))
+
+
+def _exponential(l0, cfg, total_steps, where):
+    tau = float(_require(cfg, "tau", where))
+    return lambda t: l0 * jnp.exp(-jnp.asarray(t, jnp.float32) / tau)
+
+
+def _flat_decay(l0, cfg, total_steps, where):
+    epochs = int(_require(cfg, "num_epochs", where))
+    if total_steps is None or total_steps < epochs:
+        raise ValueError(f"{where}: needs total_steps >= num_epochs ({epochs}), got {total_steps}")
+    per_epoch = total_steps // epochs
+    decay_epochs = max(1, int(epochs * 0.3))
+    gamma = 0.01 ** (1.0 / decay_epochs)
+
+    def flat_decay(t):
+        epoch = jnp.minimum(jnp.asarray(t) // per_epoch, epochs - 1)
+        k = jnp.maximum(0, epoch - (epochs - decay_epochs) + 1).astype(jnp.float32)
+        return l0 * jnp.power(gamma, k)
+
+    return flat_decay
+
+
+def _warmup_cosine(l0, cfg, total_steps, where):
     decay_steps = cfg.get("decay_steps", total_steps)
     if decay_steps is None:
         raise ValueError(f"{where}: needs 'decay_steps' in the schedule config or total_steps=")
@@ -148,6 +186,18 @@ def make_schedule(config: Any = None, learning_rate: float | None = None,
         init_value=float(cfg.get("init_value", 0.0)), peak_value=l0,
         warmup_steps=int(_require(cfg, "warmup_steps", where)), decay_steps=int(decay_steps),
         end_value=float(cfg.get("end_value", 0.0)))
+
+
+# schedule name -> (its fields besides 'name', builder(l0, cfg, total_steps, where)); see
+# make_schedule. Add an entry to add a schedule.
+SCHEDULES: dict[str, tuple[tuple[str, ...], Callable]] = {
+    "constant": ((), _constant),
+    "time_based": (("decay_rate",), _time_based),
+    "step": (("decay_factor", "step_size"), _step),
+    "exponential": (("tau",), _exponential),
+    "warmup_cosine": (("warmup_steps", "decay_steps", "init_value", "end_value"), _warmup_cosine),
+    "flat_decay": (("num_epochs",), _flat_decay),
+}
 
 
 def default_weight_decay_mask(params: Any) -> Any:
@@ -181,32 +231,29 @@ def make_optimizer(config: Any, total_steps: int | None = None,
     default `default_weight_decay_mask`. total_steps is passed to make_schedule.
     """
     cfg = _as_dict(config, "optimizer config")
-    unknown = set(cfg) - _OPT_KEYS
-    if unknown:
-        raise ValueError(f"optimizer config: unknown fields {sorted(unknown)}; valid fields are "
-                         f"{sorted(_OPT_KEYS)}")
     name = cfg.get("name")
     if name not in OPTIMIZERS:
         raise ValueError(f"Unknown optimizer {name!r}; valid names are {list(OPTIMIZERS)}")
+    entry = OPTIMIZERS[name]
+    every = _COMMON_KEYS.union(*(o.fields for o in OPTIMIZERS.values()))
+    unknown = set(cfg) - every
+    if unknown:
+        raise ValueError(f"optimizer config: unknown fields {sorted(unknown)}; valid fields are "
+                         f"{sorted(every)}")
+    foreign = sorted(set(cfg) - _COMMON_KEYS - set(entry.fields))
+    if foreign:
+        key = foreign[0]
+        owners = [n for n, o in OPTIMIZERS.items() if key in o.fields]
+        raise ValueError(f"optimizer config: {key!r} only applies to {owners}, not to name={name!r}")
     lr = make_schedule(cfg.get("schedule"), _require(cfg, "learning_rate", "optimizer config"),
                        total_steps)
     mask = default_weight_decay_mask if weight_decay_mask is None else weight_decay_mask
     wd = float(cfg.get("weight_decay") or 0.0)
-    if name == "adam" and wd:
-        raise ValueError("optimizer 'adam' with weight_decay: use name='adamw' for decoupled "
+    if wd and not entry.decoupled_decay:
+        raise ValueError(f"optimizer {name!r} with weight_decay: use name='adamw' for decoupled "
                          "weight decay, or 'l2' for a coupled L2 penalty")
     if name == "adamw" and "weight_decay" not in cfg:
         raise ValueError("optimizer 'adamw' needs 'weight_decay' in the config (e.g. 1e-4)")
-    for key in ("momentum", "nesterov"):
-        if key in cfg and name != "momentum":
-            raise ValueError(f"optimizer config: {key!r} only applies to name='momentum', "
-                             f"got name={name!r}")
-    for key in ("b1", "b2", "eps"):
-        if key in cfg and name not in ("adam", "adamw", "ranger"):
-            raise ValueError(f"optimizer config: {key!r} only applies to adam/adamw/ranger, got {name!r}")
-    for key in ("lookahead_steps", "lookahead_alpha"):
-        if key in cfg and name != "ranger":
-            raise ValueError(f"optimizer config: {key!r} only applies to ranger, got {name!r}")
 
     chain: list[optax.GradientTransformation] = []
     if cfg.get("l2"):
@@ -215,23 +262,31 @@ def make_optimizer(config: Any, total_steps: int | None = None,
         chain.append(optax.clip(float(cfg["clip_value"])))
     if cfg.get("clip_norm"):
         chain.append(optax.clip_by_global_norm(float(cfg["clip_norm"])))
-    if name == "momentum":
-        chain.append(optax.trace(decay=float(cfg.get("momentum", 0.9)),
-                                 nesterov=bool(cfg.get("nesterov", False))))
-    elif name in ("adam", "adamw"):
-        chain.append(optax.scale_by_adam(b1=float(cfg.get("b1", 0.9)),
-                                         b2=float(cfg.get("b2", 0.999)),
-                                         eps=float(cfg.get("eps", 1e-8))))
-    elif name == "ranger":
-        chain.append(optax.scale_by_radam(b1=float(cfg.get("b1", 0.95)), b2=float(cfg.get("b2", 0.999)),
-                                          eps=float(cfg.get("eps", 1e-5))))
+    chain.append(entry.direction(cfg))
     if wd:
         chain.append(optax.add_decayed_weights(wd, mask=mask))
-    chain.append(optax.scale_by_learning_rate(lr))
-    if name == "ranger":
-        return lookahead(optax.chain(*chain), int(cfg.get("lookahead_steps", 6)),
-                         float(cfg.get("lookahead_alpha", 0.5)))
-    return optax.chain(*chain)
+    # the learning rate as an injected hyperparameter: its value at each step sits in the
+    # optimiser state, where `current_learning_rate` reads it for the training logs
+    chain.append(optax.inject_hyperparams(optax.scale_by_learning_rate)(learning_rate=lr))
+    tx = optax.chain(*chain)
+    return entry.wrap(tx, cfg) if entry.wrap is not None else tx
+
+
+def current_learning_rate(opt_state: Any) -> jax.Array | None:
+    """The learning rate ``make_optimizer``'s chain applied at its latest update (the
+    injected hyperparameter in ``opt_state``), or None for a chain without one."""
+    found = []
+
+    def visit(node):
+        hyperparams = getattr(node, "hyperparams", None)   # optax's Inject*HyperparamsState
+        if isinstance(hyperparams, dict) and "learning_rate" in hyperparams:
+            found.append(hyperparams["learning_rate"])
+        elif isinstance(node, (tuple, list)):
+            for child in node:
+                visit(child)
+
+    visit(opt_state)
+    return found[0] if found else None
 
 
 class LookaheadState(NamedTuple):

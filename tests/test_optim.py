@@ -284,3 +284,38 @@ def test_flat_decay_schedule_matches_weaver():
         np.testing.assert_allclose(float(schedule(step)), 1e-3 * factor, rtol=1e-6)
     with pytest.raises(ValueError, match="total_steps"):
         optim_lib.make_schedule({"name": "flat_decay", "num_epochs": 20}, 1e-3, total_steps=None)
+
+
+def test_learning_rate_is_injected_and_readable_at_every_step():
+    """make_optimizer's chain carries the learning rate as an injected hyperparameter: after each
+    update, current_learning_rate is the scheduled rate that update applied (and with Ranger's
+    lookahead wrapper around the chain too)."""
+    params = {"w": jnp.ones(3)}
+    for name, extra in (("adamw", {"weight_decay": 0.1}), ("ranger", {})):
+        cfg = {"name": name, "learning_rate": 0.1,
+               "schedule": {"name": "warmup_cosine", "warmup_steps": 3}, **extra}
+        tx = optim.make_optimizer(cfg, total_steps=10)
+        schedule = optim.make_schedule(cfg["schedule"], 0.1, total_steps=10)
+        state = tx.init(params)
+        for t in range(6):
+            _, state = tx.update({"w": jnp.full(3, 0.5)}, state, params)
+            np.testing.assert_allclose(optim.current_learning_rate(state), schedule(t), rtol=1e-6)
+    assert optim.current_learning_rate(optax.sgd(0.1).init(params)) is None
+
+
+def test_registries_build_every_entry():
+    """Every registered optimiser and schedule builds from its name (no per-name branches)."""
+    for name, entry in optim.OPTIMIZERS.items():
+        cfg = {"name": name, "learning_rate": 0.01}
+        if name == "adamw":
+            cfg["weight_decay"] = 1e-4
+        tx = optim.make_optimizer(cfg, total_steps=20)
+        state = tx.init({"w": jnp.ones(2)})
+        updates, _ = tx.update({"w": jnp.ones(2)}, state, {"w": jnp.ones(2)})
+        assert np.all(np.isfinite(np.asarray(updates["w"])))
+    required = {"time_based": {"decay_rate": 0.1}, "step": {"decay_factor": 0.5, "step_size": 5},
+                "exponential": {"tau": 10.0}, "warmup_cosine": {"warmup_steps": 2},
+                "flat_decay": {"num_epochs": 4}}
+    for name in optim.SCHEDULES:
+        schedule = optim.make_schedule({"name": name, **required.get(name, {})}, 0.01, total_steps=20)
+        assert np.isfinite(float(schedule(3)))

@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
+from hepjax.optim import current_learning_rate
 from hepjax.parallel import mesh as mesh_lib
 from hepjax.train.state import Graphdefs, TrainState
 
@@ -123,8 +124,9 @@ def train_step_fn(graphdefs: Graphdefs, loss_fn: LossFn, optimizer: optax.Gradie
     """The pure, uncompiled step ``(state, batch) -> (state, metrics)``; ``precision`` is the
     forward pass's ('float32' or 'bfloat16', see the module docstring).
 
-    metrics holds the task's metrics plus ``loss``, ``grad_norm`` and ``finite`` (False if the loss
-    or a gradient is NaN/Inf; the loop stops on it).
+    metrics holds the task's metrics plus ``loss``, ``grad_norm``, ``finite`` (False if the loss
+    or a gradient is NaN/Inf; the loop stops on it) and, for ``hepjax.optim.make_optimizer``
+    chains, ``learning_rate`` (the rate this step's update applied).
     """
 
     compute_dtype(precision)  # validates the name before anything is traced
@@ -139,6 +141,9 @@ def train_step_fn(graphdefs: Graphdefs, loss_fn: LossFn, optimizer: optax.Gradie
         grad_norm = optax.tree.norm(grads)
         metrics = dict(metrics, loss=loss, grad_norm=grad_norm,
                        finite=jnp.isfinite(loss) & jnp.isfinite(grad_norm))
+        learning_rate = current_learning_rate(opt_state)
+        if learning_rate is not None:   # the rate this update applied (optax.inject_hyperparams)
+            metrics["learning_rate"] = learning_rate
         new_state = TrainState(state.step + 1, params, model_state, opt_state, state.key)
         return new_state, metrics
 
