@@ -63,6 +63,7 @@ Each tagger's inputs and training recipe, with where it comes from (``recipe_sou
 import ml_collections
 
 from hepjax import models
+from hepjax.configs import defaults
 
 MODELS = ("mlp", "cnn", "efn", "pfn", "lola", "particlenet", "part", "lorentznet", "jedinet")
 
@@ -180,25 +181,12 @@ def get_config(arg: str = "particlenet") -> ml_collections.ConfigDict:
         c.model.init = "torch"  # PyTorch's Linear default: first loss ~0.7 (He's: ~1.0)
     c.optimizer = ml_collections.ConfigDict(optimizer)
 
-    c.train = ml_collections.ConfigDict()
-    c.train.num_epochs = epochs
-    c.train.num_steps = 0  # 0: num_epochs epochs of the training split
-    c.train.batch_size = batch_size
-    c.train.eval_batch_size = 1024
-    c.train.log_every = 50
-    c.train.eval_every = 0                 # steps; replaced by eval_every_epochs when > 0
-    c.train.eval_every_epochs = 1.0        # validate once per epoch
-    c.train.checkpoint_every = 0
-    c.train.checkpoint_every_epochs = 1.0  # periodic (resume) checkpoint once per epoch
-    c.train.keep_checkpoints = 2
-    c.train.restore_step = 0   # resume from: 0 = the newest intact checkpoint, or that step
-    c.train.ensemble_size = 1
-    c.train.num_devices = 1
-    c.train.precision = "float32"
-    c.train.tensorboard = False
-    c.train.early_stopping = ml_collections.ConfigDict(
-        {"metric": "loss", "mode": "min", "patience": PATIENCE, "min_delta": 0.0,
-         "restore_best": True})
+    c.train = defaults.train(
+        num_steps=0, num_epochs=epochs,            # the maximum: early stopping may end sooner
+        batch_size=batch_size, log_every=50,
+        eval_every=0, eval_every_epochs=1.0,       # validate once per epoch
+        checkpoint_every=0, checkpoint_every_epochs=1.0,
+        early_stopping=defaults.early_stopping(patience=PATIENCE))
 
     if variant == "cpu":
         train_jets, epochs, particles, batch = _CPU[name]

@@ -10,6 +10,8 @@ Variants: ``get_config()`` the demo (6000 jets: 60% train, 20% val, 20% test);
 """
 import ml_collections
 
+from hepjax.configs import defaults
+
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
@@ -37,48 +39,18 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.preprocessing.log_features = ("mass", "pt")
     c.preprocessing.standardize = True
 
-    c.model = ml_collections.ConfigDict()
-    c.model.name = "mlp"
-    c.model.hidden = (64, 64, 64)
-    c.model.activation = "relu"
-    c.model.dropout = 0.1
-    c.model.norm = ""
-    c.model.residual = False
-    c.model.num_classes = 2
-
-    c.optimizer = ml_collections.ConfigDict()
-    c.optimizer.name = "adamw"
-    c.optimizer.learning_rate = 2e-3
-    c.optimizer.weight_decay = 1e-4
-    c.optimizer.clip_norm = 1.0
-    c.optimizer.schedule = ml_collections.ConfigDict({"name": "warmup_cosine", "warmup_steps": 100})
-
-    c.train = ml_collections.ConfigDict()
-    c.train.num_steps = 2000
-    c.train.batch_size = 128
-    c.train.eval_batch_size = 1024
-    c.train.log_every = 100
-    c.train.eval_every = 200
-    c.train.checkpoint_every = 200
-    c.train.keep_checkpoints = 2
-    c.train.restore_step = 0   # resume from: 0 = the newest intact checkpoint, or that step
-    c.train.ensemble_size = 1
-    c.train.num_devices = 1
-    c.train.tensorboard = False
-    c.train.early_stopping = ml_collections.ConfigDict(
-        {"metric": "loss", "mode": "min", "patience": 4, "min_delta": 0.0, "restore_best": True})
+    c.model = defaults.mlp((64, 64, 64))
+    c.optimizer = defaults.adamw_warmup_cosine(2e-3)
+    c.train = defaults.train(num_steps=2000, batch_size=128, eval_batch_size=1024, eval_every=200,
+                              checkpoint_every=200)
 
     if arg == "smoke":
         c.data.n_jets = 400
         c.data.workers = 1
         c.data.events_per_chunk = 100
         c.model.hidden = (32, 32)
-        c.train.num_steps = 150
-        c.train.batch_size = 64
-        c.train.eval_batch_size = 256
-        c.train.log_every = 25
-        c.train.eval_every = 50
-        c.train.checkpoint_every = 50
+        c.train.update({"num_steps": 150, "batch_size": 64, "eval_batch_size": 256,
+                        "log_every": 25, "eval_every": 50, "checkpoint_every": 50})
         c.optimizer.schedule.warmup_steps = 10
     elif arg:
         raise ValueError(f"top_tagging_mlp: unknown variant {arg!r}; use '' or 'smoke'")
