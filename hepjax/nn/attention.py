@@ -11,17 +11,15 @@ Layout conventions
 
 The softmax is masked: masked keys get weight exactly 0 (not merely a small one), and a query row
 with no allowed key gets all-zero weights and a zero output, with finite gradients — never NaN
-(a NaN in the bias is the exception: it still poisons its row, masked or not). With a mask,
-the fused path clips the logits to +-finfo.max / 4, so the bias may then hold +-inf. Without a
-mask nothing is clipped (that clip would cost ParT's fused kernel a pass): the bias must be
-finite there (a +inf, or a row of -inf, gives NaN), and `masked_logit()` is the finite way to
-mask a key through it.
-With return_weights=True the weights come from `hepjax.nn.activations.softmax`; otherwise a
-fused form normalises after the product with v (same values, fewer passes; tested to agree).
-A bias can carry a key mask itself: `masked_logit()` added to a key's logits gives it weight
-exactly 0 next to any allowed key (a row with no allowed key then averages the masked ones
-instead of returning zeros). The Particle Transformer masks its padded keys this way, inside
-the pair bias it computes anyway.
+(a NaN in the bias is the exception: it still poisons its row, masked or not). With a mask the
+bias may hold +-inf on masked keys. Without a mask the bias must be finite (the fast kernel gives
+NaN for a +inf, or a row of -inf), and `masked_logit()` is the finite way to mask a key through it: added to a
+key's logits it gives it weight exactly 0 next to any allowed key (a row with no allowed key
+then averages the masked ones instead of returning zeros). The Particle Transformer masks its
+padded keys this way, inside the pair bias it computes anyway.
+The two products and the masked softmax are kernels (`hepjax.kernels.bmm`,
+`hepjax.kernels.softmax_matmul`): `hepjax.kernels.select` chooses between their references and
+the fast forms written for XLA:CPU.
 """
 from __future__ import annotations
 
@@ -32,9 +30,10 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from hepjax import kernels
 from hepjax.nn import initializers as inits
-from hepjax.nn.activations import get_activation, softmax
-from hepjax.nn.layers import Dense, Dropout, LayerNorm, dense_matmul
+from hepjax.nn.activations import get_activation
+from hepjax.nn.layers import Dense, Dropout, LayerNorm
 
 Array = jax.Array
 
@@ -71,96 +70,13 @@ def dot_product_attention(query: Array, key: Array, value: Array, *, mask: Array
     scale = 1.0 / math.sqrt(query.shape[-1])
     # heads before the sequence axes: the two products are plain batched matmuls over (..., H)
     q, k, v = (jnp.swapaxes(t, -2, -3) for t in (query * scale, key, value))
-    logits = _bmm(q, jnp.swapaxes(k, -1, -2))  # (..., H, Tq, Tk)
+    logits = kernels.bmm(q, jnp.swapaxes(k, -1, -2))  # (..., H, Tq, Tk)
     if bias is not None:
         logits = logits + bias
+    out = kernels.softmax_matmul(logits, v, mask, weights_dropout, return_weights)
     if return_weights:
-        weights = softmax(logits, axis=-1, where=mask)
-        if weights_dropout is not None:
-            weights = weights_dropout(weights)
-        return jnp.swapaxes(weights @ v, -2, -3), weights
-    # Fused path, the same values: unnormalised e = exp(logit - max) on allowed keys, the
-    # normalisation applied after the product with v (one division per output row instead of
-    # one per weight); dropout(e / s) v = dropout(e) v / s since s is constant along a row.
-    # The mask enters through small float tensors of the mask's own shape, not as selects on
-    # the (..., H, Tq, Tk) logits, so that XLA:CPU compiles the two products and the softmax
-    # into one fused kernel (its YNNPACK fusions take no select; ParT block at 128 x 128:
-    # 43 -> 19 ms on 2 cores): the logits are clipped to +-finfo.max / 4 (an inf in the bias
-    # becomes finite), masked keys are pushed down by finfo.max / 2 (below every allowed key,
-    # so out of the row max) and their e multiplied by 0. A row with an allowed key then has
-    # s >= 1 (its max entry is exp(0) = 1); a row without one has e = 0, s = 0 and returns 0.
-    keep = None
-    if mask is not None:
-        mask = jnp.asarray(mask, bool)
-        keep = mask.astype(logits.dtype)
-        big = -masked_logit(logits.dtype)
-        # the clip bounds as tensors of the mask's shape (keep * 0 + big): clipping to scalar
-        # constants also splits the fused kernel
-        bound = keep * 0 + big
-        logits = jnp.minimum(jnp.maximum(logits, -bound), bound) + (keep - 1) * (2 * big)
-    row_max = jax.lax.stop_gradient(jnp.max(logits, axis=-1, keepdims=True))
-    e = jnp.exp(logits - row_max)
-    if keep is not None:
-        e = e * keep
-    denom = jnp.sum(e, axis=-1, keepdims=True)
-    if weights_dropout is not None:
-        e = weights_dropout(e)
-    out = _bmm(e, v) / _row_sum_or_one(denom)
+        return jnp.swapaxes(out[0], -2, -3), out[1]
     return jnp.swapaxes(out, -2, -3)
-
-
-@jax.custom_vjp
-def _bmm(a: Array, b: Array) -> Array:
-    """a @ b for batched (..., M, K) @ (..., K, N), with a backward pass laid out for XLA:CPU.
-
-    Attention's per-head products are small (M, K, N of 128, 128, 16 at ParT's size), and
-    XLA:CPU's speed on them depends on the layouts much more than on the FLOPs: a^T g with both
-    operands contracted over their leading axis M (autodiff's form for the gradient of b) runs
-    at ~25 GFLOP/s, while the same numbers as (M, X) x (Y, M) -> (Y, X), contracting the large
-    operand's rows with a transposed copy of the small one, run at ~50-60 (2-core EPYC,
-    (128, 8, 128, 128) x (128, 8, 128, 16): 21-23 ms -> 9-11 ms). The gradient of a is g b^T
-    as autodiff writes it; the gradient of b takes that fast form, the small operand
-    transposed into its own buffer and the result fenced by `lax.optimization_barrier` so that
-    XLA cannot fold the transposes back into the slow form. Same values as autodiff up to the
-    order of the sums."""
-    return a @ b
-
-
-def _bmm_fwd(a, b):
-    return a @ b, (a, b)
-
-
-def _bmm_bwd(residuals, g):
-    a, b = residuals
-    da = g @ jnp.swapaxes(b, -1, -2)
-    fence = jax.lax.optimization_barrier
-    if a.shape[-1] >= g.shape[-1]:
-        # a is the large operand (attention weights (M, K=Tk), g = dout (M, N=D)):
-        # db^T (N, K) = g^T a, contracting a's rows
-        db_t = fence(jnp.einsum("...mk,...nm->...nk", a, fence(jnp.swapaxes(g, -1, -2))))
-        db = jnp.swapaxes(db_t, -1, -2)
-    else:
-        # g is the large one (logit gradient (M, N=Tk), a = q (M, K=D)): db (K, N) = a^T g
-        db = fence(jnp.einsum("...mn,...km->...kn", g, fence(jnp.swapaxes(a, -1, -2))))
-    return da.astype(a.dtype), db.astype(b.dtype)
-
-
-_bmm.defvjp(_bmm_fwd, _bmm_bwd)
-
-
-@jax.custom_jvp
-def _row_sum_or_one(s: Array) -> Array:
-    """A masked softmax row sum s as a divisor: s itself where s >= 1, 1 where s = 0 (the only
-    values it takes: a row with an allowed key has its max entry exp(0) = 1), with derivative
-    1. Not jnp.maximum's derivative, which halves the gradient at s = 1 exactly (a row with one
-    allowed key, or one dominant logit); not `where(s > 0, s, 1)` or
-    `s + stop_gradient(max(s, 1) - s)`, which split XLA:CPU's fused attention kernel."""
-    return jnp.maximum(s, 1.0)
-
-
-@_row_sum_or_one.defjvp
-def _row_sum_or_one_jvp(primals, tangents):
-    return _row_sum_or_one(primals[0]), tangents[0]
 
 
 def masked_logit(dtype=jnp.float32) -> float:
@@ -272,7 +188,7 @@ class MultiHeadAttention(nnx.Module):
         if context is None and self.kv_features == self.embed_dim:
             # self attention: one matmul with the packed (E, 3E) kernel
             kernel = jnp.concatenate([self.q_proj.kernel[...], self.kv_proj.kernel[...]], axis=-1)
-            y = dense_matmul(x, kernel)
+            y = kernels.dense_matmul(x, kernel)
             if self.q_proj.bias is not None:
                 y = y + jnp.concatenate([self.q_proj.bias[...], self.kv_proj.bias[...]])
             return jnp.split(y, 3, axis=-1)
