@@ -40,7 +40,7 @@ def _cotangent_fwd(x):
 
 
 def _cotangent_bwd(_, g):
-    return (materialize(g),)
+    return (_materialize_fast(g),)
 
 
 _materialize_cotangent_fast.defvjp(_cotangent_fwd, _cotangent_bwd)

@@ -5,8 +5,8 @@ symmetric array rebuilt by the mirrored gather. Fast form, for XLA:CPU, which co
 gathers into (P, B) gathers plus transposes: the "rectangular full packed" layout of LAPACK's
 RFP format, built from three k x k blocks of pairs (N = 2k) by slices, pads and selects
 (`rfp_pack`, `rfp_unpack`), the features computed block by block; the packed features and the
-cotangents of the unpacking each computed once into a buffer of their own
-(`hepjax.kernels.buffers`). The two forms order the pairs differently: read them back only
+cotangents of the unpacking each computed once into a buffer of their own (the fast forms of
+`hepjax.kernels.buffers`). The two forms order the pairs differently: read them back only
 through `unpack_symmetric_pairs` in the same mode.
 """
 from __future__ import annotations
@@ -69,7 +69,7 @@ def _symmetric_pairs_fast(pair_fn, points, mask):
     # computed feature by feature (B, F, 2k + 1, k) into a buffer of its own, then made
     # pair-major: fused into their consumers as (B, P, F) the features were evaluated with an
     # F-wide inner axis and recomputed per consumer
-    feats = materialize(jnp.moveaxis(feats, -1, 1)).reshape(b, feats.shape[-1], -1)
+    feats = materialize.fast(jnp.moveaxis(feats, -1, 1)).reshape(b, feats.shape[-1], -1)
     return jnp.moveaxis(feats, 1, -1), pmask.reshape(b, -1)
 
 
@@ -93,8 +93,8 @@ def _unpack_symmetric_pairs_fast(values, n):
     # transposes, into a buffer of its own (not fused into the per-pair backward pass before it);
     # the full array's cotangent (the sum of its consumers') computed once, not inside the
     # unpacking
-    packed = materialize_cotangent(values.reshape(b, -1, 2 * k + 1, k))
-    return materialize_cotangent(rfp_unpack(packed))[:, :, :n, :n]
+    packed = materialize_cotangent.fast(values.reshape(b, -1, 2 * k + 1, k))
+    return materialize_cotangent.fast(rfp_unpack(packed))[:, :, :n, :n]
 
 
 @dispatch("pairs", fast=_unpack_symmetric_pairs_fast)

@@ -91,7 +91,8 @@ def uses_fast(kernel: str) -> bool:
 def dispatch(kernel: str, fast: Callable) -> Callable[[Callable], Callable]:
     """Decorator for a kernel's public function, whose body is the reference: the result runs
     `fast` or the reference as `uses_fast(kernel)` says, with the same arguments. Both stay
-    reachable as `.fast` and `.reference` (for the tests that compare them)."""
+    reachable as `.fast` and `.reference`: for the tests that compare them, and for a fast form
+    built from other fast forms."""
     if kernel not in FAST_BACKENDS:
         raise KeyError(f"unknown kernel {kernel!r}; add it to FAST_BACKENDS")
 
