@@ -2,6 +2,8 @@
 
 Subpackages (imported on first use, so ``import hepjax.teach`` stays numpy-only):
 
+    hepjax.kernels        hand-written fast paths beside their references, chosen per backend
+                          (HEPJAX_KERNELS=auto|fast|reference)
     hepjax.nn             activations, initialisers, Flax NNX layers (MLP, mask-aware norms),
                           attention/transformer blocks, recurrent cells, convolutions
     hepjax.graphs         segment ops, GraphsTuple padding, kNN/radius/LSH graphs, GNN blocks
@@ -23,8 +25,8 @@ import importlib
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("config", "data", "graphs", "losses", "metrics", "models", "nn", "optim", "parallel",
-               "physics", "plots", "preprocessing", "rng", "teach", "train")
+_SUBMODULES = ("config", "data", "graphs", "kernels", "losses", "metrics", "models", "nn", "optim",
+               "parallel", "physics", "plots", "preprocessing", "rng", "teach", "train")
 __all__ = ["__version__", *_SUBMODULES]
 
 

@@ -62,7 +62,6 @@ def _json_line(metrics: dict) -> str:
 
 
 def _train(args, overrides) -> int:
-    from hepjax import config as config_lib
     from hepjax.train import experiment
 
     config = _load_config(args.config, overrides)

@@ -48,24 +48,22 @@ The plain transformer of the paper's ablation is the same network without the pa
 from __future__ import annotations
 
 import math
-from functools import partial
 from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import nnx
 
+from hepjax import kernels
 from hepjax.nn.activations import get_activation
 from hepjax.nn.attention import MultiHeadAttention, masked_logit, padding_mask
-from hepjax.nn.layers import BatchNorm, Dense, Dropout, LayerNorm, dense_matmul, materialize
-from hepjax.nn.rowwise import bn_gelu_mlp, bn_gelu_mlp_eval
+from hepjax.nn.layers import BatchNorm, Dense, Dropout, LayerNorm
 from hepjax.physics import pairwise_features
 
 Array = jax.Array
 
 __all__ = ["ParticleTransformer", "ParTBlock", "PairEmbedding", "build", "build_transformer",
-           "default_config", "rfp_pack", "rfp_unpack"]
+           "default_config"]
 
 
 def _dropout(rate: float, rngs: nnx.Rngs):
@@ -98,24 +96,22 @@ class PairEmbedding(nnx.Module):
     """Embeds the four pair features of every particle pair into one attention bias per head.
 
     Call: pe(vectors (B, N, 4) (E, px, py, pz) GeV, mask (B, N) bool, *, mask_keys=False)
-    -> (B, H, N, N), zero on pairs with a padded particle. BatchNorm statistics use the real
-    pairs (each unordered pair once, the diagonal included), as weaver's sparse evaluation
-    does. mask_keys=True: the columns of padded particles (keys j) hold
-    `hepjax.nn.attention.masked_logit()` instead, so that the bias masks the padded keys when
-    added to attention logits (ParticleTransformer uses it so: its attention then needs no
-    mask of its own, which on XLA:CPU saves a pass over the (B, H, N, N) logits per block).
+    -> (B, H, N, N), zero on pairs with a padded particle. The bias is symmetric: the features
+    and the 1x1 layers are evaluated on each unordered pair once (the diagonal included,
+    `hepjax.kernels.symmetric_pairs`) and mirrored, and the BatchNorm statistics use those real
+    pairs, as weaver's sparse evaluation does. mask_keys=True: the columns of padded particles
+    (keys j) hold `hepjax.nn.attention.masked_logit()` instead, so that the bias masks the
+    padded keys when added to attention logits (ParticleTransformer uses it so: its attention
+    then needs no mask of its own).
 
-    tiled: run the 1x1 layers (with GELU after each) tile by tile (`hepjax.nn.rowwise`) instead
-    of layer by layer; same values up to round-off. None (default) = on the CPU backend only,
-    where it cuts the memory traffic (ParT training step at 128 x 128 on 2 cores: 4.2 s -> 4.0
-    s); on GPU the many small loop iterations would cost more than they save.
+    With the exact GELU after every layer (the paper's configuration) the 1x1 layers are
+    `hepjax.kernels.bn_gelu_mlp`: BatchNorm + GELU per layer, each Dense bias only shifting the
+    running mean in training mode (BatchNorm removes it exactly).
     """
 
     def __init__(self, dims: Sequence[int], num_heads: int, *, input_dim: int = 4,
-                 activation: str = "gelu", use_pre_activation: bool = False,
-                 tiled: bool | None = None, rngs: nnx.Rngs):
+                 activation: str = "gelu", use_pre_activation: bool = False, rngs: nnx.Rngs):
         self.num_heads = num_heads
-        self.tiled = tiled
         self.activation = get_activation(activation)
         self.fused_gelu = activation == "gelu"
         self.use_pre_activation = use_pre_activation
@@ -132,65 +128,40 @@ class PairEmbedding(nnx.Module):
 
     def __call__(self, vectors: Array, mask: Array, *, mask_keys: bool = False) -> Array:
         n = vectors.shape[-2]
-        if n % 2:  # the packed layout takes an even count: one padded particle more
-            vectors = jnp.pad(vectors, ((0, 0), (0, 1), (0, 0)))
-            mask = jnp.pad(mask, ((0, 0), (0, 1)))
-        k = vectors.shape[-2] // 2
-        lo, hi = (vectors[:, :k], mask[:, :k]), (vectors[:, k:], mask[:, k:])
-        # each unordered pair once (diagonal included) in the packed (2k + 1, k) rectangle of
-        # `rfp_pack`, from three k x k blocks of pairs: slices and selects, no gathers (XLA:CPU
-        # makes per-pair gathers (P, B) gathers plus transposes)
-        feats = rfp_pack(pairwise_features(*lo), pairwise_features(*hi),
-                         pairwise_features(*hi, others=lo[0], others_mask=lo[1]))
-        pmask = rfp_pack(*(a[:, :, None] & b[:, None, :]
-                           for a, b in ((lo[1], lo[1]), (hi[1], hi[1]), (hi[1], lo[1]))))
-        b = vectors.shape[0]
-        # computed feature by feature (B, 4, 2k + 1, k) into a buffer of its own, then made
-        # pair-major: fused into their consumers as (B, P, 4) the features were evaluated with
-        # a 4-wide inner axis and recomputed per consumer (inference: 33 -> 16 ms alone)
-        feats = materialize(jnp.moveaxis(feats, -1, 1)).reshape(b, feats.shape[-1], -1)
-        feats, pmask = jnp.moveaxis(feats, 1, -1), pmask.reshape(b, -1)
+        feats, pmask = kernels.symmetric_pairs(pairwise_features, vectors, mask)  # (B, P, 4)
         # the features (ln m^2 of E^2 - p^2 above all) and their normalisation in the four-
         # momenta's float32; the layers in the parameters' dtype (bf16 in mixed precision)
         h = self.input_norm(feats, mask=pmask).astype(self.layers[0].kernel[...].dtype)
-        tiled = jax.default_backend() == "cpu" if self.tiled is None else self.tiled
-        if tiled and self.fused_gelu and not self.use_pre_activation:
-            h = self._tiled(h, pmask)
+        if self.fused_gelu and not self.use_pre_activation:
+            h = self._bn_gelu_layers(h, pmask)
         else:
             h = jnp.moveaxis(self._layer_by_layer(h, pmask), -1, 1)
         h = jnp.where(pmask[:, None, :], h, 0.0)  # (B, H, P)
-        # (B, H, 2k + 1, k); its cotangent, gathered from the bias's by the unpacking's
-        # transposes, also into a buffer of its own (not fused into the pair-major MLP backward)
-        packed = _cotangent_once(h.reshape(b, -1, 2 * k + 1, k))
-        # the incoming cotangent sums the 8 blocks' ones: computed once, not inside the unpacking
-        bias = _cotangent_once(rfp_unpack(packed))[:, :, :n, :n]
+        bias = kernels.unpack_symmetric_pairs(h, n)
         if mask_keys:  # 0 or masked_logit() per key: (keep - 1) * -masked_logit, no select
-            keep = mask[:, :n].astype(bias.dtype)[:, None, None, :]
+            keep = mask.astype(bias.dtype)[:, None, None, :]
             bias = bias + (keep - 1) * -masked_logit(bias.dtype)
         # (B, H, N, N), computed once in this layout: every particle-attention block reads it
-        return materialize(bias)
+        return kernels.materialize(bias)
 
-    def _tiled(self, h: Array, pmask: Array) -> Array:
-        """The 1x1 layers with BatchNorm + GELU on row tiles (`hepjax.nn.rowwise`): about a
-        third of the memory traffic of the layer-by-layer form, same values. Each Dense bias
-        only shifts the running mean in training mode (BatchNorm removes it exactly).
-        (B, P, C) -> (B, H, P)."""
+    def _bn_gelu_layers(self, h: Array, pmask: Array) -> Array:
+        """The 1x1 layers with BatchNorm + GELU, (B, P, C) -> (B, H, P), one jet's pairs per
+        tile of the fast form and the heads channel-major (the (H, B * P) output is (B, H, P)
+        without a transpose)."""
         b, p = h.shape[:2]
-        # one jet's pairs per tile and the heads channel-major: the (H, B * P) output is
-        # (B, H, P) without a transpose, and the 8-wide last layer runs along the pairs
         rows, mask = h.reshape(-1, h.shape[-1]), pmask.reshape(-1)
-        kernels = [layer.kernel[...] for layer in self.layers]
+        weights = [layer.kernel[...] for layer in self.layers]
         scales = [norm.scale[...] for norm in self.norms]
         biases = [norm.bias[...] for norm in self.norms]
         eps = self.norms[0].epsilon
         if self.norms[0].use_running_average:
-            y = bn_gelu_mlp_eval(rows, mask, kernels, [layer.bias[...] for layer in self.layers],
-                                 [norm.mean[...] for norm in self.norms],
-                                 [norm.var[...] for norm in self.norms], scales, biases, eps,
-                                 tile_rows=p, channels_first=True)
+            y = kernels.bn_gelu_mlp_eval(
+                rows, mask, weights, [layer.bias[...] for layer in self.layers],
+                [norm.mean[...] for norm in self.norms], [norm.var[...] for norm in self.norms],
+                scales, biases, eps, tile_rows=p, channels_first=True)
         else:
-            y, means, variances = bn_gelu_mlp(rows, mask, kernels, scales, biases, eps,
-                                              tile_rows=p, channels_first=True)
+            y, means, variances = kernels.bn_gelu_mlp(rows, mask, weights, scales, biases, eps,
+                                                      tile_rows=p, channels_first=True)
             count = jnp.sum(mask)
             for layer, norm, mean, var in zip(self.layers, self.norms, means, variances):
                 norm.update_running(jax.lax.stop_gradient(mean + layer.bias[...]),
@@ -200,66 +171,16 @@ class PairEmbedding(nnx.Module):
     def _layer_by_layer(self, h: Array, pmask: Array) -> Array:
         last = len(self.layers) - 1
         for i, (layer, norm) in enumerate(zip(self.layers, self.norms)):
-            if self.fused_gelu and (i < last or not self.use_pre_activation):
-                # BatchNorm + exact GELU with a lean backward; the 1x1 convolution's bias only
-                # shifts the running mean (training-mode BatchNorm removes it exactly)
-                h = norm.gelu(dense_matmul(h, layer.kernel[...]), mask=pmask, shift=layer.bias[...])
+            if self.fused_gelu and i < last:
+                # the 1x1 convolution's bias only shifts the running mean (training-mode
+                # BatchNorm removes it exactly)
+                h = norm.gelu(kernels.dense_matmul(h, layer.kernel[...]), mask=pmask,
+                              shift=layer.bias[...])
                 continue
             h = norm(layer(h), mask=pmask)
             if i < last or not self.use_pre_activation:
                 h = self.activation(h)
         return h
-
-
-def rfp_pack(a11: Array, a22: Array, a21: Array) -> Array:
-    """Packs a symmetric (2k, 2k) array A, given by its blocks A11 = A[:k, :k], A22 = A[k:, k:]
-    and A21 = A[k:, :k] on axes 1 and 2 (any leading batch axis 0 and trailing axes), into the
-    (2k + 1, k) rectangle that holds every unordered pair (i, j) once, diagonal included (the
-    "rectangular full packed" idea of LAPACK's RFP format):
-        R[r, c] = A22[r, c] for r <= c < k,   R[r, c] = A11[r - 1, c] for c < r <= k,
-        R[k + 1 + r, c] = A21[r, c].
-    Only the upper triangle of A22 and the lower triangle of A11 are read. Slices, pads and one
-    select: no gathers, and `rfp_unpack` inverts it the same way."""
-    k = a11.shape[1]
-    tail = (1,) * (a11.ndim - 3)
-    upper = (np.arange(k + 1)[:, None] <= np.arange(k)[None, :]).reshape((1, k + 1, k) + tail)
-    pad = [(0, 0)] * a11.ndim
-    r1 = jnp.where(upper, jnp.pad(a22, pad[:1] + [(0, 1)] + pad[2:]),
-                   jnp.pad(a11, pad[:1] + [(1, 0)] + pad[2:]))
-    return jnp.concatenate([r1, a21], axis=1)
-
-
-def rfp_unpack(packed: Array) -> Array:
-    """(..., 2k + 1, k) of `rfp_pack` (pair axes last) -> the symmetric (..., 2k, 2k) array."""
-    k = packed.shape[-1]
-    upper = np.arange(k)[:, None] <= np.arange(k)[None, :]
-
-    def mirror(t, keep):  # t where keep holds, its transpose elsewhere (t's keep-part, mirrored)
-        return jnp.where(keep, t, jnp.swapaxes(t, -1, -2))
-    a22 = mirror(packed[..., :k, :], upper)
-    a11 = mirror(packed[..., 1:k + 1, :], upper.T)
-    a21 = packed[..., k + 1:, :]
-    top = jnp.concatenate([a11, jnp.swapaxes(a21, -1, -2)], axis=-1)
-    return jnp.concatenate([top, jnp.concatenate([a21, a22], axis=-1)], axis=-2)
-
-
-@jax.custom_vjp
-def _cotangent_once(bias: Array) -> Array:
-    """Identity whose backward computes the incoming cotangent (this block's attention-logit
-    gradient) once into its own buffer: the shared pair bias sums 8 of them, and XLA would
-    otherwise recompute each block's softmax backward inside that sum."""
-    return bias
-
-
-def _cotangent_once_fwd(bias):
-    return bias, None
-
-
-def _cotangent_once_bwd(_, g):
-    return (materialize(g),)
-
-
-_cotangent_once.defvjp(_cotangent_once_fwd, _cotangent_once_bwd)
 
 
 class ParTBlock(nnx.Module):
@@ -306,7 +227,7 @@ class ParTBlock(nnx.Module):
             residual = x
             own_mask = bias is None or not bias_masks_keys
             h = self.attn(self.pre_attn_norm(x), mask=padding_mask(mask) if own_mask else None,
-                          bias=None if bias is None else _cotangent_once(bias))
+                          bias=None if bias is None else kernels.materialize_cotangent(bias))
         b, t, _ = h.shape
         h = (h.reshape(b, t, self.num_heads, -1) * self.head_scale[...][:, None]).reshape(b, t, -1)
         h = _apply(self.drop, self.post_attn_norm(h)) + residual

@@ -1,5 +1,6 @@
 """Attention: scaled dot-product attention, multi-head attention, transformer blocks, position
-embeddings, ViT patch embedding and greedy auto-regressive decoding (seed 000 §2.2).
+embeddings, ViT patch embedding and greedy auto-regressive decoding
+(J. Kieseler, "Machine learning", ESHEP 2023 lectures, §2.2, doi:10.23730/CYRSP-2025-009.189).
 
 Layout conventions
   * sequences / sets are (B, T, E) with a boolean mask (B, T): True = real token, False = padding;
@@ -11,17 +12,15 @@ Layout conventions
 
 The softmax is masked: masked keys get weight exactly 0 (not merely a small one), and a query row
 with no allowed key gets all-zero weights and a zero output, with finite gradients — never NaN
-(a NaN in the bias is the exception: it still poisons its row, masked or not). With a mask,
-the fused path clips the logits to +-finfo.max / 4, so the bias may then hold +-inf. Without a
-mask nothing is clipped (that clip would cost ParT's fused kernel a pass): the bias must be
-finite there (a +inf, or a row of -inf, gives NaN), and `masked_logit()` is the finite way to
-mask a key through it.
-With return_weights=True the weights come from `hepjax.nn.activations.softmax`; otherwise a
-fused form normalises after the product with v (same values, fewer passes; tested to agree).
-A bias can carry a key mask itself: `masked_logit()` added to a key's logits gives it weight
-exactly 0 next to any allowed key (a row with no allowed key then averages the masked ones
-instead of returning zeros). The Particle Transformer masks its padded keys this way, inside
-the pair bias it computes anyway.
+(a NaN in the bias is the exception: it still poisons its row, masked or not). With a mask the
+bias may hold +-inf on masked keys. Without a mask the bias must be finite (the fast kernel gives
+NaN for a +inf, or a row of -inf), and `masked_logit()` is the finite way to mask a key through it: added to a
+key's logits it gives it weight exactly 0 next to any allowed key (a row with no allowed key
+then averages the masked ones instead of returning zeros). The Particle Transformer masks its
+padded keys this way, inside the pair bias it computes anyway.
+The two products and the masked softmax are kernels (`hepjax.kernels.bmm`,
+`hepjax.kernels.softmax_matmul`): `hepjax.kernels.select` chooses between their references and
+the fast forms written for XLA:CPU.
 """
 from __future__ import annotations
 
@@ -32,9 +31,10 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from hepjax import kernels
 from hepjax.nn import initializers as inits
-from hepjax.nn.activations import get_activation, softmax
-from hepjax.nn.layers import Dense, Dropout, LayerNorm, dense_matmul
+from hepjax.nn.activations import get_activation
+from hepjax.nn.layers import Dense, Dropout, LayerNorm
 
 Array = jax.Array
 
@@ -42,7 +42,7 @@ __all__ = [
     "dot_product_attention", "masked_logit", "padding_mask", "causal_mask", "combine_masks",
     "MultiHeadAttention", "TransformerEncoderBlock", "TransformerDecoderBlock",
     "LearnedPositionEmbedding", "sinusoidal_position_embedding", "PatchEmbedding",
-    "greedy_decode", "Seq2SeqTransformer",
+    "greedy_decode",
 ]
 
 
@@ -71,96 +71,13 @@ def dot_product_attention(query: Array, key: Array, value: Array, *, mask: Array
     scale = 1.0 / math.sqrt(query.shape[-1])
     # heads before the sequence axes: the two products are plain batched matmuls over (..., H)
     q, k, v = (jnp.swapaxes(t, -2, -3) for t in (query * scale, key, value))
-    logits = _bmm(q, jnp.swapaxes(k, -1, -2))  # (..., H, Tq, Tk)
+    logits = kernels.bmm(q, jnp.swapaxes(k, -1, -2))  # (..., H, Tq, Tk)
     if bias is not None:
         logits = logits + bias
+    out = kernels.softmax_matmul(logits, v, mask, weights_dropout, return_weights)
     if return_weights:
-        weights = softmax(logits, axis=-1, where=mask)
-        if weights_dropout is not None:
-            weights = weights_dropout(weights)
-        return jnp.swapaxes(weights @ v, -2, -3), weights
-    # Fused path, the same values: unnormalised e = exp(logit - max) on allowed keys, the
-    # normalisation applied after the product with v (one division per output row instead of
-    # one per weight); dropout(e / s) v = dropout(e) v / s since s is constant along a row.
-    # The mask enters through small float tensors of the mask's own shape, not as selects on
-    # the (..., H, Tq, Tk) logits, so that XLA:CPU compiles the two products and the softmax
-    # into one fused kernel (its YNNPACK fusions take no select; ParT block at 128 x 128:
-    # 43 -> 19 ms on 2 cores): the logits are clipped to +-finfo.max / 4 (an inf in the bias
-    # becomes finite), masked keys are pushed down by finfo.max / 2 (below every allowed key,
-    # so out of the row max) and their e multiplied by 0. A row with an allowed key then has
-    # s >= 1 (its max entry is exp(0) = 1); a row without one has e = 0, s = 0 and returns 0.
-    keep = None
-    if mask is not None:
-        mask = jnp.asarray(mask, bool)
-        keep = mask.astype(logits.dtype)
-        big = -masked_logit(logits.dtype)
-        # the clip bounds as tensors of the mask's shape (keep * 0 + big): clipping to scalar
-        # constants also splits the fused kernel
-        bound = keep * 0 + big
-        logits = jnp.minimum(jnp.maximum(logits, -bound), bound) + (keep - 1) * (2 * big)
-    row_max = jax.lax.stop_gradient(jnp.max(logits, axis=-1, keepdims=True))
-    e = jnp.exp(logits - row_max)
-    if keep is not None:
-        e = e * keep
-    denom = jnp.sum(e, axis=-1, keepdims=True)
-    if weights_dropout is not None:
-        e = weights_dropout(e)
-    out = _bmm(e, v) / _row_sum_or_one(denom)
+        return jnp.swapaxes(out[0], -2, -3), out[1]
     return jnp.swapaxes(out, -2, -3)
-
-
-@jax.custom_vjp
-def _bmm(a: Array, b: Array) -> Array:
-    """a @ b for batched (..., M, K) @ (..., K, N), with a backward pass laid out for XLA:CPU.
-
-    Attention's per-head products are small (M, K, N of 128, 128, 16 at ParT's size), and
-    XLA:CPU's speed on them depends on the layouts much more than on the FLOPs: a^T g with both
-    operands contracted over their leading axis M (autodiff's form for the gradient of b) runs
-    at ~25 GFLOP/s, while the same numbers as (M, X) x (Y, M) -> (Y, X), contracting the large
-    operand's rows with a transposed copy of the small one, run at ~50-60 (2-core EPYC,
-    (128, 8, 128, 128) x (128, 8, 128, 16): 21-23 ms -> 9-11 ms). The gradient of a is g b^T
-    as autodiff writes it; the gradient of b takes that fast form, the small operand
-    transposed into its own buffer and the result fenced by `lax.optimization_barrier` so that
-    XLA cannot fold the transposes back into the slow form. Same values as autodiff up to the
-    order of the sums."""
-    return a @ b
-
-
-def _bmm_fwd(a, b):
-    return a @ b, (a, b)
-
-
-def _bmm_bwd(residuals, g):
-    a, b = residuals
-    da = g @ jnp.swapaxes(b, -1, -2)
-    fence = jax.lax.optimization_barrier
-    if a.shape[-1] >= g.shape[-1]:
-        # a is the large operand (attention weights (M, K=Tk), g = dout (M, N=D)):
-        # db^T (N, K) = g^T a, contracting a's rows
-        db_t = fence(jnp.einsum("...mk,...nm->...nk", a, fence(jnp.swapaxes(g, -1, -2))))
-        db = jnp.swapaxes(db_t, -1, -2)
-    else:
-        # g is the large one (logit gradient (M, N=Tk), a = q (M, K=D)): db (K, N) = a^T g
-        db = fence(jnp.einsum("...mn,...km->...kn", g, fence(jnp.swapaxes(a, -1, -2))))
-    return da.astype(a.dtype), db.astype(b.dtype)
-
-
-_bmm.defvjp(_bmm_fwd, _bmm_bwd)
-
-
-@jax.custom_jvp
-def _row_sum_or_one(s: Array) -> Array:
-    """A masked softmax row sum s as a divisor: s itself where s >= 1, 1 where s = 0 (the only
-    values it takes: a row with an allowed key has its max entry exp(0) = 1), with derivative
-    1. Not jnp.maximum's derivative, which halves the gradient at s = 1 exactly (a row with one
-    allowed key, or one dominant logit); not `where(s > 0, s, 1)` or
-    `s + stop_gradient(max(s, 1) - s)`, which split XLA:CPU's fused attention kernel."""
-    return jnp.maximum(s, 1.0)
-
-
-@_row_sum_or_one.defjvp
-def _row_sum_or_one_jvp(primals, tangents):
-    return _row_sum_or_one(primals[0]), tangents[0]
 
 
 def masked_logit(dtype=jnp.float32) -> float:
@@ -272,7 +189,7 @@ class MultiHeadAttention(nnx.Module):
         if context is None and self.kv_features == self.embed_dim:
             # self attention: one matmul with the packed (E, 3E) kernel
             kernel = jnp.concatenate([self.q_proj.kernel[...], self.kv_proj.kernel[...]], axis=-1)
-            y = dense_matmul(x, kernel)
+            y = kernels.dense_matmul(x, kernel)
             if self.q_proj.bias is not None:
                 y = y + jnp.concatenate([self.q_proj.bias[...], self.kv_proj.bias[...]])
             return jnp.split(y, 3, axis=-1)
@@ -406,7 +323,8 @@ class PatchEmbedding(nnx.Module):
 
 def greedy_decode(logits_fn: Callable[[Array], Array], batch_size: int, max_len: int, *,
                   start_token: int, end_token: int, pad_token: int = 0):
-    """Greedy auto-regressive decoding with static shapes (seed 000 §2.2).
+    """Greedy auto-regressive decoding with static shapes
+    (J. Kieseler, "Machine learning", ESHEP 2023 lectures, §2.2, doi:10.23730/CYRSP-2025-009.189).
 
     logits_fn(tokens) maps the int32 tokens (B, max_len + 1) — the start token followed by what
     has been generated so far, pad_token after it — to logits (B, max_len + 1, V); position t's
@@ -433,56 +351,3 @@ def greedy_decode(logits_fn: Callable[[Array], Array], batch_size: int, max_len:
 
     tokens, _, lengths = jax.lax.fori_loop(0, max_len, body, (tokens, done, lengths))
     return tokens[:, 1:], lengths
-
-
-class Seq2SeqTransformer(nnx.Module):
-    """A small encoder-decoder transformer on token sequences (seed 000 §2.2): token embeddings
-    plus sinusoidal positions, `num_layers` pre-norm encoder and decoder blocks, a final
-    LayerNorm and a linear read-out to the vocabulary.
-
-    Call: model(source (B, S) int, target_in (B, T) int, source_mask=None (B, S) bool)
-    -> logits (B, T, vocab_size), causal in the target. Decode with
-    `model.generate(source, max_len, start_token=..., end_token=...)` (greedy).
-    """
-
-    def __init__(self, vocab_size: int, embed_dim: int = 32, num_heads: int = 4,
-                 num_layers: int = 1, *, mlp_ratio: int = 2, dropout: float = 0.0,
-                 max_len: int = 64, rngs: nnx.Rngs):
-        self.vocab_size, self.embed_dim, self.max_len = vocab_size, embed_dim, max_len
-        self.embed = nnx.Param(jax.random.normal(rngs.params(), (vocab_size, embed_dim)))
-        kw = dict(mlp_ratio=mlp_ratio, dropout=dropout, attn_dropout=dropout, rngs=rngs)
-        self.encoder = nnx.List([TransformerEncoderBlock(embed_dim, num_heads, **kw)
-                                 for _ in range(num_layers)])
-        self.decoder = nnx.List([TransformerDecoderBlock(embed_dim, num_heads, **kw)
-                                 for _ in range(num_layers)])
-        self.enc_norm = LayerNorm(embed_dim)
-        self.dec_norm = LayerNorm(embed_dim)
-        self.head = Dense(embed_dim, vocab_size, rngs=rngs)
-
-    def _embed(self, tokens):
-        pos = sinusoidal_position_embedding(tokens.shape[-1], self.embed_dim)
-        return self.embed[...][tokens] + pos
-
-    def encode(self, source: Array, source_mask: Array | None = None) -> Array:
-        h = self._embed(source)
-        for block in self.encoder:
-            h = block(h, source_mask)
-        return self.enc_norm(h)
-
-    def decode(self, memory: Array, target_in: Array, source_mask: Array | None = None) -> Array:
-        h = self._embed(target_in)
-        for block in self.decoder:
-            h = block(h, memory, memory_mask=source_mask)
-        return self.head(self.dec_norm(h))
-
-    def __call__(self, source: Array, target_in: Array,
-                 source_mask: Array | None = None) -> Array:
-        return self.decode(self.encode(source, source_mask), target_in, source_mask)
-
-    def generate(self, source: Array, max_len: int, *, start_token: int, end_token: int,
-                 source_mask: Array | None = None, pad_token: int = 0):
-        """Greedy decoding: (tokens (B, max_len), lengths (B,)); see `greedy_decode`."""
-        memory = self.encode(source, source_mask)
-        return greedy_decode(lambda t: self.decode(memory, t, source_mask), source.shape[0],
-                             max_len, start_token=start_token, end_token=end_token,
-                             pad_token=pad_token)

@@ -15,88 +15,27 @@ False = padding). Where a mask is given, outputs at padded positions are exactly
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from functools import partial
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from hepjax import kernels
 from hepjax.nn import initializers as inits
 from hepjax.nn.activations import gelu as _gelu_exact_act
-from hepjax.nn.activations import get_activation, normal_cdf_pdf
+from hepjax.nn.activations import get_activation
 
 Array = jax.Array
 
-__all__ = ["counter_hash_bits", "dense_matmul", "materialize", "Dense", "BatchNorm", "LayerNorm", "Dropout", "ResidualBlock", "MLP", "one_hot"]
-
-
-def dense_matmul(x: Array, kernel: Array) -> Array:
-    """x (..., K) @ kernel (K, M) -> (..., M), with the leading axes flattened into one first.
-
-    Same values as `x @ kernel`; the difference is in the backward pass. For x with two or more
-    leading axes, XLA canonicalises the kernel-gradient product (a contraction over all leading
-    axes) by materialising a transposed (K, rows) copy of the incoming gradient, fused into the
-    elementwise op that produces it: strided writes of the whole activation. On ParT's pair
-    embedding (10^6 pairs x 64 channels per batch) that copy cost ~0.9 s per layer per training
-    step on a 2-core CPU; as a 2-D product the gradient is one matmul with a transposed operand
-    flag and no copy."""
-    if x.ndim <= 2:
-        return x @ kernel
-    return (x.reshape(-1, x.shape[-1]) @ kernel).reshape(*x.shape[:-1], kernel.shape[-1])
-
-
-def materialize(x: Array) -> Array:
-    """x, unchanged, but computed into its own buffer in the default (row-major) layout.
-
-    XLA fuses elementwise producers into every consumer; when one large intermediate feeds
-    several consumers (ParT's pair bias, read by 8 attention blocks) or a gather, it may be
-    recomputed per consumer or read through a transposed layout each time. An identity
-    `lax.cond` is a fusion boundary (XLA:CPU drops `lax.optimization_barrier` before fusion),
-    so the value is computed once. Same value bit for bit; the predicate reads one element.
-    Only on the CPU backend: on GPU a conditional costs a device-to-host sync, and its fusion
-    choices differ; there it returns x as is."""
-    if jax.default_backend() != "cpu":
-        return x
-    return jax.lax.cond(jnp.isnan(x[(0,) * x.ndim]), lambda t: t + 0.0, lambda t: t, x)
-
-
-def _mix32(x: Array) -> Array:
-    """C. Wellons' "lowbias32" integer finalizer: a bijection of uint32 with near-ideal avalanche
-    (every input bit flips each output bit with probability ~1/2)."""
-    x = x ^ (x >> 16)
-    x = x * jnp.uint32(0x21F0AAAD)
-    x = x ^ (x >> 15)
-    x = x * jnp.uint32(0x735A2D97)
-    return x ^ (x >> 15)
-
-
-def counter_hash_bits(key: Array, shape: tuple[int, ...]) -> Array:
-    """uint32 random bits of `shape` from a counter-based hash keyed by `key`.
-
-    Element i (row-major index) gets mix(mix(i * 0x9E3779B9 + k0) ^ k1), with (k0, k1) two words
-    drawn from `key` by jax.random (threefry) and mix = `_mix32`. For a fixed key the map from
-    index to bits is a bijection of uint32 (no two of 2^32 elements collide); different keys
-    give independent-looking streams. Not cryptographic, made for dropout masks: it is a handful
-    of integer operations per element with no state, so XLA fuses it into the op that applies
-    the mask instead of writing a random array first (threefry on XLA:CPU cost ParT's training
-    step about 1 s in dropout masks at batch 128 x 128)."""
-    k0, k1 = jax.random.bits(key, (2,), jnp.uint32)
-    size = int(np.prod(shape)) if shape else 1
-    if size >= 2**32:
-        raise ValueError(f"counter_hash_bits: at most 2^32 elements per call, got shape {shape}")
-    counter = jax.lax.iota(jnp.uint32, size).reshape(shape)
-    return _mix32(_mix32(counter * jnp.uint32(0x9E3779B9) + k0) ^ k1)
+__all__ = ["Dense", "BatchNorm", "LayerNorm", "Dropout", "ResidualBlock", "MLP", "one_hot"]
 
 
 class Dropout(nnx.Dropout):
     """nnx.Dropout (stream 'dropout', `deterministic` flipped by `model.train()` / `.eval()`,
-    `nnx.reseed` works) with a cheaper mask: each entry is kept when its `counter_hash_bits`
-    word is below round(keep * 2^32), and kept entries are scaled by 2^32 / that threshold, so
-    the output is unbiased exactly (the keep probability is rounded to a multiple of 2^-32).
-    The mask is computed inside the fusion that applies it (and again in the backward pass)
-    instead of being drawn as a random array by threefry first: on CPU that removed most of
-    the cost of ParT's dropout (10^7 attention weights per block). Same key, same mask."""
+    `nnx.reseed` works) whose mask is drawn by `hepjax.kernels.dropout`: the same distribution,
+    the same mask for the same key (the counter-hash fast form draws other masks than
+    nnx.Dropout's threefry ones). broadcast_dims falls back to nnx.Dropout."""
 
     def __call__(self, inputs, *, deterministic: bool | None = None, rngs=None):
         deterministic = self.deterministic if deterministic is None else deterministic
@@ -113,10 +52,7 @@ class Dropout(nnx.Dropout):
             key = rngs()
         else:
             key = rngs
-        threshold = max(1, min(2**32 - 1, round((1.0 - self.rate) * 2**32)))
-        keep = counter_hash_bits(key, inputs.shape) < jnp.uint32(threshold)
-        scale = jnp.asarray(2.0**32 / threshold, inputs.dtype)
-        return jnp.where(keep, inputs * scale, jnp.zeros_like(inputs))
+        return kernels.dropout(key, self.rate, inputs)
 
 
 def _zero_masked(y: Array, mask: Array | None) -> Array:
@@ -150,82 +86,10 @@ class Dense(nnx.Module):
             raise ValueError(
                 f"Dense: expected x.shape[-1] == in_features = {self.in_features}, got x of shape "
                 f"{tuple(x.shape)}")
-        y = dense_matmul(x, self.kernel[...])
+        y = kernels.dense_matmul(x, self.kernel[...])
         if self.bias is not None:
             y = y + self.bias[...]
         return y
-
-
-@partial(jax.custom_vjp, nondiff_argnums=(4, 5))
-def batch_norm_gelu(x, mask, scale, bias, epsilon, axes):
-    """Training-mode masked batch normalisation followed by the exact GELU, with a hand-written
-    VJP that keeps only x (and the per-feature statistics) for the backward pass and recomputes
-    the normalised values there. Same values and gradients as `BatchNorm` + `gelu` by autodiff
-    (tested), with about half the full-size intermediates XLA otherwise materialises: it is what
-    the ParT pair embedding runs on its ~10^6 pairs x 64 channels.
-
-    x (..., C); mask (...) bool (True = real entry; statistics over the real entries only) or
-    None; scale, bias (C,); axes = the leading axes. Returns (y, batch mean, batch variance);
-    y is 0 at masked entries. The statistics carry no gradient (they feed the running averages).
-    """
-    y, (mean, var), _ = _bn_gelu_forward(x, mask, scale, bias, epsilon, axes)
-    return y, mean, var
-
-
-def _masked_moments(x, mask, axes):
-    """(mean, biased variance, count) per feature of x (..., C) over the entries with mask True
-    (all if mask is None), reduced over `axes`. Computed in float32 at least, also for bf16 x
-    (bf16 sums over ~10^6 entries lose the variance): the running averages are float32."""
-    acc = jnp.promote_types(x.dtype, jnp.float32)
-    w = (jnp.ones(x.shape[:-1], acc) if mask is None else jnp.asarray(mask, acc))[..., None]
-    count = jnp.sum(w)
-    denom = jnp.maximum(count, 1.0)
-    wide = x.astype(acc)
-    mean = jnp.sum(w * wide, axis=axes) / denom
-    var = jnp.sum(w * jnp.square(wide - mean), axis=axes) / denom
-    return mean, var, count
-
-
-def _bn_gelu_forward(x, mask, scale, bias, epsilon, axes):
-    # float32 statistics (returned for the running averages), applied in x's dtype
-    mean, var, count = _masked_moments(x, mask, axes)
-    n = jnp.maximum(count, 1.0)
-    rstd = jax.lax.rsqrt(var + epsilon).astype(x.dtype)
-    u = (x - mean.astype(x.dtype)) * (rstd * scale) + bias
-    cdf, _ = normal_cdf_pdf(u)
-    y = u * cdf
-    if mask is not None:
-        y = jnp.where(mask[..., None], y, jnp.zeros((), y.dtype))
-    return y, (mean, var), (x, mask, scale, bias, mean.astype(x.dtype), rstd, n)
-
-
-def _bn_gelu_fwd(x, mask, scale, bias, epsilon, axes):
-    y, (mean, var), residuals = _bn_gelu_forward(x, mask, scale, bias, epsilon, axes)
-    return (y, mean, var), residuals
-
-
-def _bn_gelu_bwd(epsilon, axes, residuals, cotangents):
-    # the barrier keeps XLA from merging this recomputation with the forward pass, which turns
-    # it back into stored full-size intermediates (the step's memory traffic: 75.5 GB with it,
-    # 78.9 GB without, ParT at batch 128 x 128)
-    x, mask, scale, bias, mean, rstd, n = jax.lax.optimization_barrier(residuals)
-    dy = cotangents[0]
-    xhat = (x - mean) * rstd
-    u = xhat * scale + bias
-    cdf, pdf = normal_cdf_pdf(u)
-    g = dy * (cdf + u * pdf)
-    if mask is not None:
-        g = jnp.where(mask[..., None], g, jnp.zeros((), g.dtype))
-    dbias = jnp.sum(g, axis=axes, dtype=n.dtype)
-    dscale = jnp.sum(g * xhat, axis=axes, dtype=n.dtype)
-    dx = (rstd * scale) * (g - ((dbias + xhat * dscale) / n).astype(g.dtype))
-    if mask is not None:
-        dx = jnp.where(mask[..., None], dx, jnp.zeros((), dx.dtype))
-    dmask = None if mask is None else np.zeros(mask.shape, jax.dtypes.float0)
-    return dx.astype(x.dtype), dmask, dscale.astype(scale.dtype), dbias.astype(bias.dtype)
-
-
-batch_norm_gelu.defvjp(_bn_gelu_fwd, _bn_gelu_bwd)
 
 
 class BatchNorm(nnx.Module):
@@ -263,14 +127,14 @@ class BatchNorm(nnx.Module):
         if use_ra:
             mean, var = self.mean[...], self.var[...]
         else:
-            mean, var, count = _masked_moments(x, mask, tuple(range(x.ndim - 1)))
+            mean, var, count = kernels.masked_moments(x, mask, tuple(range(x.ndim - 1)))
             self.update_running(mean, var, count)
         y = (x - mean) * jax.lax.rsqrt(var + self.epsilon) * self.scale[...] + self.bias[...]
         return _zero_masked(y.astype(jnp.result_type(x, self.scale[...])), mask)
 
     def gelu(self, x: Array, mask: Array | None = None, shift: Array | None = None) -> Array:
         """gelu(self(x + shift, mask)) (exact GELU), 0 at masked entries; in training mode
-        through `batch_norm_gelu` (same values, cheaper backward pass on large inputs).
+        through `hepjax.kernels.batch_norm_gelu`.
 
         ``shift`` (C,), e.g. the bias of the Dense layer before: batch normalisation removes it
         in training mode (its gradient is exactly 0), so it only enters the running mean there
@@ -280,7 +144,7 @@ class BatchNorm(nnx.Module):
             return _zero_masked(_gelu_exact_act(self(x, mask)), mask)
         self._check(x, mask)
         mask = None if mask is None else jnp.asarray(mask, bool)
-        y, mean, var = batch_norm_gelu(x, mask, self.scale[...], self.bias[...],
+        y, mean, var = kernels.batch_norm_gelu(x, mask, self.scale[...], self.bias[...],
                                        float(self.epsilon), tuple(range(x.ndim - 1)))
         count = x[..., 0].size if mask is None else jnp.sum(mask)
         mean, var = jax.lax.stop_gradient(mean), jax.lax.stop_gradient(var)

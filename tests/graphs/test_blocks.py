@@ -238,27 +238,3 @@ def test_edge_batchnorm_matches_hepjax_batchnorm():
     np.testing.assert_allclose(fused.var[...], ref.var[...], rtol=1e-4)
     grad = nnx.grad(lambda x, bn: f(bn, x))
     np.testing.assert_allclose(grad(x, fused), grad(x, ref), rtol=1e-3, atol=1e-4)
-
-
-def test_edge_matmul_custom_vjp_matches_autodiff_and_finite_differences():
-    from hepjax.graphs.blocks import edge_matmul
-    rng = np.random.default_rng(3)
-    h = jnp.asarray(rng.normal(size=(2, 5, 3, 4)), jnp.float32)
-    w = jnp.asarray(rng.normal(size=(4, 6)), jnp.float32)
-    g = jnp.asarray(rng.normal(size=(2, 5, 3, 6)), jnp.float32)
-    np.testing.assert_allclose(edge_matmul(h, w), np.asarray(h) @ np.asarray(w), rtol=1e-5, atol=1e-5)
-    loss = lambda f: (lambda h, w: jnp.sum(jnp.sin(f(h, w)) * g))  # noqa: E731
-    dh, dw = jax.jit(jax.grad(loss(edge_matmul), argnums=(0, 1)))(h, w)
-    rh, rw = jax.grad(loss(lambda a, b: a @ b), argnums=(0, 1))(h, w)
-    np.testing.assert_allclose(dh, rh, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(dw, rw, rtol=1e-5, atol=1e-5)
-    # central finite differences in float64 numpy along a random direction of w
-    hn, wn, gn = (np.asarray(a, np.float64) for a in (h, w, g))
-    v = rng.normal(size=wn.shape)
-    f = lambda ww: np.sum(np.sin(hn @ ww) * gn)  # noqa: E731
-    fd = (f(wn + 1e-6 * v) - f(wn - 1e-6 * v)) / 2e-6
-    np.testing.assert_allclose(np.sum(np.asarray(dw) * v), fd, rtol=1e-4)
-    # second order: grad of grad still works (custom_vjp bwd is differentiable)
-    hv = jax.grad(lambda w: jnp.sum(jax.grad(loss(edge_matmul), argnums=1)(h, w) ** 2))(w)
-    hr = jax.grad(lambda w: jnp.sum(jax.grad(loss(lambda a, b: a @ b), argnums=1)(h, w) ** 2))(w)
-    np.testing.assert_allclose(hv, hr, rtol=1e-4, atol=1e-4)

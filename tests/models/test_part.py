@@ -7,6 +7,7 @@ import optax
 import pytest
 from flax import nnx
 
+from hepjax import kernels
 from hepjax.models import part
 from hepjax.physics import from_pt_eta_phi_m, pairwise_features
 from hepjax.train import compile_steps, init_state, tasks
@@ -143,74 +144,53 @@ def test_smoke_training_loss_decreases(use_pair):
     assert losses[-1] < 0.6 * losses[0], losses
 
 
-@pytest.mark.parametrize("k", [1, 2, 5])
-def test_rectangular_packing_holds_each_pair_once_and_unpacks_exactly(k):
-    """rfp_pack puts each unordered pair (i, j) of a symmetric 2k x 2k array, diagonal included,
-    exactly once into (2k + 1, k); rfp_unpack rebuilds the array bit for bit."""
-    n = 2 * k
-    rng = np.random.default_rng(k)
-    a = rng.normal(size=(2, n, n, 3)).astype(np.float32)
-    a = a + a.transpose(0, 2, 1, 3)
-    packed = part.rfp_pack(a[:, :k, :k], a[:, k:, k:], a[:, k:, :k])
-    assert packed.shape == (2, 2 * k + 1, k, 3)
-    full = np.moveaxis(np.asarray(part.rfp_unpack(np.moveaxis(np.asarray(packed), -1, 1))), 1, -1)
-    np.testing.assert_array_equal(full, a)
-    # label each pair by (max(i, j), min(i, j)): the packed labels are the n (n + 1) / 2 pairs
-    i, j = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
-    label = (np.maximum(i, j) * n + np.minimum(i, j)).astype(np.int32)
-    got = np.asarray(part.rfp_pack(label[None, :k, :k], label[None, k:, k:], label[None, k:, :k]))
-    rows, cols = np.tril_indices(n)
-    assert sorted(got.ravel().tolist()) == sorted((rows * n + cols).tolist())
-
-
-def test_pair_bias_unpacking_and_cotangent_barrier_match_dense_autodiff():
-    """The packed pair bias, unpacked and passed through the per-block cotangent barrier, gets
-    the gradients that autodiff gives the same values written as a dense gather (float64)."""
-    import jax.numpy as jnp
-    with jax.enable_x64(True):
-        k = 3
-        n = 2 * k
-        rng = np.random.default_rng(0)
-        packed = jnp.asarray(rng.normal(size=(2, 4, 2 * k + 1, k)))
-        weights = [jnp.asarray(rng.normal(size=(2, 4, n, n))) for _ in range(3)]
-        # where each (i, j) sits in the packed rectangle, from the packing of its labels
-        i, j = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
-        label = np.maximum(i, j) * n + np.minimum(i, j)
-        where = np.asarray(part.rfp_pack(label[None, :k, :k], label[None, k:, k:],
-                                         label[None, k:, :k]))[0].ravel()
-        index = np.argsort(where)[np.searchsorted(np.sort(where), label)]
-
-        def loss(p, unpack, tap):
-            full = tap(unpack(p))
-            return sum(jnp.sum(jnp.tanh(full * w)) for w in weights)
-
-        ours = jax.grad(loss)(packed, part.rfp_unpack, part._cotangent_once)
-        ref = jax.grad(loss)(packed, lambda p: p.reshape(2, 4, -1)[..., index], lambda b: b)
-        np.testing.assert_allclose(ours, ref, rtol=1e-12, atol=1e-14)
-        np.testing.assert_array_equal(part.rfp_unpack(packed),
-                                      packed.reshape(2, 4, -1)[..., index])
-
-
-def test_pair_embedding_tiled_matches_layer_by_layer():
-    """The tiled pair MLP (the CPU default) gives the layer-by-layer form's outputs, running
-    statistics and parameter gradients, in training and eval mode."""
+def test_pair_embedding_reference_kernels_match_the_fast_ones():
+    """PairEmbedding with the reference kernels (pairs by index, the pair MLP layer by layer)
+    gives the fast forms' bias (packed pairs, tiled MLP), running statistics and parameter
+    gradients, in training and eval mode; odd N (the packed form pads one particle)."""
     import jax.numpy as jnp
     _, mask, vec = _jets(3, 9, 1, 4, n_real=[9, 6, 2])
     ct = jnp.asarray(np.random.default_rng(1).normal(size=(3, 4, 9, 9)), jnp.float32)
     results = {}
-    for tiled in (True, False):
-        pe = part.PairEmbedding((8, 8), 4, tiled=tiled, rngs=nnx.Rngs(3))
+    for mode in ("fast", "reference"):
+        with kernels.use(mode):
+            pe = part.PairEmbedding((8, 8), 4, rngs=nnx.Rngs(3))
 
-        def loss(m):
-            return jnp.sum(m(vec, mask) * ct)
+            def loss(m):
+                return jnp.sum(m(vec, mask) * ct)
 
-        value, grads = nnx.value_and_grad(loss)(pe)
-        stats = nnx.state(pe, nnx.BatchStat)
-        pe.eval()
-        results[tiled] = (value, grads, stats, pe(vec, mask))
-    for a, b in zip(jax.tree.leaves(results[True]), jax.tree.leaves(results[False])):
+            value, grads = nnx.value_and_grad(loss)(pe)
+            stats = nnx.state(pe, nnx.BatchStat)
+            pe.eval()
+            results[mode] = (value, grads, stats, pe(vec, mask))
+    for a, b in zip(jax.tree.leaves(results["fast"]), jax.tree.leaves(results["reference"])):
         np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
-    assert float(jnp.max(jnp.abs(results[True][3]))) > 0.1  # not trivially zero
+    assert float(jnp.max(jnp.abs(results["fast"][3]))) > 0.1  # not trivially zero
+
+
+def test_reference_kernels_give_the_fast_kernels_logits():
+    """ParT (2 + 1 blocks) with every kernel in its reference form gives the logits of the fast
+    forms to float32 round-off: |difference| < 1e-5 * max |logit| in eval mode; and in training
+    mode (no dropout) the same parameter gradients to 1e-4 of the largest one."""
+    import jax.numpy as jnp
+    feats, mask, vec = _jets(4, 13, 5, 8, n_real=[13, 10, 4, 1])
+    cfg = ml_collections.ConfigDict(dict(SMALL, num_layers=2, dropout=0.0, attn_dropout=0.0,
+                                         activation_dropout=0.0))
+    results = {}
+    for mode in ("fast", "reference"):
+        with kernels.use(mode):
+            model = part.build(cfg, (13, 5), 3, nnx.Rngs(params=0, dropout=1))
+            grads = nnx.jit(nnx.grad(lambda m: jnp.sum(m(feats, mask, vec) ** 2)))(model)
+            model.eval()
+            results[mode] = (np.asarray(nnx.jit(lambda m: m(feats, mask, vec))(model)),
+                             [np.asarray(g) for g in jax.tree.leaves(grads)])
+    fast, ref = results["fast"][0], results["reference"][0]
+    scale = np.abs(fast).max()
+    assert scale > 0.1
+    assert np.abs(fast - ref).max() < 1e-5 * scale
+    grad_scale = max(np.abs(g).max() for g in results["fast"][1])
+    for a, b in zip(results["fast"][1], results["reference"][1]):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * grad_scale)
 
 
 def test_key_masking_bias_equals_the_attention_mask():
@@ -236,13 +216,14 @@ def test_key_masking_bias_equals_the_attention_mask():
     assert np.abs(unmasked[1:] - own[1:]).max() > 1e-3
 
 
-@pytest.mark.parametrize("tiled", [True, False])
+@pytest.mark.parametrize("mode", ["fast", "reference"])
 @pytest.mark.parametrize("train", [True, False])
-def test_bfloat16_forward_runs_every_matmul_in_bf16_and_tracks_float32(tiled, train):
+def test_bfloat16_forward_runs_every_matmul_in_bf16_and_tracks_float32(mode, train):
     """Mixed precision (hepjax.train.step: parameters and features cast to bf16, four-momenta
     kept float32): every product of ParT's forward pass, the pair embedding's included, is a
     bf16 product (float32 pair features and running statistics used to promote the whole
-    network back to float32), and the logits follow the float32 ones to bf16 accuracy."""
+    network back to float32), and the logits follow the float32 ones to bf16 accuracy; with
+    the fast kernels and with their references."""
     import re
 
     import jax.numpy as jnp
@@ -252,7 +233,6 @@ def test_bfloat16_forward_runs_every_matmul_in_bf16_and_tracks_float32(tiled, tr
     cfg = ml_collections.ConfigDict(dict(SMALL, num_layers=2, dropout=0.0, attn_dropout=0.0,
                                          activation_dropout=0.0))
     model = part.build(cfg, (12, 5), 3, nnx.Rngs(params=0, dropout=1))
-    model.pair_embed.tiled = tiled
     if not train:
         model.eval()
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
@@ -261,10 +241,12 @@ def test_bfloat16_forward_runs_every_matmul_in_bf16_and_tracks_float32(tiled, tr
         m = nnx.merge(graphdef, cast_floats(p, dtype), rest, copy=True)
         return m(jnp.asarray(feats, dtype), mask, vec).astype(jnp.float32)
 
-    hlo = jax.jit(lambda p: logits(p, jnp.bfloat16)).lower(params).as_text()
-    dots = re.findall(r"stablehlo.dot_general.*", hlo)
-    assert len(dots) >= 10 and all("xbf16>" in d.split("->")[-1] for d in dots), dots
-    ref, low = np.asarray(logits(params, jnp.float32)), np.asarray(logits(params, jnp.bfloat16))
+    with kernels.use(mode):
+        hlo = jax.jit(lambda p: logits(p, jnp.bfloat16)).lower(params).as_text()
+        dots = re.findall(r"stablehlo.dot_general.*", hlo)
+        assert len(dots) >= 10 and all("xbf16>" in d.split("->")[-1] for d in dots), dots
+        ref = np.asarray(jax.jit(lambda p: logits(p, jnp.float32))(params))
+        low = np.asarray(jax.jit(lambda p: logits(p, jnp.bfloat16))(params))
     scale = np.abs(ref).max()
     assert scale > 0.1
     assert np.abs(low - ref).max() < 0.1 * scale  # ~3-5 % here: bf16 rounding, 2 blocks deep

@@ -227,46 +227,6 @@ def test_one_hot():
     np.testing.assert_array_equal(out, [[1, 0, 0], [0, 0, 0]])
 
 
-@pytest.mark.parametrize("rate", [0.1, 0.5])
-def test_dropout_mask_statistics(rate):
-    drop = nn.Dropout(rate, rngs=nnx.Rngs(dropout=3))
-    x = jnp.ones((1001, 999), jnp.float32)
-    y = np.asarray(drop(x))
-    threshold = round((1 - rate) * 2**32)
-    kept = y != 0
-    np.testing.assert_allclose(y[kept], np.float32(2**32 / threshold), rtol=0)  # one scale
-    n = y.size
-    sigma = np.sqrt(rate * (1 - rate) / n)
-    assert abs((1 - kept.mean()) - rate) < 5 * sigma
-    assert abs(y.mean() - 1.0) < 5 * sigma * 2**32 / threshold
-    # neighbouring entries (along rows and along columns) are kept independently
-    for a, b in ((kept[:, :-1], kept[:, 1:]), (kept[:-1], kept[1:])):
-        both = np.mean(a & b)
-        assert abs(both - (1 - rate) ** 2) < 5 * np.sqrt((1 - rate) ** 2 * (1 - (1 - rate) ** 2) / a.size)
-
-
-def test_counter_hash_bits_quality():
-    from hepjax.nn.layers import counter_hash_bits
-    n = 1 << 20
-    bits = np.asarray(counter_hash_bits(jax.random.key(5), (n,)), np.uint64)
-    # a bijection of the counter for a fixed key: no repeated word
-    assert np.unique(bits).size == n
-    # every bit position is fair
-    freq = np.array([np.mean((bits >> k) & 1) for k in range(32)])
-    assert np.max(np.abs(freq - 0.5)) < 5 * np.sqrt(0.25 / n)
-    # uniform top byte (chi^2 with 255 degrees of freedom, 5 sigma ~ 370)
-    counts = np.bincount((bits >> 24).astype(np.int64), minlength=256)
-    assert np.sum((counts - n / 256) ** 2 / (n / 256)) < 370
-    # no serial correlation, and another key gives an unrelated stream
-    u = bits.astype(np.float64) / 2**32
-    other = np.asarray(counter_hash_bits(jax.random.key(6), (n,)), np.float64) / 2**32
-    for a, b in ((u[:-1], u[1:]), (u[:-2], u[2:]), (u, other)):
-        assert abs(np.corrcoef(a, b)[0, 1]) < 5 / np.sqrt(n)
-    # the same key gives the same bits, shaped row-major
-    again = np.asarray(counter_hash_bits(jax.random.key(5), (1024, 1024)), np.uint64)
-    np.testing.assert_array_equal(again.reshape(-1), bits)
-
-
 def test_dropout_same_key_same_mask_and_eval_identity():
     x = jnp.arange(1.0, 3001.0).reshape(3, 1000)
     a = nn.Dropout(0.2, rngs=nnx.Rngs(dropout=7))(x)
@@ -282,33 +242,6 @@ def test_dropout_same_key_same_mask_and_eval_identity():
     np.testing.assert_array_equal(np.asarray(g) != 0, np.asarray(a) != 0)
 
 
-@pytest.mark.parametrize("masked", [True, False])
-def test_batch_norm_gelu_matches_autodiff_float64(masked):
-    from hepjax.nn.layers import batch_norm_gelu
-    rng = np.random.default_rng(1)
-    with jax.enable_x64(True):
-        x = jnp.asarray(rng.normal(size=(3, 7, 5)) * 2 + 1)
-        mask = jnp.asarray(rng.random((3, 7)) < 0.7) if masked else None
-        full = jnp.ones((3, 7), bool) if mask is None else mask
-        scale, bias = jnp.asarray(rng.normal(size=5)), jnp.asarray(rng.normal(size=5))
-        dy = jnp.asarray(rng.normal(size=(3, 7, 5)))
-
-        def reference(x, s, b):
-            w = full.astype(x.dtype)[..., None]
-            n = w.sum()
-            mean = (w * x).sum((0, 1)) / n
-            var = (w * (x - mean) ** 2).sum((0, 1)) / n
-            u = (x - mean) / jnp.sqrt(var + 1e-5) * s + b
-            return jnp.where(full[..., None], 0.5 * u * (1 + jax.scipy.special.erf(u / np.sqrt(2))), 0)
-
-        fused = lambda x, s, b: batch_norm_gelu(x, mask, s, b, 1e-5, (0, 1))[0]
-        np.testing.assert_allclose(fused(x, scale, bias), reference(x, scale, bias), atol=1e-14)
-        got = jax.vjp(fused, x, scale, bias)[1](dy)
-        want = jax.vjp(reference, x, scale, bias)[1](dy)
-        for g, w in zip(got, want):
-            np.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-13)
-
-
 def test_batchnorm_gelu_method_equals_dense_bias_batchnorm_gelu():
     x, mask = _data(3)
     shift = jnp.asarray([0.3, -2.0, 5.0], jnp.float32)
@@ -321,39 +254,3 @@ def test_batchnorm_gelu_method_equals_dense_bias_batchnorm_gelu():
         np.testing.assert_allclose(a.mean[...], b.mean[...], atol=1e-6)
         np.testing.assert_allclose(a.var[...], b.var[...], atol=1e-6)
         a.eval(), b.eval()
-
-
-@pytest.mark.parametrize("shape", [(5,), (4, 5), (3, 4, 5), (2, 3, 4, 5)])
-def test_dense_matmul_matches_matmul_values_and_gradients(shape):
-    with jax.enable_x64(True):
-        _check_dense_matmul(shape)
-
-
-def _check_dense_matmul(shape):
-    rng = np.random.default_rng(1)
-    x = jnp.asarray(rng.normal(size=shape), jnp.float64)
-    w = jnp.asarray(rng.normal(size=(5, 6)), jnp.float64)
-    out = nn.layers.dense_matmul(x, w)
-    assert out.shape == shape[:-1] + (6,)
-    np.testing.assert_allclose(out, np.asarray(x) @ np.asarray(w), rtol=1e-12)
-    # gradients w.r.t. both operands as for the plain product (the backward pass is the point)
-    cot = jnp.asarray(rng.normal(size=out.shape), jnp.float64)
-    ref = jax.grad(lambda a, b: jnp.sum((a @ b) * cot), argnums=(0, 1))(x, w)
-    got = jax.grad(lambda a, b: jnp.sum(nn.layers.dense_matmul(a, b) * cot), argnums=(0, 1))(x, w)
-    for g, r in zip(got, ref):
-        np.testing.assert_allclose(g, r, rtol=1e-12)
-
-
-def test_materialize_is_the_identity_with_identity_gradient_and_a_fusion_boundary_on_cpu():
-    x = jnp.asarray(np.random.default_rng(2).normal(size=(3, 4)), jnp.float32)
-    x = x.at[0, 0].set(jnp.nan)  # the predicate's element: still the same value, NaN included
-    y = jax.jit(nn.layers.materialize)(x)
-    np.testing.assert_array_equal(np.asarray(y), np.asarray(x))
-    g = jax.grad(lambda t: jnp.sum(nn.layers.materialize(t) * jnp.arange(12.0).reshape(3, 4)))(
-        jnp.ones((3, 4)))
-    np.testing.assert_array_equal(g, np.arange(12.0).reshape(3, 4))
-    hlo = jax.jit(lambda t: nn.layers.materialize(t * 2.0) + 1.0).lower(x).compile().as_text()
-    if jax.default_backend() == "cpu":
-        assert "conditional" in hlo  # what keeps XLA from fusing across it
-    else:
-        assert "conditional" not in hlo

@@ -1,12 +1,17 @@
-"""hepjax.nn.rowwise: the tiled BatchNorm + GELU MLP against autodiff of the layer-by-layer form
-(float64): values, batch statistics, every gradient; the eval form against its closed form."""
+"""hepjax.kernels.rowwise: the tiled BatchNorm + GELU MLP (fast form) against autodiff of its
+layer-by-layer reference (float64): values, batch statistics, every gradient; both eval forms
+against the closed form; the reference against the test's own layer-by-layer form."""
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from hepjax.kernels.rowwise import bn_gelu_mlp as _bn_gelu_mlp
+from hepjax.kernels.rowwise import bn_gelu_mlp_eval, tile_shape
 from hepjax.nn.activations import gelu
-from hepjax.nn.rowwise import bn_gelu_mlp, bn_gelu_mlp_eval, tile_shape
+
+bn_gelu_mlp = _bn_gelu_mlp.fast  # the tiled form, whatever HEPJAX_KERNELS says
+reference = _bn_gelu_mlp.reference
 
 DIMS = [4, 16, 16, 8]
 
@@ -64,10 +69,12 @@ def test_bn_gelu_mlp_matches_layer_by_layer_autodiff_float64(tile_rows, parts, c
             assert bn_gelu_mlp(x, mask, kernels, scales, biases, 1e-5, tile_rows, parts,
                                channels_first=True)[0].shape == (DIMS[depth], 1003)
         y, means, variances = tiled(x, kernels, scales, biases)
-        y_ref, means_ref, var_ref = _reference(x, mask, kernels, scales, biases)
+        y_ref, means_ref, var_ref = reference(x, mask, kernels, scales, biases)
+        np.testing.assert_allclose(y_ref, _reference(x, mask, kernels, scales, biases)[0],
+                                   rtol=1e-12, atol=1e-13)
         np.testing.assert_allclose(y, y_ref, rtol=1e-11, atol=1e-12)
         assert np.all(np.asarray(y)[~np.asarray(mask)] == 0)
-        for a, b in zip(list(means) + list(variances), means_ref + var_ref):
+        for a, b in zip(list(means) + list(variances), list(means_ref) + list(var_ref)):
             np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-12)
 
         ct = jnp.asarray(rng.normal(size=y.shape))
@@ -76,7 +83,7 @@ def test_bn_gelu_mlp_matches_layer_by_layer_autodiff_float64(tile_rows, parts, c
             return lambda x, k, s, b: jnp.sum(fn(x, k, s, b) * ct)
 
         ours = jax.grad(loss(lambda *a: tiled(*a)[0]), argnums=(0, 1, 2, 3))
-        ref = jax.grad(loss(lambda *a: _reference(a[0], mask, *a[1:])[0]), argnums=(0, 1, 2, 3))
+        ref = jax.grad(loss(lambda *a: reference(a[0], mask, *a[1:])[0]), argnums=(0, 1, 2, 3))
         g, g_ref = ours(x, kernels, scales, biases), ref(x, kernels, scales, biases)
         for a, b in zip(jax.tree.leaves(g), jax.tree.leaves(g_ref)):
             np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-10)
@@ -98,15 +105,16 @@ def test_bn_gelu_mlp_jit_float32_close_to_float64():
     np.testing.assert_allclose(y32, ref, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("form", ["fast", "reference"])
 @pytest.mark.parametrize("channels_first", [False, True])
-def test_bn_gelu_mlp_eval_matches_closed_form(channels_first):
+def test_bn_gelu_mlp_eval_matches_closed_form(channels_first, form):
     with jax.enable_x64(True):
         x, mask, kernels, scales, biases, rng = _problem(777, seed=2)
         shifts = [jnp.asarray(rng.normal(size=b)) for b in DIMS[1:]]
         means = [jnp.asarray(rng.normal(size=b)) for b in DIMS[1:]]
         variances = [jnp.asarray(rng.uniform(0.5, 2.0, size=b)) for b in DIMS[1:]]
-        y = bn_gelu_mlp_eval(x, mask, kernels, shifts, means, variances, scales, biases,
-                             tile_rows=100, channels_first=channels_first)
+        y = getattr(bn_gelu_mlp_eval, form)(x, mask, kernels, shifts, means, variances, scales,
+                                            biases, tile_rows=100, channels_first=channels_first)
         if channels_first:
             assert y.shape == (DIMS[-1], 777)
             y = y.T
@@ -116,12 +124,13 @@ def test_bn_gelu_mlp_eval_matches_closed_form(channels_first):
         np.testing.assert_allclose(y, jnp.where(mask[:, None], h, 0.0), rtol=1e-12, atol=1e-12)
 
 
-def test_bn_gelu_mlp_errors_name_the_shapes():
+@pytest.mark.parametrize("form", [bn_gelu_mlp, reference])
+def test_bn_gelu_mlp_errors_name_the_shapes(form):
     x, mask, kernels, scales, biases, _ = _problem(10)
     with pytest.raises(ValueError, match=r"mask \(R,\).*\(9,\)"):
-        bn_gelu_mlp(x, mask[:9], kernels, scales, biases)
+        form(x, mask[:9], kernels, scales, biases)
     with pytest.raises(ValueError, match="as many kernels"):
-        bn_gelu_mlp(x, mask, kernels, scales[:2], biases)
+        form(x, mask, kernels, scales[:2], biases)
 
 
 def test_bn_gelu_mlp_bfloat16_keeps_float32_statistics_and_gradients_near_float32():

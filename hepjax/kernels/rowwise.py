@@ -1,4 +1,4 @@
-"""A per-row MLP of 1x1 layers with training-mode BatchNorm and exact GELU, computed tile by tile.
+"""A per-row MLP of 1x1 layers with training-mode BatchNorm and exact GELU.
 
     h_0 = x,   z_l = h_{l-1} W_l,   h_l = gelu(gamma_l (z_l - mean_l) / sqrt(var_l + eps) + beta_l)
 
@@ -7,11 +7,12 @@ var_l taken over the rows whose mask is True. Padded rows give h_l = 0 and never
 The layers have no bias: in training mode BatchNorm removes a constant shift exactly (the caller
 folds a Dense bias into the running mean, as `BatchNorm.gelu(shift=)` does).
 
-Why tiles: as whole-array XLA ops every layer streams its (R, C) activations through memory 10-12
-times per training step (product, two statistics passes, normalisation, GELU, and as many in the
-backward pass); ParT's pair embedding was the largest item of its CPU step for that reason. Here
-`lax.scan` walks over row tiles small enough to stay in cache and does everything a tile needs
-in one visit:
+Reference: layer by layer, each layer `batch_norm_gelu`'s reference, differentiated by autodiff.
+
+Fast form, tile by tile: as whole-array XLA ops every layer streams its (R, C) activations
+through memory 10-12 times per training step (product, two statistics passes, normalisation,
+GELU, and as many in the backward pass). Here `lax.scan` walks over row tiles small enough to
+stay in cache and does everything a tile needs in one visit:
   * forward, one scan per layer: normalise + GELU the previous layer's tile, multiply, write z_l
     and merge the tile's statistics (Chan et al.'s pairwise update of count, mean and M2, as
     stable as a two-pass variance);
@@ -19,8 +20,9 @@ in one visit:
     and the kernel gradient of W_l (accumulated over tiles), and the sums layer l - 1's
     BatchNorm backward needs, its GELU derivative recomputed from the stored z_{l-1}.
 Only the z_l are kept for the backward pass: each layer reads and writes each (R, C) array about
-3 times per step instead of 10-12. Same values as the layer-by-layer form up to float round-off
-of the reductions' order (tested against autodiff of that form, in float64).
+3 times per step instead of 10-12. Same values as the reference up to float round-off of the
+reductions' order (tested in float64). On the many small loop iterations of a GPU it would cost
+more than it saves.
 """
 from __future__ import annotations
 
@@ -31,7 +33,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hepjax.nn.activations import normal_cdf_pdf
+from hepjax.kernels.batchnorm import batch_norm_gelu
+from hepjax.kernels.select import dispatch
+from hepjax.nn.activations import gelu, normal_cdf_pdf
 
 Array = jax.Array
 
@@ -152,25 +156,7 @@ def _forward(x, mask, kernels, scales, biases, epsilon, tile_rows, parts, channe
     return y, returned_means, variances, (xt, mt, n, zs, means, rstds, size)
 
 
-def bn_gelu_mlp(x: Array, mask: Array, kernels: Sequence[Array], scales: Sequence[Array],
-                biases: Sequence[Array], epsilon: float = 1e-5, tile_rows: int = 4096,
-                parts: int = 1, channels_first: bool = False):
-    """Training-mode forward of the module docstring's MLP, tiled, with its own VJP.
-
-    x (R, C_0); mask (R,) bool (True = real row); kernels[l] (C_l, C_{l+1}); scales[l], biases[l]
-    (C_{l+1},) the BatchNorm scale and shift. Returns (y (R, C_L), batch means, batch variances)
-    with one (C_l,) mean and (biased) variance per layer for the running averages (they carry
-    no gradient). y is 0 on masked rows; what x holds there does not matter.
-
-    channels_first=True: y is returned (and its cotangent taken) as y.T (C_L, R), the last layer
-    computed channel-major per tile, (C_L, S) = W^T h^T: for a narrow C_L (ParT's 8 heads) its
-    elementwise work then runs along rows instead of C_L-wide, and with R = T * tile_rows the
-    caller's (T, C_L, tile_rows) view of y needs no transpose.
-
-    `parts` > 1 shares the tiles out among that many independent scans, which XLA:CPU may run
-    on different threads. On the 2-core development machine one scan was faster and steadier
-    inside ParT's training step (4.0 s vs 4.1-5.3 s with 2 parts, alternating runs), so 1 is
-    the default; the results differ only in the order of the statistics' sums."""
+def _check(x, mask, kernels, scales, biases, parts=1):
     if x.ndim != 2 or mask.shape != x.shape[:1]:
         raise ValueError(f"bn_gelu_mlp: expected x (R, C) and mask (R,), got x {tuple(x.shape)} "
                          f"and mask {tuple(mask.shape)}")
@@ -179,8 +165,43 @@ def bn_gelu_mlp(x: Array, mask: Array, kernels: Sequence[Array], scales: Sequenc
                          f"{len(kernels)}, {len(scales)}, {len(biases)}")
     if parts < 1:
         raise ValueError(f"bn_gelu_mlp: parts must be >= 1, got {parts}")
+
+
+def _bn_gelu_mlp_tiled(x, mask, kernels, scales, biases, epsilon=1e-5, tile_rows=4096, parts=1,
+                       channels_first=False):
+    _check(x, mask, kernels, scales, biases, parts)
     return _bn_gelu_mlp(x, jnp.asarray(mask, bool), tuple(kernels), tuple(scales), tuple(biases),
                         float(epsilon), int(tile_rows), int(parts), bool(channels_first))
+
+
+@dispatch("rowwise", fast=_bn_gelu_mlp_tiled)
+def bn_gelu_mlp(x: Array, mask: Array, kernels: Sequence[Array], scales: Sequence[Array],
+                biases: Sequence[Array], epsilon: float = 1e-5, tile_rows: int = 4096,
+                parts: int = 1, channels_first: bool = False):
+    """Training-mode forward of the module docstring's MLP.
+
+    x (R, C_0); mask (R,) bool (True = real row); kernels[l] (C_l, C_{l+1}); scales[l], biases[l]
+    (C_{l+1},) the BatchNorm scale and shift. Returns (y (R, C_L), batch means, batch variances)
+    with one (C_l,) mean and (biased) variance per layer for the running averages (they carry
+    no gradient). y is 0 on masked rows; what x holds there does not matter.
+
+    channels_first=True: y is returned (and its cotangent taken) as y.T (C_L, R); the fast form
+    then computes the last layer channel-major per tile, (C_L, S) = W^T h^T: for a narrow C_L
+    (ParT's 8 heads) its elementwise work runs along rows instead of C_L-wide, and with
+    R = T * tile_rows the caller's (T, C_L, tile_rows) view of y needs no transpose.
+
+    tile_rows and parts only shape the fast form: rows per tile, and `parts` > 1 shares the
+    tiles out among that many independent scans, which XLA:CPU may run on different threads
+    (one scan was faster and steadier inside ParT's training step on 2 cores, hence the
+    default); the results differ only in the order of the statistics' sums."""
+    _check(x, mask, kernels, scales, biases, parts)
+    mask = jnp.asarray(mask, bool)
+    h = jnp.where(mask[:, None], x, 0.0)
+    means, variances = [], []
+    for kernel, scale, bias in zip(kernels, scales, biases):
+        h, mean, var = batch_norm_gelu.reference(h @ kernel, mask, scale, bias, epsilon, (0,))
+        means.append(mean), variances.append(var)
+    return (h.T if channels_first else h), tuple(means), tuple(variances)
 
 
 @partial(jax.custom_vjp, nondiff_argnums=(5, 6, 7, 8))
@@ -281,20 +302,14 @@ def _bwd(epsilon, tile_rows, parts, channels_first, residuals, cotangents):
 _bn_gelu_mlp.defvjp(_fwd, _bwd)
 
 
-def bn_gelu_mlp_eval(x: Array, mask: Array, kernels: Sequence[Array], shifts: Sequence[Array],
-                     means: Sequence[Array], variances: Sequence[Array], scales: Sequence[Array],
-                     biases: Sequence[Array], epsilon: float = 1e-5,
-                     tile_rows: int = 4096, channels_first: bool = False) -> Array:
-    """Eval-mode forward (running statistics): h_l = gelu(BN(h_{l-1} W_l + shift_l)), every
-    layer of a tile in one visit. Shapes as `bn_gelu_mlp`; shifts[l] (C_{l+1},) the Dense biases.
-    Returns y (R, C_L), 0 on masked rows; channels_first=True returns y.T (C_L, R), its last
-    layer computed channel-major per tile (a narrow C_L, e.g. ParT's 8 heads, then runs along
-    rows; with R = T * tile_rows the caller's (T, C_L, tile_rows) view needs no transpose)."""
+def _bn_gelu_mlp_eval_tiled(x, mask, kernels, shifts, means, variances, scales, biases,
+                            epsilon=1e-5, tile_rows=4096, channels_first=False):
+    """Every layer of a tile in one visit, the Dense bias and the running statistics folded into
+    one affine map per layer."""
     rows = x.shape[0]
     tiles, size = tile_shape(rows, tile_rows)
     xt = _to_tiles(x, tiles, size)
     mt = _to_tiles(mask, tiles, size)[..., None]
-    # fold the Dense bias and the running statistics into one affine map per layer
     gains = [jax.lax.rsqrt(v + epsilon) * s for v, s in zip(variances, scales)]
     # in the activations' dtype: float32 running statistics do not promote a bf16 forward pass
     affine = [(a.astype(x.dtype), (b + (t - mu) * a).astype(x.dtype))
@@ -316,3 +331,23 @@ def bn_gelu_mlp_eval(x: Array, mask: Array, kernels: Sequence[Array], shifts: Se
     if channels_first:  # (T, C, S) -> (C, T * S)
         return jnp.moveaxis(y, 1, 0).reshape(y.shape[1], tiles * size)[:, :rows]
     return y.reshape(tiles * size, -1)[:rows]
+
+
+@dispatch("rowwise", fast=_bn_gelu_mlp_eval_tiled)
+def bn_gelu_mlp_eval(x: Array, mask: Array, kernels: Sequence[Array], shifts: Sequence[Array],
+                     means: Sequence[Array], variances: Sequence[Array], scales: Sequence[Array],
+                     biases: Sequence[Array], epsilon: float = 1e-5,
+                     tile_rows: int = 4096, channels_first: bool = False) -> Array:
+    """Eval-mode forward (running statistics): h_l = gelu(BN(h_{l-1} W_l + shift_l)). Shapes as
+    `bn_gelu_mlp`; shifts[l] (C_{l+1},) the Dense biases. Returns y (R, C_L), 0 on masked rows;
+    channels_first=True returns y.T (C_L, R) (the fast form computes its last layer
+    channel-major per tile). Computed in the activations' dtype: float32 running statistics do
+    not promote a bf16 forward pass."""
+    mask = jnp.asarray(mask, bool)
+    h = jnp.where(mask[:, None], x, 0.0)
+    for kernel, shift, mean, var, scale, bias in zip(kernels, shifts, means, variances, scales,
+                                                     biases):
+        gain = (jax.lax.rsqrt(var + epsilon) * scale).astype(x.dtype)
+        h = gelu((h @ kernel + shift - mean.astype(x.dtype)) * gain + bias)
+    h = jnp.where(mask[:, None], h, 0.0)
+    return h.T if channels_first else h
