@@ -169,12 +169,12 @@ def test_pair_embedding_reference_kernels_match_the_fast_ones():
 
 
 def test_reference_kernels_give_the_fast_kernels_logits():
-    """ParT (2 + 1 blocks) with every kernel in its reference form gives the logits of the fast
+    """ParT (1 + 1 blocks) with every kernel in its reference form gives the logits of the fast
     forms to float32 round-off: |difference| < 1e-5 * max |logit| in eval mode; and in training
     mode (no dropout) the same parameter gradients to 1e-4 of the largest one."""
     import jax.numpy as jnp
     feats, mask, vec = _jets(4, 13, 5, 8, n_real=[13, 10, 4, 1])
-    cfg = ml_collections.ConfigDict(dict(SMALL, num_layers=2, dropout=0.0, attn_dropout=0.0,
+    cfg = ml_collections.ConfigDict(dict(SMALL, dropout=0.0, attn_dropout=0.0,
                                          activation_dropout=0.0))
     results = {}
     for mode in ("fast", "reference"):
