@@ -16,10 +16,8 @@ schedules rescaled to the epochs). Heavy taggers train on a nested subset of the
   particlenet, part     10k jets, 4 epochs, 50 constituents, batch 128 (recipe: 512)
   lorentznet            10k jets, 4 epochs, 30 constituents, batch 128, warm-up 30 steps
   cnn                   10k jets, 4 epochs, 37 x 37 images, batch 128
-On the development machine (2 cores) a training step at batch 128 costs about 1 s for
-ParticleNet (50 constituents), 1.7 s for ParT (50), 1.4 s for LorentzNet (30) and 1.7 s for the
-CNN (40 x 40, measured before the switch to 37 x 37): these sizes are what fits, not what the
-taggers need.
+These sizes are what a 2-core CPU fits in about an hour (the heavy taggers' training steps cost
+seconds there), not what the taggers need.
 
 Every config validates once per epoch (``train.eval_every_epochs = 1``), stops early when the
 validation loss has not improved for ``PATIENCE`` = 8 validations (``train.num_epochs`` is the
