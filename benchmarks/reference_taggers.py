@@ -427,11 +427,13 @@ def _cached(path: pathlib.Path, run) -> dict:
     return info
 
 
-def _run_tag(model: str, overrides: dict, recipe: dict) -> str:
-    """Names a run directory by everything that changes the run but the seed."""
+def _run_tag(model: str, config, recipe: dict) -> str:
+    """Names a run directory by everything that changes the run but the seed: the hepjax config
+    (overrides applied; not its file, whose comments may change) and the torch recipe."""
     import hashlib
-    text = json.dumps([model, sorted((k, repr(v)) for k, v in overrides.items()), recipe,
-                       CONFIG.read_text()], sort_keys=True, default=str)
+
+    from hepjax.config import to_json
+    text = json.dumps([model, json.loads(to_json(config)), recipe], sort_keys=True, default=str)
     return f"{model}_{hashlib.sha1(text.encode()).hexdigest()[:10]}"
 
 
@@ -442,7 +444,7 @@ def compare_model(model: str, data_dir, seeds, overrides, max_epochs, tmp, runs:
     recipe = torch_recipe(model, data_dir, overrides, max_epochs)
     print(f"\n== {model}: jets train/val/test {sizes['train']}/{sizes['val']}/{sizes['test']}; "
           f"hepjax overrides {overrides or 'none'}; torch recipe {recipe}", flush=True)
-    tag = _run_tag(model, overrides, recipe)
+    tag = _run_tag(model, hepjax_config(model, data_dir, 0, overrides), recipe)
     print(f"   run directories {runs}/{{hepjax,torch}}_{tag}_seed<S>", flush=True)
     rows = {"hepjax": [], "torch": []}
     # hepjax's binary task has one logit, the torch models two: the output layers differ by
