@@ -70,8 +70,7 @@ def collect_row(name: str, workdir: pathlib.Path, wall_s=None) -> dict:
     """The table row of a finished run directory (test metrics, sizes, throughput) and the
     statistical uncertainty of its background rejections."""
     result = json.loads((workdir / "test_metrics.json").read_text())
-    saved = np.load(workdir / "test_outputs.npz")
-    scores, labels = saved["outputs"], saved["labels"]
+    labels = np.load(workdir / "test_outputs.npz")["labels"]
     info = json.loads((workdir / "model_info.json").read_text())
     train_log = read_metrics(workdir, "train")
     resolved = json.loads((workdir / "config.json").read_text())

@@ -26,7 +26,6 @@ four-momenta); ``mask`` (B, N) bool; ``vectors`` (B, N, 4) (E, px, py, pz) in Ge
 """
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 import ml_collections
 from flax import nnx

@@ -1,5 +1,4 @@
 """Blocks: references (numpy), permutation equivariance/invariance, invariance to extra padding."""
-import jax
 import jax.numpy as jnp
 import jraph
 import numpy as np
