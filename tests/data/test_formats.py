@@ -4,22 +4,9 @@ import pytest
 
 from hepjax.data import formats, read_top_tagging
 
+from .jets import synthetic_jets as _jets
+
 pd = pytest.importorskip("pandas")
-
-
-def _jets(n=50, m=30, seed=0):
-    rng = np.random.default_rng(seed)
-    counts = rng.integers(1, m + 1, n)
-    pt = rng.exponential(20, (n, m)) + 0.5
-    eta, phi = rng.normal(0, 0.3, (n, m)), rng.uniform(-np.pi, np.pi, (n, m))
-    p4 = np.stack([pt * np.cosh(eta), pt * np.cos(phi), pt * np.sin(phi), pt * np.sinh(eta)], -1)
-    mask = np.arange(m)[None] < counts[:, None]
-    p4 = np.where(mask[..., None], p4, 0).astype(np.float32)
-    return {"p4": p4, "mask": mask, "n_constituents": counts.astype(np.int32),
-            "truth": rng.normal(size=(n, 4)).astype(np.float32), "ttv": rng.integers(0, 3, n),
-            "label": rng.integers(0, 2, n), "pid": np.where(mask, 211, 0).astype(np.int32),
-            "charge": np.where(mask, 1, 0).astype(np.int8),
-            "jet_p4": p4.sum(1)}
 
 
 def test_reference_round_trip_chunked_table_and_fixed(tmp_path):
