@@ -65,10 +65,9 @@ def rejection_text(rejection: float, n_background: int) -> str:
     fewer than ten pass (statistics-limited) or none does (only a lower bound)."""
     if not np.isfinite(rejection):
         return f"> {n_background} (none of the {n_background} background test jets passes)"
-    n_pass = n_background / rejection
-    text = (f"{rejection:.1f} ± {rejection / np.sqrt(n_pass):.1f} ({n_pass:.0f} of "
-            f"{n_background} background jets pass)")
-    return text + (", statistics-limited" if n_pass < 10 else "")
+    n_pass, error = metrics.rejection_statistics(rejection, n_background)
+    text = f"{rejection:.1f} ± {error:.1f} ({n_pass:.0f} of {n_background} background jets pass)"
+    return text + (", statistics-limited" if n_pass < metrics.MIN_BACKGROUND_JETS else "")
 
 
 def _test_scores(workdir):

@@ -21,11 +21,14 @@ Everything here raises ``ValueError`` with counts and shapes on malformed input 
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
 __all__ = [
+    "MIN_BACKGROUND_JETS",
+    "rejection_statistics",
     "BinaryCounts",
     "binary_counts",
     "accuracy",
@@ -297,6 +300,20 @@ def _interp_fpr(fpr: np.ndarray, tpr: np.ndarray, eff: np.ndarray) -> np.ndarray
         frac = np.where(t1 > t0, (eff - t0) / (t1 - t0), 1.0)  # t1 == t0 only at eff == 0
     # On a point, return its fpr exactly rather than f0 + 1.0 * (f1 - f0).
     return np.where(exact, fpr[first], f0 + frac * (f1 - f0))
+
+
+# Fewer background jets than this behind a 1/eps_B: the figure is statistics-limited (its
+# Poisson error is then >= 30 %) and tables say so.
+MIN_BACKGROUND_JETS = 10
+
+
+def rejection_statistics(rejection: float, n_background: int) -> tuple[float, float]:
+    """(n_pass, error) of a finite background rejection 1/eps_B measured on ``n_background``
+    background events: ``n_pass = n_background / rejection`` events pass the cut, and the
+    Poisson error is ``rejection / sqrt(max(n_pass, 1))``. Below ``MIN_BACKGROUND_JETS``
+    passing events the rejection is statistics-limited."""
+    n_pass = n_background / rejection
+    return n_pass, rejection / math.sqrt(max(n_pass, 1.0))
 
 
 def background_rejection(labels, scores, signal_efficiency, sample_weight=None):

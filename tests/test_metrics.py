@@ -1,5 +1,7 @@
 """Tests for hepjax.metrics against scikit-learn, brute-force pair counting and hand-worked
 examples; heavy ties and weights throughout."""
+import math
+
 import numpy as np
 import pytest
 from sklearn import metrics as skm
@@ -348,3 +350,12 @@ def test_binary_summary():
     assert summ["rej30"] == M.background_rejection(y, p, 0.3)
     assert summ["rej50"] == M.background_rejection(y, p, 0.5)
     assert summ["rej30"] > summ["rej50"] > 1.0
+
+
+def test_rejection_statistics_poisson_error_of_the_passing_background():
+    """1/eps_B = 121.2 on 606 background jets: 5 pass, error 121.2 / sqrt(5); fewer than one
+    passing event is counted as one."""
+    n_pass, error = M.rejection_statistics(121.2, 606)
+    assert math.isclose(n_pass, 5.0) and math.isclose(error, 121.2 / math.sqrt(5.0))
+    assert n_pass < M.MIN_BACKGROUND_JETS == 10
+    assert M.rejection_statistics(2000.0, 1000) == (0.5, 2000.0)

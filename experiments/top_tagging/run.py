@@ -22,7 +22,7 @@ import time
 import numpy as np
 
 from hepjax import config as config_lib
-from hepjax import plots
+from hepjax import metrics, plots
 from hepjax.train import experiment
 from hepjax.train.logging import read_metrics
 
@@ -81,13 +81,11 @@ def collect_row(name: str, workdir: pathlib.Path, wall_s=None) -> dict:
     for key in ("rej30", "rej50"):
         rejection = result.get(key)
         if rejection and math.isfinite(rejection) and rejection > 0:
-            # 1/eps_B = N_b / n_pass; Poisson error on the n_pass background jets kept
-            n_pass = max(n_background / rejection, 1.0)
-            stat[f"{key}_stat"] = rejection / math.sqrt(n_pass)
-            stat[f"{key}_n_pass"] = n_pass
+            n_pass, stat[f"{key}_stat"] = metrics.rejection_statistics(rejection, n_background)
+            stat[f"{key}_n_pass"] = max(n_pass, 1.0)
     steps_per_epoch = max(1, int(_count(workdir, "train") or 0) // int(resolved["train"]["batch_size"]))
     steps_run = max([r["step"] for r in train_log], default=0)
-    best = [r for r in read_metrics(workdir, "early_stop")]
+    best = read_metrics(workdir, "early_stop")
     val = read_metrics(workdir, "val")
     best_step = best[-1]["best_step"] if best else (
         min(val, key=lambda r: r["loss"])["step"] if val else None)
@@ -124,20 +122,15 @@ def _count(workdir, split) -> int | None:
     return json.loads(info.read_text())[split] if info.exists() else None
 
 
-# Fewer background jets than this behind a 1/eps_B: the figure is statistics-limited and the
-# table says so (its Poisson error is then >= 30 %).
-MIN_BACKGROUND_JETS = 10
-
-
 def _rej(row, key) -> str:
     """'1/eps_B ± stat (n bkg)', the n background jets that pass the cut; marked '†' when fewer
-    than MIN_BACKGROUND_JETS pass (statistics-limited)."""
+    than metrics.MIN_BACKGROUND_JETS pass (statistics-limited)."""
     value, stat, n_pass = row.get(key), row.get(f"{key}_stat"), row.get(f"{key}_n_pass")
     if value is None:
         return ""
     if stat is None:
         return _fmt(value, 1)
-    limited = " †" if n_pass is not None and n_pass < MIN_BACKGROUND_JETS else ""
+    limited = " †" if n_pass is not None and n_pass < metrics.MIN_BACKGROUND_JETS else ""
     return f"{value:.0f} ± {stat:.0f} ({n_pass:.0f} bkg){limited}"
 
 
@@ -176,7 +169,7 @@ def write_table(rows, workdir: pathlib.Path, ensemble: int) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     table = "\n".join(lines) + "\n"
     if any("†" in line for line in lines[2:]):
-        table += (f"\n† fewer than {MIN_BACKGROUND_JETS} background test jets pass the cut: the "
+        table += (f"\n† fewer than {metrics.MIN_BACKGROUND_JETS} background test jets pass the cut: the "
                   "rejection is statistics-limited (Poisson error >= 30 %).\n")
     (workdir / "table.md").write_text(table)
     (workdir / "table.json").write_text(json.dumps(rows, indent=2, default=str))
