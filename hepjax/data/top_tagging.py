@@ -91,15 +91,16 @@ def generate_cached(cfg, progress=None) -> pathlib.Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     detector = cfg.get("detector", "fast")
     epc = int(cfg.get("events_per_chunk", 0) or 200)
+    mpi = bool(cfg.get("mpi", False))
     fractions = ttv_fractions(cfg)
     # finished chunks are kept beside the cache while it is made: a killed generation resumes
     chunks = path.with_name(path.stem + ".chunks")
     jets = generation.generate("top-tagging", int(cfg.n_jets), int(cfg.seed), detector=detector,
                                workers=int(cfg.get("workers", 1)), events_per_chunk=epc,
                                ttv_fractions=fractions, progress=progress,
-                               chunk_dir=chunks, mpi=bool(cfg.get("mpi", False)))
+                               chunk_dir=chunks, mpi=mpi)
     meta = {"task": "top-tagging", "n_jets": int(cfg.n_jets), "seed": int(cfg.seed),
-            "detector": detector, "mpi": bool(cfg.get("mpi", False)), "events_per_chunk": epc,
+            "detector": detector, "mpi": mpi, "events_per_chunk": epc,
             "ttv_fractions": list(fractions)}
     # a killed run never leaves a truncated cache; concurrent writers never share a partial file
     partial = path.with_suffix(f".partial-{os.getpid()}")
