@@ -165,9 +165,12 @@ def summarise_hepjax(workdir: pathlib.Path, hepjax_auc: float, seconds: float) -
     """A finished hepjax run directory's figures (sklearn AUC of its saved test outputs)."""
     from sklearn.metrics import roc_auc_score
 
-    resolved = json.loads((workdir / "config.json").read_text())
     sizes = json.loads((workdir / "data_sizes.json").read_text())
-    steps_per_epoch = sizes["train"] // int(resolved["train"]["batch_size"])
+    if (workdir / "spec.json").exists():   # the resolved run spec (runs before it: config.json)
+        steps_per_epoch = json.loads((workdir / "spec.json").read_text())["steps_per_epoch"]
+    else:
+        resolved = json.loads((workdir / "config.json").read_text())
+        steps_per_epoch = sizes["train"] // int(resolved["train"]["batch_size"])
     with __import__("numpy").load(workdir / "test_outputs.npz") as f:
         outputs, labels = f["outputs"], f["labels"]
     scores = outputs if outputs.ndim == 1 else outputs[:, -1]
@@ -337,7 +340,7 @@ def torch_run(spec_path: str) -> None:
         raise ValueError(f"optimizer fields {sorted(opt_cfg)} are not mirrored on the torch side")
     scheduler = None
     if recipe["schedule"] is not None:  # weaver train.py's flat+decay, stepped once per epoch
-        epochs = int(recipe["schedule"]["num_epochs"])
+        epochs = int(recipe["max_epochs"])   # over the run's epochs, as hepjax's schedule
         decay = max(1, int(epochs * 0.3))
         scheduler = torch.optim.lr_scheduler.MultiStepLR(
             optimizer, milestones=list(range(epochs - decay, epochs)), gamma=0.01 ** (1.0 / decay))
@@ -576,11 +579,6 @@ def main(argv=None) -> int:
         for model in models:
             overrides, seeds, max_epochs = plan[model]
             overrides = dict(overrides)
-            if model == "particlenet":
-                config = hepjax_config(model, data_dir, 0, {})
-                schedule = config.optimizer.get("schedule")
-                if schedule is not None and schedule.name == "flat_decay":
-                    overrides["optimizer.schedule.num_epochs"] = overrides["train.num_epochs"]
             results[model] = compare_model(model, data_dir, seeds, overrides, max_epochs, tmp,
                                            runs, args.torch_threads)
     lines = print_table(results)

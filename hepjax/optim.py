@@ -102,7 +102,8 @@ def _require(cfg: dict, key: str, where: str):
 
 
 def make_schedule(config: Any = None, learning_rate: float | None = None,
-                  total_steps: int | None = None) -> optax.Schedule:
+                  total_steps: int | None = None, *,
+                  steps_per_epoch: int | None = None) -> optax.Schedule:
     """Learning-rate schedule lr(t) for step t = 0, 1, ... (an optax schedule).
 
     config: None (constant) or a dict with 'name' and the fields below; l0 = `learning_rate`
@@ -115,8 +116,9 @@ def make_schedule(config: Any = None, learning_rate: float | None = None,
                       cosine decay to end_value (default 0) at decay_steps (total length,
                       warm-up included; default `total_steps`);
                       optax.warmup_cosine_decay_schedule.
-      flat_decay:     weaver-core's default 'flat+decay': with E = num_epochs epochs of
-                      total_steps / E steps and D = max(1, int(0.3 E)) decay epochs,
+      flat_decay:     weaver-core's default 'flat+decay': with epochs of `steps_per_epoch`
+                      steps (the run's, from its resolved spec), E = total_steps /
+                      steps_per_epoch epochs (rounded) and D = max(1, int(0.3 E)) decay epochs,
                       lr = l0 * gamma ** max(0, epoch - (E - D) + 1), gamma = 0.01 ** (1 / D):
                       flat for 70 % of training, then down to 1 % of l0 in epoch steps.
     """
@@ -137,19 +139,25 @@ def make_schedule(config: Any = None, learning_rate: float | None = None,
     if unknown:
         raise ValueError(f"schedule {name!r}: unknown fields {sorted(unknown)}; valid fields are "
                          f"{list(fields)}")
-    return build(float(learning_rate), cfg, total_steps, f"schedule {name!r}")
+    return build(float(learning_rate), cfg, _Run(total_steps, steps_per_epoch), f"schedule {name!r}")
 
 
-def _constant(l0, cfg, total_steps, where):
+class _Run(NamedTuple):
+    """The run's length and epoch, from its resolved spec (``hepjax.train.spec``)."""
+    total_steps: int | None
+    steps_per_epoch: int | None
+
+
+def _constant(l0, cfg, run, where):
     return optax.constant_schedule(l0)
 
 
-def _time_based(l0, cfg, total_steps, where):
+def _time_based(l0, cfg, run, where):
     k = float(_require(cfg, "decay_rate", where))
     return lambda t: l0 / (1.0 + k * jnp.asarray(t, jnp.float32))
 
 
-def _step(l0, cfg, total_steps, where):
+def _step(l0, cfg, run, where):
     lam = float(_require(cfg, "decay_factor", where))
     tau = int(_require(cfg, "step_size", where))
     if tau <= 0:
@@ -157,16 +165,17 @@ def _step(l0, cfg, total_steps, where):
     return lambda t: l0 * jnp.power(lam, jnp.floor_divide(jnp.asarray(t), tau).astype(jnp.float32))
 
 
-def _exponential(l0, cfg, total_steps, where):
+def _exponential(l0, cfg, run, where):
     tau = float(_require(cfg, "tau", where))
     return lambda t: l0 * jnp.exp(-jnp.asarray(t, jnp.float32) / tau)
 
 
-def _flat_decay(l0, cfg, total_steps, where):
-    epochs = int(_require(cfg, "num_epochs", where))
-    if total_steps is None or total_steps < epochs:
-        raise ValueError(f"{where}: needs total_steps >= num_epochs ({epochs}), got {total_steps}")
-    per_epoch = total_steps // epochs
+def _flat_decay(l0, cfg, run, where):
+    if not run.total_steps or not run.steps_per_epoch:
+        raise ValueError(f"{where}: needs the run's total_steps and steps_per_epoch (got "
+                         f"{run.total_steps} and {run.steps_per_epoch})")
+    per_epoch = int(run.steps_per_epoch)
+    epochs = max(1, int(round(run.total_steps / per_epoch)))
     decay_epochs = max(1, int(epochs * 0.3))
     gamma = 0.01 ** (1.0 / decay_epochs)
 
@@ -178,8 +187,8 @@ def _flat_decay(l0, cfg, total_steps, where):
     return flat_decay
 
 
-def _warmup_cosine(l0, cfg, total_steps, where):
-    decay_steps = cfg.get("decay_steps", total_steps)
+def _warmup_cosine(l0, cfg, run, where):
+    decay_steps = cfg.get("decay_steps", run.total_steps)
     if decay_steps is None:
         raise ValueError(f"{where}: needs 'decay_steps' in the schedule config or total_steps=")
     return optax.warmup_cosine_decay_schedule(
@@ -188,7 +197,7 @@ def _warmup_cosine(l0, cfg, total_steps, where):
         end_value=float(cfg.get("end_value", 0.0)))
 
 
-# schedule name -> (its fields besides 'name', builder(l0, cfg, total_steps, where)); see
+# schedule name -> (its fields besides 'name', builder(l0, cfg, run, where)); see
 # make_schedule. Add an entry to add a schedule.
 SCHEDULES: dict[str, tuple[tuple[str, ...], Callable]] = {
     "constant": ((), _constant),
@@ -196,7 +205,7 @@ SCHEDULES: dict[str, tuple[tuple[str, ...], Callable]] = {
     "step": (("decay_factor", "step_size"), _step),
     "exponential": (("tau",), _exponential),
     "warmup_cosine": (("warmup_steps", "decay_steps", "init_value", "end_value"), _warmup_cosine),
-    "flat_decay": (("num_epochs",), _flat_decay),
+    "flat_decay": ((), _flat_decay),
 }
 
 
@@ -221,14 +230,16 @@ def l2_penalty(params: Any, coefficient: float, mask: Any = None) -> jax.Array:
 
 
 def make_optimizer(config: Any, total_steps: int | None = None,
-                   weight_decay_mask: Any = None) -> optax.GradientTransformation:
+                   weight_decay_mask: Any = None, *,
+                   steps_per_epoch: int | None = None) -> optax.GradientTransformation:
     """Builds the optax chain described in the module docstring from `config`.
 
     Fields: name ('sgd' | 'momentum' | 'adam' | 'adamw'), learning_rate, schedule (see
     make_schedule), weight_decay, l2, clip_norm, clip_value, momentum (default 0.9), nesterov
     (default False), b1 (0.9), b2 (0.999), eps (1e-8).
     weight_decay_mask: bool pytree or callable params -> pytree for weight_decay and l2;
-    default `default_weight_decay_mask`. total_steps is passed to make_schedule.
+    default `default_weight_decay_mask`. total_steps and steps_per_epoch (the run's, from its
+    resolved spec) are passed to make_schedule.
     """
     cfg = _as_dict(config, "optimizer config")
     name = cfg.get("name")
@@ -246,7 +257,7 @@ def make_optimizer(config: Any, total_steps: int | None = None,
         owners = [n for n, o in OPTIMIZERS.items() if key in o.fields]
         raise ValueError(f"optimizer config: {key!r} only applies to {owners}, not to name={name!r}")
     lr = make_schedule(cfg.get("schedule"), _require(cfg, "learning_rate", "optimizer config"),
-                       total_steps)
+                       total_steps, steps_per_epoch=steps_per_epoch)
     mask = default_weight_decay_mask if weight_decay_mask is None else weight_decay_mask
     wd = float(cfg.get("weight_decay") or 0.0)
     if wd and not entry.decoupled_decay:

@@ -278,12 +278,17 @@ def test_ranger_is_radam_inside_lookahead_hand_loop():
 
 def test_flat_decay_schedule_matches_weaver():
     from hepjax import optim as optim_lib
-    schedule = optim_lib.make_schedule({"name": "flat_decay", "num_epochs": 20}, 1e-3, total_steps=2000)
+    # 20 epochs of 100 steps, the epoch length from the run's resolved spec (no copy in the config)
+    schedule = optim_lib.make_schedule({"name": "flat_decay"}, 1e-3, total_steps=2000,
+                                       steps_per_epoch=100)
     gamma = 0.01 ** (1 / 6)  # 6 = int(0.3 * 20) decay epochs
     for step, factor in ((0, 1.0), (1399, 1.0), (1400, gamma), (1650, gamma**3), (1999, gamma**6)):
         np.testing.assert_allclose(float(schedule(step)), 1e-3 * factor, rtol=1e-6)
-    with pytest.raises(ValueError, match="total_steps"):
-        optim_lib.make_schedule({"name": "flat_decay", "num_epochs": 20}, 1e-3, total_steps=None)
+    with pytest.raises(ValueError, match="steps_per_epoch"):
+        optim_lib.make_schedule({"name": "flat_decay"}, 1e-3, total_steps=2000)
+    with pytest.raises(ValueError, match="unknown fields"):   # epochs are the run's, not a copy
+        optim_lib.make_schedule({"name": "flat_decay", "num_epochs": 20}, 1e-3, total_steps=2000,
+                                steps_per_epoch=100)
 
 
 def test_learning_rate_is_injected_and_readable_at_every_step():
@@ -315,7 +320,8 @@ def test_registries_build_every_entry():
         assert np.all(np.isfinite(np.asarray(updates["w"])))
     required = {"time_based": {"decay_rate": 0.1}, "step": {"decay_factor": 0.5, "step_size": 5},
                 "exponential": {"tau": 10.0}, "warmup_cosine": {"warmup_steps": 2},
-                "flat_decay": {"num_epochs": 4}}
+                }
     for name in optim.SCHEDULES:
-        schedule = optim.make_schedule({"name": name, **required.get(name, {})}, 0.01, total_steps=20)
+        schedule = optim.make_schedule({"name": name, **required.get(name, {})}, 0.01, total_steps=20,
+                                       steps_per_epoch=5)
         assert np.isfinite(float(schedule(3)))

@@ -29,18 +29,16 @@ def run_one(model: str, fraction: float, args) -> dict:
     config = config_lib.load_config(f"{CONFIG}:{model}{',smoke' if args.smoke else ''}")
     config.data.n_jets = args.n_jets
     config.data.train_fraction = fraction
-    config.train.num_epochs = 0
-    config.train.num_steps = args.steps
-    config.train.batch_size = args.batch_size
-    config.train.eval_every = config.train.checkpoint_every = max(args.steps // args.evals, 1)
+    cadence = max(args.steps // args.evals, 1)
+    config.train.update(num_epochs=0, num_steps=args.steps, batch_size=args.batch_size,
+                        eval_every=cadence, checkpoint_every=cadence,
+                        eval_every_epochs=0.0, checkpoint_every_epochs=0.0)
     if args.max_particles:
         config.data.max_particles = args.max_particles
     config.train.log_every = max(args.steps // 20, 1)
     config.train.early_stopping.patience = 4
-    schedule = config.optimizer.get("schedule")
-    if schedule and schedule.name == "flat_decay":
-        schedule.num_epochs = min(10, args.steps)
-    elif schedule and schedule.name == "warmup_cosine":
+    schedule = config.optimizer.get("schedule")   # flat_decay follows the run's own epochs
+    if schedule and schedule.name == "warmup_cosine":
         schedule.warmup_steps = min(schedule.warmup_steps, max(args.steps // 10, 1))
     workdir = pathlib.Path(args.workdir) / f"{model}_{fraction:g}"
     result = experiment.train(config, workdir)

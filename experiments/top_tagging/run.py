@@ -24,6 +24,7 @@ import numpy as np
 from hepjax import config as config_lib
 from hepjax import metrics, plots
 from hepjax.train import experiment
+from hepjax.train import spec as spec_lib
 from hepjax.train.logging import read_metrics
 
 from experiments.top_tagging.config import MODELS
@@ -83,7 +84,8 @@ def collect_row(name: str, workdir: pathlib.Path, wall_s=None) -> dict:
         if rejection and math.isfinite(rejection) and rejection > 0:
             n_pass, stat[f"{key}_stat"] = metrics.rejection_statistics(rejection, n_background)
             stat[f"{key}_n_pass"] = max(n_pass, 1.0)
-    steps_per_epoch = max(1, int(_count(workdir, "train") or 0) // int(resolved["train"]["batch_size"]))
+    spec = spec_lib.load(workdir)
+    steps_per_epoch = spec.steps_per_epoch
     steps_run = max([r["step"] for r in train_log], default=0)
     best = read_metrics(workdir, "early_stop")
     val = read_metrics(workdir, "val")
@@ -94,10 +96,11 @@ def collect_row(name: str, workdir: pathlib.Path, wall_s=None) -> dict:
             "best_epoch": None if best_step is None else round(best_step / steps_per_epoch, 2),
             "train_jets": _count(workdir, "train"), "test_jets": _count(workdir, "test"),
             "test_background_jets": n_background,
-            "epochs": resolved["train"].get("num_epochs"), "particles": particles,
-            "batch_size": resolved["train"]["batch_size"], "steps": resolved["train"]["num_steps"],
+            "epochs": int(spec.num_epochs) if spec.num_epochs.is_integer() else round(spec.num_epochs, 2),
+            "particles": particles,
+            "batch_size": spec.batch_size, "steps": spec.num_steps,
             "examples_per_s": float(np.median([r["examples_per_s"] for r in train_log])) if train_log else None,
-            "recipe": resolved.get("recipe_source", ""), **result, **stat}
+            "recipe": resolved["recipe_source"], **result, **stat}
 
 
 def rebuild_rows(names, workdir: pathlib.Path) -> list[dict]:

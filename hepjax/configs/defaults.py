@@ -20,19 +20,24 @@ def early_stopping(**fields) -> ml_collections.ConfigDict:
 
 
 def train(**fields) -> ml_collections.ConfigDict:
-    """The training section. Durations: ``num_steps``, or ``num_steps = 0`` and ``num_epochs``;
-    validation and periodic checkpoints every ``eval_every`` / ``checkpoint_every`` steps, or
-    every ``eval_every_epochs`` / ``checkpoint_every_epochs`` epochs when those are > 0."""
+    """The training section. Each duration is given exactly once, in steps, epochs or examples
+    (the other two 0; ``hepjax.train.spec`` resolves them to steps): the run's length
+    ``num_steps`` / ``num_epochs`` / ``num_examples``, validation every ``eval_every`` /
+    ``eval_every_epochs`` / ``eval_every_examples``, periodic checkpoints every
+    ``checkpoint_every`` / ``checkpoint_every_epochs`` / ``checkpoint_every_examples``."""
     section = ml_collections.ConfigDict({
         "num_steps": 1000,
         "num_epochs": 0,
+        "num_examples": 0,
         "batch_size": 128,
-        "eval_batch_size": 1024,
-        "log_every": 100,
+        "eval_batch_size": 1024,    # 0: batch_size
+        "log_every": 100,           # steps
         "eval_every": 500,
         "eval_every_epochs": 0.0,
+        "eval_every_examples": 0,
         "checkpoint_every": 500,
         "checkpoint_every_epochs": 0.0,
+        "checkpoint_every_examples": 0,
         "keep_checkpoints": 2,
         "restore_step": 0,          # resume from: 0 = the newest intact checkpoint, or that step
         "ensemble_size": 1,         # K independently seeded members in one vmapped step
@@ -61,3 +66,91 @@ def adamw_warmup_cosine(learning_rate: float, *, weight_decay: float = 1e-4,
         "clip_norm": clip_norm,
         "schedule": ml_collections.ConfigDict({"name": "warmup_cosine", "warmup_steps": warmup_steps}),
     })
+
+
+# ---------------------------------------------------------------------------------------------
+# Data sections, one per ``data.name``: every field the dataset's loader reads, at its default.
+# ``data_section(cfg)`` completes a (possibly partial) section from these; a field not declared
+# here is an error, never silently ignored.
+
+def top_tagging_data(**fields) -> ml_collections.ConfigDict:
+    """``hepjax.data.top_tagging``: the reference dataset at ``path`` (a directory with
+    train/val/test.h5, or one file with a ``ttv`` column), or with ``path`` empty Pythia 8 jets
+    generated once and cached under ``cache_dir`` (default ``$HEPJAX_CACHE`` or
+    ``~/.cache/hepjax``)."""
+    section = ml_collections.ConfigDict({
+        "name": "top_tagging",
+        "path": "",
+        "cache_dir": "",
+        "seed": 2024,                       # generation seed; also seeds the training subsets
+        "n_jets": 6000,
+        "detector": "fast",                 # "fast" (Delphes-ATLAS-like) or "none" (truth level)
+        "mpi": False,                       # multi-parton interactions: off, as in the reference
+        "workers": 1,
+        "events_per_chunk": 200,
+        "ttv_fractions": (0.6, 0.2, 0.2),   # train, test, val fractions of generated jets
+        "representation": "jet_observables",  # or "particles", "images"
+        "observables": ("mass", "pt", "eta", "n_constituents", "tau1", "tau2", "tau3", "tau21",
+                        "tau32", "c2", "d2"),
+        "radius": 0.8,
+        "max_particles": 200,
+        "particle_id": False,               # particle-ID / charge inputs (generated jets only)
+        "image_size": 40,
+        "train_fraction": 1.0,              # nested seeded subset of the training jets
+        "max_train_jets": 0,                # 0: every jet
+        "max_val_jets": 0,
+    })
+    section.update(fields)
+    return section
+
+
+def dijet_data(**fields) -> ml_collections.ConfigDict:
+    """``hepjax.data.dijet``: X -> jj vs QCD dijet events generated on the fly; the splits use
+    seeds seed, seed + 1, seed + 2."""
+    section = ml_collections.ConfigDict({"name": "dijet_resonance", "path": "", "seed": 1000,
+                                         "n_train": 60_000, "n_val": 10_000, "n_test": 20_000})
+    section.update(fields)
+    return section
+
+
+def npz_data(**fields) -> ml_collections.ConfigDict:
+    """``npz``: ``path`` is a directory with train.npz, val.npz and test.npz."""
+    section = ml_collections.ConfigDict({"name": "npz", "path": ""})
+    section.update(fields)
+    return section
+
+
+DATA_SECTIONS = {"top_tagging": top_tagging_data, "dijet_resonance": dijet_data, "npz": npz_data}
+
+
+def overlay(declared: ml_collections.ConfigDict, given, where: str) -> ml_collections.ConfigDict:
+    """``declared`` (the defaults) with every field of ``given`` written over it, recursively;
+    a field of ``given`` that ``declared`` lacks raises naming it (``where.field``) and the
+    declared fields. ``given`` is not modified."""
+    for key, value in given.items():
+        if key not in declared:
+            raise ValueError(f"{where}.{key}: not a declared field; declared: {sorted(declared)}")
+        if isinstance(declared[key], ml_collections.ConfigDict) and hasattr(value, "items"):
+            overlay(declared[key], value, f"{where}.{key}")
+            continue
+        with declared.ignore_type():
+            declared[key] = tuple(value) if isinstance(value, list) else value
+    return declared
+
+
+def data_section(cfg) -> ml_collections.ConfigDict:
+    """A complete data section: the declared defaults of ``cfg.name`` with ``cfg``'s fields over
+    them (idempotent; ``cfg`` itself is not modified). Fields that only another dataset declares
+    are kept unread; a field no dataset declares raises."""
+    name = cfg["name"]
+    if name not in DATA_SECTIONS:
+        raise ValueError(f"config.data.name={name!r}: unknown dataset; choose from "
+                         f"{sorted(DATA_SECTIONS)}")
+    declared = DATA_SECTIONS[name]()
+    # a field another dataset declares (left by switching ``data.name`` with an override) is kept
+    # but not read; any other unknown field is an error
+    other = {key for build in DATA_SECTIONS.values() for key in build()} - set(declared)
+    with declared.unlocked():
+        for key in other & set(cfg.keys()):
+            declared[key] = cfg[key]
+    return overlay(declared, cfg, "config.data")

@@ -20,6 +20,7 @@ import pathlib
 
 import numpy as np
 
+from hepjax.configs import defaults
 from hepjax.data import dijet, formats
 from hepjax.data.formats import iter_top_tagging, read_top_tagging, write_top_tagging
 
@@ -67,7 +68,9 @@ def write_npz(path: str | pathlib.Path, features, label, feature_names=()) -> No
 
 def load_splits(cfg, splits=SPLITS) -> dict:
     """The dataset of ``cfg`` (``config.data``): {split: arrays} for ``splits`` (some sources
-    build only the splits asked for) and ``feature_names``."""
+    build only the splits asked for) and ``feature_names``. ``cfg`` is completed with the
+    dataset's declared defaults (``hepjax.configs.defaults``); undeclared fields raise."""
+    cfg = defaults.data_section(cfg)
     if cfg.name == "dijet_resonance":
         seed = int(cfg.seed)
         sizes = {"train": int(cfg.n_train), "val": int(cfg.n_val), "test": int(cfg.n_test)}
@@ -87,5 +90,5 @@ def load_splits(cfg, splits=SPLITS) -> dict:
         from hepjax.data import top_tagging
 
         return top_tagging.load_splits(cfg, tuple(splits))
-    raise ValueError(f"config.data.name={cfg.name!r}: known datasets are 'dijet_resonance', "
-                     "'npz', 'top_tagging'")
+    raise ValueError(f"config.data.name={cfg.name!r}: declared in hepjax.configs.defaults but "
+                     "has no loader here")

@@ -28,6 +28,7 @@ import shutil
 
 import numpy as np
 
+from hepjax.configs import defaults
 from hepjax.data import features as features_lib
 from hepjax.data import formats
 from hepjax.data import images as images_lib
@@ -39,8 +40,14 @@ __all__ = ["cache_dir", "cache_path", "generate_cached", "load_file", "load_jets
 TTV_CODES = {"train": 0, "test": 1, "val": 2}
 
 
+def _section(cfg):
+    """``cfg`` completed with the declared defaults (``hepjax.configs.defaults.top_tagging_data``;
+    an undeclared field raises). Idempotent, ``cfg`` unchanged."""
+    return defaults.overlay(defaults.top_tagging_data(), cfg, "config.data")
+
+
 def cache_dir(cfg=None) -> pathlib.Path:
-    configured = cfg.get("cache_dir", "") if cfg is not None else ""
+    configured = _section(cfg).cache_dir if cfg is not None else ""
     return pathlib.Path(configured or os.environ.get("HEPJAX_CACHE", "")
                         or pathlib.Path.home() / ".cache" / "hepjax").expanduser()
 
@@ -50,22 +57,24 @@ def cache_path(cfg) -> pathlib.Path:
     so a changed generator never silently reuses an old sample."""
     from hepjax.data import generation
 
-    epc = int(cfg.get("events_per_chunk", 0) or 200)
+    cfg = _section(cfg)
+    epc = int(cfg.events_per_chunk)
     fractions = ttv_fractions(cfg)
     split = "" if fractions == DEFAULT_TTV_FRACTIONS else \
         "_ttv" + "-".join(f"{round(100 * f):d}" for f in fractions)
-    mpi = "_mpi" if bool(cfg.get("mpi", False)) else ""
+    mpi = "_mpi" if cfg.mpi else ""
     return cache_dir(cfg) / (f"top-tagging_n{int(cfg.n_jets)}_seed{int(cfg.seed)}_"
-                             f"{cfg.get('detector', 'fast')}{mpi}_epc{epc}{split}_"
+                             f"{cfg.detector}{mpi}_epc{epc}{split}_"
                              f"recipe{generation.RECIPE_VERSION}_pythia{_pythia_version()}.h5")
 
 
-DEFAULT_TTV_FRACTIONS = (0.6, 0.2, 0.2)   # train, test, val: the reference dataset's 1.2M/400k/400k
+# train, test, val: the reference dataset's 1.2M/400k/400k (the declared default of the section)
+DEFAULT_TTV_FRACTIONS = tuple(defaults.top_tagging_data().ttv_fractions)
 
 
 def ttv_fractions(cfg) -> tuple[float, float, float]:
     """``cfg.ttv_fractions`` (train, test, val) of generated jets, checked; default 0.6/0.2/0.2."""
-    fractions = tuple(float(f) for f in (cfg.get("ttv_fractions", None) or DEFAULT_TTV_FRACTIONS))
+    fractions = tuple(float(f) for f in _section(cfg).ttv_fractions)
     if len(fractions) != 3 or min(fractions) <= 0 or abs(sum(fractions) - 1.0) > 1e-9:
         raise ValueError(f"config.data.ttv_fractions={fractions}: expected three positive "
                          "fractions (train, test, val) summing to 1")
@@ -85,18 +94,17 @@ def generate_cached(cfg, progress=None) -> pathlib.Path:
     """The cached native file for ``cfg`` (generating it first if absent)."""
     from hepjax.data import generation
 
+    cfg = _section(cfg)
     path = cache_path(cfg)
     if path.is_file():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
-    detector = cfg.get("detector", "fast")
-    epc = int(cfg.get("events_per_chunk", 0) or 200)
-    mpi = bool(cfg.get("mpi", False))
+    detector, epc, mpi = str(cfg.detector), int(cfg.events_per_chunk), bool(cfg.mpi)
     fractions = ttv_fractions(cfg)
     # finished chunks are kept beside the cache while it is made: a killed generation resumes
     chunks = path.with_name(path.stem + ".chunks")
     jets = generation.generate("top-tagging", int(cfg.n_jets), int(cfg.seed), detector=detector,
-                               workers=int(cfg.get("workers", 1)), events_per_chunk=epc,
+                               workers=int(cfg.workers), events_per_chunk=epc,
                                ttv_fractions=fractions, progress=progress,
                                chunk_dir=chunks, mpi=mpi)
     meta = {"task": "top-tagging", "n_jets": int(cfg.n_jets), "seed": int(cfg.seed),
@@ -127,8 +135,9 @@ def _read_any(path: pathlib.Path, max_particles: int) -> dict:
 
 def load_jets(cfg) -> dict[str, dict]:
     """{'train', 'val', 'test'} -> jet arrays (p4, mask, label, ... as the readers give)."""
-    max_particles = int(cfg.get("max_particles", 200))
-    path = str(cfg.get("path", "") or "")
+    cfg = _section(cfg)
+    max_particles = int(cfg.max_particles)
+    path = str(cfg.path)
     if path:
         root = pathlib.Path(path)
         if root.is_dir():
@@ -152,27 +161,25 @@ def load_jets(cfg) -> dict[str, dict]:
     return out
 
 
-DEFAULT_OBSERVABLES = ("mass", "pt", "eta", "n_constituents", "tau1", "tau2", "tau3", "tau21",
-                       "tau32", "c2", "d2")
-
 
 def represent(jets: dict, cfg) -> tuple[dict, tuple[str, ...]]:
     """Model inputs of one split for ``cfg.representation``; see the module docstring."""
-    kind = cfg.get("representation", "jet_observables")
+    cfg = _section(cfg)
+    kind = cfg.representation
     p4, mask = jets["p4"], jets["mask"]
     out = {"label": np.asarray(jets["label"], np.int64)}
     if kind == "jet_observables":
-        values, names = features_lib.jet_observables(p4, mask, radius=float(cfg.get("radius", 0.8)))
-        chosen = tuple(cfg.get("observables", DEFAULT_OBSERVABLES))
+        values, names = features_lib.jet_observables(p4, mask, radius=float(cfg.radius))
+        chosen = tuple(cfg.observables)
         unknown = [n for n in chosen if n not in names]
         if unknown:
             raise ValueError(f"config.data.observables: unknown {unknown}; choose from {names}")
         out["features"] = values[:, [names.index(n) for n in chosen]]
         return out, chosen
     if kind == "particles":
-        p = int(cfg.get("max_particles", 100))
+        p = int(cfg.max_particles)
         p4, mask = p4[:, :p], mask[:, :p]
-        use_pid = bool(cfg.get("particle_id", False))
+        use_pid = bool(cfg.particle_id)
         pid = jets.get("pid") if use_pid else None
         charge = jets.get("charge") if use_pid else None
         if use_pid and (pid is None or charge is None):
@@ -184,7 +191,7 @@ def represent(jets: dict, cfg) -> tuple[dict, tuple[str, ...]]:
                    vectors=np.where(mask[..., None], p4, 0).astype(np.float32))
         return out, names
     if kind == "images":
-        npix = int(cfg.get("image_size", 40))
+        npix = int(cfg.image_size)
         out["features"] = images_lib.jet_images(p4, mask, npix)[..., None]
         return out, tuple(f"pixel_{i}_{j}" for i in range(npix) for j in range(npix))
     raise ValueError(f"config.data.representation={kind!r}: use 'jet_observables', 'particles' "
@@ -197,7 +204,8 @@ def load_file(cfg, path) -> dict:
     path = pathlib.Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file (expected a reference-layout or native .h5)")
-    arrays, _ = represent(_read_any(path, int(cfg.get("max_particles", 200))), cfg)
+    cfg = _section(cfg)
+    arrays, _ = represent(_read_any(path, int(cfg.max_particles)), cfg)
     return arrays
 
 
@@ -221,16 +229,17 @@ def load_splits(cfg, splits=("train", "val", "test")) -> dict:
     unknown = [s for s in splits if s not in TTV_CODES]
     if unknown or not splits:
         raise ValueError(f"load_splits: splits {tuple(splits)}; choose from {tuple(TTV_CODES)}")
+    cfg = _section(cfg)
     jets = load_jets(cfg)
-    seed = int(cfg.get("seed", 0))
-    fraction = float(cfg.get("train_fraction", 1.0))
+    seed = int(cfg.seed)
+    fraction = float(cfg.train_fraction)
     if not 0.0 < fraction <= 1.0:
         raise ValueError(f"config.data.train_fraction={fraction}: expected 0 < fraction <= 1")
     if fraction < 1.0:
         n = len(jets["train"]["label"])
         jets["train"] = _subset(jets["train"], max(1, int(round(fraction * n))), [seed, 7])
     for split, key, stream in (("train", "max_train_jets", 7), ("val", "max_val_jets", 8)):
-        limit = int(cfg.get(key, 0) or 0)
+        limit = int(cfg[key])
         if limit < 0:
             raise ValueError(f"config.data.{key}={limit}: expected >= 0 (0 = every jet)")
         if 0 < limit < len(jets[split]["label"]):

@@ -20,6 +20,7 @@ from hepjax import optim, preprocessing
 from hepjax.data.pipeline import eval_batches
 from hepjax.models import model_fn_from_config
 from hepjax.parallel import mesh as mesh_lib
+from hepjax.train import spec as spec_lib
 from hepjax.train.checkpoint import Checkpointer
 from hepjax.train.loop import build_state, evaluate, fit
 from hepjax.train.step import compile_steps
@@ -55,75 +56,44 @@ def _transform(fitted, split: dict) -> dict:
 
 def train(config, workdir, progress=None) -> dict:
     """Trains per ``config`` into ``workdir`` (resuming if it holds checkpoints); evaluates the
-    best model on the test split; returns and writes ``test_metrics.json``."""
+    best model on the test split; returns and writes ``test_metrics.json``. ``config`` is not
+    modified: it is completed (``spec.complete``) and resolved (``spec.resolve``) once here."""
     workdir = pathlib.Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
+    config = spec_lib.complete(config)
     splits = data_lib.load_splits(config.data)
     fitted = _preprocessing(config, tuple(splits["feature_names"])).fit(
         splits["train"]["features"], splits["train"].get("mask"))
     if jax.process_index() == 0:
         fitted.save(workdir / "preprocessing.json")
     train_data, val_data, test_data = (_transform(fitted, splits[s]) for s in data_lib.SPLITS)
-    _resolve_num_steps(config, len(train_data["label"]))
+    spec = spec_lib.resolve(config, len(train_data["label"]))
     if jax.process_index() == 0:
         sizes = {split: int(len(splits[split]["label"])) for split in data_lib.SPLITS}
         (workdir / "data_sizes.json").write_text(json.dumps(sizes))
     task = make_task(config)
     model_fn = model_fn_from_config(config.model, train_data["features"].shape[1:], _num_outputs(config))
-    optimizer = optim.make_optimizer(config.optimizer, total_steps=int(config.train.num_steps))
-    mesh = mesh_lib.make_mesh(int(config.train.get("num_devices", 1)))
-    state, graphdefs, _ = fit(config, workdir, task=task, model_fn=model_fn, optimizer=optimizer,
-                              train_data=train_data, val_data=val_data, mesh=mesh, progress=progress)
-    _, eval_step = compile_steps(graphdefs, task, optimizer, mesh, precision=_precision(config),
-                                 ensemble=int(config.train.get("ensemble_size", 1)) > 1)
-    ensemble = int(config.train.get("ensemble_size", 1))
-    result, outputs = evaluate(eval_step, state, test_data, _eval_batch(config), mesh, task,
-                               ensemble > 1, return_outputs=True)
+    optimizer = _optimizer(config, spec)
+    mesh = mesh_lib.make_mesh(spec.num_devices)
+    run = fit(config, workdir, task=task, model_fn=model_fn, optimizer=optimizer,
+              train_data=train_data, val_data=val_data, mesh=mesh, progress=progress, spec=spec)
+    result, outputs = evaluate(run.eval_step, run.state, test_data, spec.eval_batch_size, mesh,
+                               task, spec.ensemble, return_outputs=True)
     if jax.process_index() == 0:
         (workdir / "test_metrics.json").write_text(json.dumps(result, indent=2))
         # the test outputs of the best model (what `predict_run` recomputes), and its size
         np.savez_compressed(workdir / "test_outputs.npz", outputs=outputs,
                             labels=np.asarray(test_data["label"]))
         (workdir / "model_info.json").write_text(json.dumps(
-            {"params": count_params(state.params) // max(ensemble, 1),
-             "ensemble_size": ensemble, "num_steps": int(config.train.num_steps)}))
+            {"params": count_params(run.state.params) // spec.ensemble_size,
+             "ensemble_size": spec.ensemble_size, "num_steps": spec.num_steps}))
     return result
 
 
-def _resolve_num_steps(config, num_train: int) -> None:
-    """Durations in steps, resolved once from the training-split size and written into the
-    run's config.json (so evaluation rebuilds the same schedule).
-
-    ``train.num_steps = 0`` with ``train.num_epochs = E``: E epochs (the maximum when early
-    stopping ends the run sooner). ``train.eval_every_epochs = e`` (> 0) evaluates every e
-    epochs (rounded to whole steps, at least 1) instead of every ``train.eval_every`` steps;
-    ``train.checkpoint_every_epochs`` likewise for periodic checkpoints. One epoch is
-    ``num_train // batch_size`` steps (the last partial batch of an epoch is not a step)."""
-    tc = config.train
-    if num_train < int(tc.batch_size):
-        raise ValueError(f"config.train.batch_size={tc.batch_size} exceeds the {num_train} "
-                         "training examples")
-    steps_per_epoch = num_train // int(tc.batch_size)
-    if int(tc.num_steps) <= 0:
-        epochs = int(tc.get("num_epochs", 0))
-        if epochs <= 0:
-            raise ValueError("config.train: set num_steps > 0, or num_steps = 0 and num_epochs > 0")
-        tc.num_steps = epochs * steps_per_epoch
-    for name in ("eval_every", "checkpoint_every"):
-        epochs = float(tc.get(f"{name}_epochs", 0.0) or 0.0)
-        if epochs < 0:
-            raise ValueError(f"config.train.{name}_epochs={epochs}: expected >= 0 (0 = use "
-                             f"train.{name} in steps)")
-        if epochs > 0:
-            tc[name] = max(1, int(round(epochs * steps_per_epoch)))
-
-
-def _precision(config) -> str:
-    return str(config.train.get("precision", "float32"))
-
-
-def _eval_batch(config) -> int:
-    return int(config.train.get("eval_batch_size", 0) or config.train.batch_size)
+def _optimizer(config, spec: spec_lib.RunSpec):
+    """The config's optimiser for the run's resolved length and epoch."""
+    return optim.make_optimizer(config.optimizer, total_steps=spec.num_steps,
+                                steps_per_epoch=spec.steps_per_epoch)
 
 
 def load_eval_data(config, data_path: str | None = None) -> dict:
@@ -145,6 +115,7 @@ def load_eval_data(config, data_path: str | None = None) -> dict:
 
 class RestoredRun(NamedTuple):
     config: Any
+    spec: spec_lib.RunSpec
     graphdefs: Any
     state: Any
     step: int
@@ -153,47 +124,54 @@ class RestoredRun(NamedTuple):
     optimizer: Any
 
 
-def restore_run(workdir, input_shape, which: str = "best") -> RestoredRun:
-    """The run's config, preprocessing and model state from its best (or latest) checkpoint."""
+def restore_run(workdir, input_shape, which: str = "best", config=None) -> RestoredRun:
+    """The run's config, preprocessing and model state from its best (or latest) checkpoint
+    (``config``: the run's, if already read)."""
     workdir = pathlib.Path(workdir)
-    config_path = workdir / "config.json"
-    if not config_path.is_file():
-        raise FileNotFoundError(f"{workdir}: no config.json here; is this a hepjax run directory?")
-    config = config_lib.from_json(config_path.read_text())
+    config = _read_config(workdir) if config is None else config
+    spec = spec_lib.load(workdir)
     fitted = preprocessing.FittedPipeline.load(workdir / "preprocessing.json")
     model_fn = model_fn_from_config(config.model, input_shape, _num_outputs(config))
-    optimizer = optim.make_optimizer(config.optimizer, total_steps=int(config.train.num_steps))
-    graphdefs, like = build_state(config, model_fn, optimizer)
-    ckpt = Checkpointer(workdir, keep=int(config.train.keep_checkpoints))
+    optimizer = _optimizer(config, spec)
+    graphdefs, like = build_state(spec, model_fn, optimizer)
+    ckpt = Checkpointer(workdir, keep=spec.keep_checkpoints)
     restored = ckpt.restore_best(like) if which == "best" else None
     restored = restored or ckpt.restore_latest(like)
     ckpt.close()
     if restored is None:
         raise FileNotFoundError(f"{workdir}: no checkpoint to evaluate (looked in best/ and checkpoints/)")
     state, meta = restored
-    return RestoredRun(config, graphdefs, state, int(meta["step"]), fitted, make_task(config), optimizer)
+    return RestoredRun(config, spec, graphdefs, state, int(meta["step"]), fitted, make_task(config),
+                       optimizer)
 
 
 def _read_config(workdir):
     path = pathlib.Path(workdir) / "config.json"
     if not path.is_file():
         raise FileNotFoundError(f"{workdir}: no config.json here; is this a hepjax run directory?")
-    return config_lib.from_json(path.read_text())
+    return spec_lib.complete(config_lib.from_json(path.read_text()))
+
+
+def _restored_steps(workdir, data_path, which, mesh_of):
+    """(run, raw arrays, preprocessed arrays, compiled eval step, mesh) of a finished run for
+    evaluation on ``data_path``; ``config.json`` is read once."""
+    config = _read_config(workdir)
+    raw = load_eval_data(config, data_path)
+    run = restore_run(workdir, raw["features"].shape[1:], which, config=config)
+    mesh = mesh_of(run.spec)
+    _, eval_step = compile_steps(run.graphdefs, run.task, run.optimizer, mesh,
+                                 ensemble=run.spec.ensemble, precision=run.spec.precision)
+    return run, raw, _transform(run.fitted, raw), eval_step, mesh
 
 
 def evaluate_run(workdir, data_path: str | None = None, which: str = "best") -> dict:
     """Metrics of a finished run on its test split or on ``data_path`` (see ``load_eval_data``;
     raw inputs: the run's saved preprocessing is applied)."""
     workdir = pathlib.Path(workdir)
-    config = _read_config(workdir)
-    raw = load_eval_data(config, data_path)
-    run = restore_run(workdir, raw["features"].shape[1:], which)
-    arrays = _transform(run.fitted, raw)
-    mesh = mesh_lib.make_mesh(int(config.train.get("num_devices", 1)))
-    ensemble = int(config.train.get("ensemble_size", 1)) > 1
-    _, eval_step = compile_steps(run.graphdefs, run.task, run.optimizer, mesh, ensemble=ensemble,
-                                 precision=_precision(config))
-    result = evaluate(eval_step, run.state, arrays, _eval_batch(config), mesh, run.task, ensemble)
+    run, _, arrays, eval_step, mesh = _restored_steps(
+        workdir, data_path, which, lambda spec: mesh_lib.make_mesh(spec.num_devices))
+    result = evaluate(eval_step, run.state, arrays, run.spec.eval_batch_size, mesh, run.task,
+                      run.spec.ensemble)
     result["checkpoint_step"] = run.step
     result["data"] = str(data_path) if data_path else "test split of the config"
     (workdir / "eval_metrics.json").write_text(json.dumps(result, indent=2))
@@ -204,15 +182,10 @@ def predict_run(workdir, data_path: str | None = None, which: str = "best"):
     """(outputs, labels) of a finished run on its test split or ``data_path``: signal
     probabilities (N,) for binary tasks, class probabilities (N, C) for multi-class; with an
     ensemble, (K, N[, C]) per member."""
-    config = _read_config(workdir)
-    raw = load_eval_data(config, data_path)
-    run = restore_run(workdir, raw["features"].shape[1:], which)
-    arrays = _transform(run.fitted, raw)
-    ensemble = int(config.train.get("ensemble_size", 1)) > 1
-    _, eval_step = compile_steps(run.graphdefs, run.task, run.optimizer, None, ensemble=ensemble,
-                                 precision=_precision(config))
+    run, raw, arrays, eval_step, _ = _restored_steps(workdir, data_path, which, lambda spec: None)
+    ensemble = run.spec.ensemble
     outputs = []
-    for batch, n_valid in eval_batches(arrays, _eval_batch(config)):
+    for batch, n_valid in eval_batches(arrays, run.spec.eval_batch_size):
         out = np.asarray(eval_step(run.state, batch)[2])
         outputs.append(out[:, :n_valid] if ensemble else out[:n_valid])
     return np.concatenate(outputs, axis=1 if ensemble else 0), np.asarray(raw["label"])

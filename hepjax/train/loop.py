@@ -2,7 +2,8 @@
 
 ``fit`` trains from a config and in-memory arrays into a run directory::
 
-    workdir/config.json       the resolved config
+    workdir/config.json       the config, completed with every declared default
+    workdir/spec.json         the resolved run spec (``hepjax.train.spec``: durations in steps...)
     workdir/run_info.json     seed, versions of jax/jaxlib/flax/optax..., host and devices
     workdir/metrics.jsonl     one JSON line per train log / validation evaluation
     workdir/checkpoints/      last ``keep`` periodic orbax checkpoints (state + loop metadata)
@@ -24,7 +25,7 @@ from __future__ import annotations
 import json
 import pathlib
 import time
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping, NamedTuple
 
 import jax
 import numpy as np
@@ -35,6 +36,7 @@ from hepjax import optim, rng
 from hepjax.data.pipeline import TrainBatches, eval_batches
 from hepjax.parallel import mesh as mesh_lib
 from hepjax.train import logging as log_lib
+from hepjax.train import spec as spec_lib
 from hepjax.train.checkpoint import Checkpointer
 from hepjax.train.state import init_ensemble, init_state
 from hepjax.train.step import Task, compile_steps
@@ -96,51 +98,57 @@ def evaluate(eval_step, state, arrays, batch_size: int, mesh, task: Task, ensemb
     return (result, outputs) if return_outputs else result
 
 
-def build_state(config, model_fn, optimizer):
-    """(graphdefs, state) for the config's seed; an ensemble when ``train.ensemble_size > 1``."""
-    key = rng.key(int(config.seed))
-    size = int(config.train.get("ensemble_size", 1))
-    if size > 1:
-        return init_ensemble(model_fn, optimizer, jax.random.split(key, size))
+def build_state(spec: spec_lib.RunSpec, model_fn, optimizer):
+    """(graphdefs, state) for the spec's seed; an ensemble when ``spec.ensemble_size > 1``."""
+    key = rng.key(spec.seed)
+    if spec.ensemble:
+        return init_ensemble(model_fn, optimizer, jax.random.split(key, spec.ensemble_size))
     return init_state(model_fn, optimizer, key)
+
+
+class Fitted(NamedTuple):
+    """What ``fit`` returns: the best (or last) state, the graphdefs, the last validation
+    metrics, the compiled evaluation step (reused for testing: steps are compiled once per run)
+    and the run spec."""
+    state: Any
+    graphdefs: Any
+    last_eval: dict
+    eval_step: Callable
+    spec: spec_lib.RunSpec
 
 
 def fit(config, workdir: str | pathlib.Path, *, task: Task, model_fn: Callable,
         optimizer, train_data: Mapping[str, np.ndarray], val_data: Mapping[str, np.ndarray],
-        mesh=None, progress: bool | None = None):
-    """Trains ``model_fn`` on ``train_data``; returns (best state, graphdefs, last eval metrics).
-
-    config fields used: ``seed``; ``train.{num_steps, batch_size, eval_batch_size, log_every,
-    eval_every, checkpoint_every, keep_checkpoints, ensemble_size, tensorboard, precision,
-    restore_step}`` (``restore_step`` > 0: resume from that periodic checkpoint instead of the
-    newest intact one);
-    ``train.early_stopping.{metric, mode, patience, min_delta, restore_best}``.
-    """
-    tc = config.train
+        mesh=None, progress: bool | None = None, spec: spec_lib.RunSpec | None = None) -> Fitted:
+    """Trains ``model_fn`` on ``train_data`` as ``spec`` says (default: ``config`` resolved for
+    ``train_data``; ``optimizer`` must be built for the same spec's steps). ``spec.restore_step``
+    > 0 resumes from that periodic checkpoint instead of the newest intact one."""
     workdir = pathlib.Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
+    if spec is None:
+        spec = spec_lib.resolve(config, len(train_data["label"]))
     is_main = jax.process_index() == 0
     if is_main:
-        (workdir / "config.json").write_text(config_lib.to_json(config))
+        (workdir / "config.json").write_text(config_lib.to_json(spec_lib.complete(config)))
+        spec_lib.save(spec, workdir)
         if not (workdir / "run_info.json").exists():
-            (workdir / "run_info.json").write_text(json.dumps(log_lib.run_info(int(config.seed)), indent=2))
-    mesh = mesh if mesh is not None else mesh_lib.make_mesh(int(tc.get("num_devices", 1)))
-    ensemble = int(tc.get("ensemble_size", 1)) > 1
-    graphdefs, state = build_state(config, model_fn, optimizer)
+            (workdir / "run_info.json").write_text(json.dumps(log_lib.run_info(spec.seed), indent=2))
+    mesh = mesh if mesh is not None else mesh_lib.make_mesh(spec.num_devices)
+    ensemble = spec.ensemble
+    graphdefs, state = build_state(spec, model_fn, optimizer)
     state = mesh_lib.replicate(state, mesh)
     train_step, eval_step = compile_steps(graphdefs, task, optimizer, mesh, ensemble=ensemble,
-                                          precision=str(tc.get("precision", "float32")))
+                                          precision=spec.precision)
 
-    es_cfg = tc.early_stopping
+    es_cfg = spec.early_stopping
     stopper = optim.early_stopping(patience=int(es_cfg.patience), min_delta=float(es_cfg.min_delta),
                                    mode=es_cfg.mode)
     es_state = stopper.init()
-    writer = log_lib.MetricsWriter(workdir, tensorboard=bool(tc.get("tensorboard", False)))
-    ckpt = Checkpointer(workdir, keep=int(tc.keep_checkpoints))
+    writer = log_lib.MetricsWriter(workdir, tensorboard=spec.tensorboard)
+    ckpt = Checkpointer(workdir, keep=spec.keep_checkpoints)
     # the newest intact checkpoint (a corrupt one is skipped with a warning naming it), or the
     # one ``train.restore_step`` names
-    restore_step = int(tc.get("restore_step", 0) or 0)   # 0: the newest intact checkpoint
-    restored = ckpt.restore_latest(state, step=restore_step or None)
+    restored = ckpt.restore_latest(state, step=spec.restore_step or None)
     if restored is not None:
         state, meta = restored
         es_state = type(es_state)(**meta["early_stopping"])
@@ -148,9 +156,9 @@ def fit(config, workdir: str | pathlib.Path, *, task: Task, model_fn: Callable,
     start = int(np.asarray(state.step).reshape(-1)[0])
 
     # The global batch on every process; each places only its devices' rows (see the docstring).
-    batches = TrainBatches(train_data, int(tc.batch_size), seed=int(config.seed))
-    eval_bs = int(tc.get("eval_batch_size", 0) or tc.batch_size)
-    num_steps = int(tc.num_steps)
+    batches = TrainBatches(train_data, spec.batch_size, seed=spec.seed)
+    eval_bs = spec.eval_batch_size
+    num_steps = spec.num_steps
     bar = tqdm.tqdm(total=num_steps, initial=start, unit="step", dynamic_ncols=True, mininterval=1.0,
                     disable=(not is_main) if progress is None else not progress)
     # Metrics stay on the device until a log, evaluation or checkpoint boundary; then one
@@ -176,16 +184,16 @@ def fit(config, workdir: str | pathlib.Path, *, task: Task, model_fn: Callable,
         state, metrics = train_step(state, mesh_lib.shard_global_batch(batches.batch(step), mesh))
         window.append((step, metrics))
         done = step + 1
-        evaluate_now = done % int(tc.eval_every) == 0 or done == num_steps
-        save_now = done % int(tc.checkpoint_every) == 0 or done == num_steps
-        log_now = done % int(tc.log_every) == 0 or done == num_steps
+        evaluate_now = done % spec.eval_every == 0 or done == num_steps
+        save_now = done % spec.checkpoint_every == 0 or done == num_steps
+        log_now = done % spec.log_every == 0 or done == num_steps
         if evaluate_now or save_now or log_now:
             flush()
         if log_now:
             elapsed = time.perf_counter() - window_time
             scalars = [_scalar_metrics(m) for m in host_window]
             record = {k: float(np.mean([m[k] for m in scalars])) for k in scalars[0] if k != "finite"}
-            record["examples_per_s"] = (done - window_start) * int(tc.batch_size) / max(elapsed, 1e-9)
+            record["examples_per_s"] = (done - window_start) * spec.batch_size / max(elapsed, 1e-9)
             writer.write(done, "train", record)
             bar.set_postfix(loss=f"{record['loss']:.4f}", ex_s=f"{record['examples_per_s']:.0f}")
             host_window.clear()
@@ -205,9 +213,9 @@ def fit(config, workdir: str | pathlib.Path, *, task: Task, model_fn: Callable,
             writer.write(done, "early_stop", {"best_step": es_state.best_step, "best": es_state.best})
             break
     bar.close()
-    if bool(es_cfg.get("restore_best", True)) and ckpt.best_step() is not None:
+    if es_cfg.restore_best and ckpt.best_step() is not None:
         best = ckpt.restore_best(state)   # None (with a warning) if no best checkpoint is intact
         if best is not None:
             state, _ = best
     ckpt.close()
-    return state, graphdefs, last_eval
+    return Fitted(state, graphdefs, last_eval, eval_step, spec)

@@ -9,6 +9,7 @@ pytest.importorskip("pythia8mc", reason="generated top-tagging data need the 'ge
 
 from hepjax import config as config_lib  # noqa: E402
 from hepjax.train import experiment  # noqa: E402
+from hepjax.train import spec as spec_lib  # noqa: E402
 from hepjax.train.logging import read_metrics  # noqa: E402
 
 from experiments.top_tagging.config import MODELS  # noqa: E402
@@ -120,11 +121,11 @@ def test_cpu_variant_shares_the_sample_and_rescales_the_recipe(model):
     assert cpu.optimizer.name == full.optimizer.name
     assert cpu.optimizer.learning_rate == full.optimizer.learning_rate
     schedule = cpu.optimizer.get("schedule")
-    if schedule is not None and schedule.name == "flat_decay":
-        assert schedule.num_epochs == cpu.train.num_epochs
     train_jets = cpu.data.max_train_jets or 120_000
-    steps_per_epoch = train_jets // cpu.train.batch_size
-    assert cpu.train.eval_every_epochs == 1.0                 # one validation per epoch
+    spec = spec_lib.resolve(cpu, train_jets)                 # epochs in steps: the schedule's too
+    steps_per_epoch = spec.steps_per_epoch
+    assert spec.num_steps == cpu.train.num_epochs * steps_per_epoch
+    assert spec.eval_every == spec.checkpoint_every == steps_per_epoch   # once per epoch
     assert cpu.train.early_stopping.patience == full.train.early_stopping.patience > 0
     if schedule is not None and schedule.name == "warmup_cosine":
         assert schedule.warmup_steps < steps_per_epoch * cpu.train.num_epochs

@@ -19,6 +19,7 @@ from hepjax import optim
 from hepjax.models import model_fn_from_config
 from hepjax.parallel import distributed, make_mesh, replicate
 from hepjax.train import experiment, loop
+from hepjax.train import spec as spec_lib
 from hepjax.train.checkpoint import Checkpointer
 from hepjax.train.logging import read_metrics
 
@@ -68,8 +69,9 @@ def _like(config, mesh):
     """A freshly initialised state placed on ``mesh``: the template a checkpoint restores into."""
     splits = data_lib.load_splits(config.data)
     model_fn = model_fn_from_config(config.model, splits["train"]["features"].shape[1:], 1)
-    optimizer = optim.make_optimizer(config.optimizer, total_steps=int(config.train.num_steps))
-    _, state = loop.build_state(config, model_fn, optimizer)
+    spec = spec_lib.resolve(config, len(splits["train"]["label"]))
+    optimizer = optim.make_optimizer(config.optimizer, total_steps=spec.num_steps)
+    _, state = loop.build_state(spec, model_fn, optimizer)
     return replicate(state, mesh)
 
 

@@ -135,7 +135,8 @@ def test_fit_honours_config_train_precision(tmp_path):
             with pytest.raises(ValueError, match="config.train.precision='float16'"):
                 loop.fit(config, tmp_path / precision, **kwargs)
             continue
-        state, _, last = loop.fit(config, tmp_path / precision, **kwargs)
+        run = loop.fit(config, tmp_path / precision, **kwargs)
+        state, last = run.state, run.last_eval
         finals[precision] = np.concatenate([np.ravel(x) for x in jax.tree.leaves(state.params)])
         assert _dtypes(state.params) == {"float32"} and np.isfinite(last["loss"])
     a, b = finals["float32"], finals["bfloat16"]
