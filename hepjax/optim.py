@@ -112,7 +112,8 @@ def make_schedule(config: Any = None, learning_rate: float | None = None,
       time_based:     lr = l0 / (1 + decay_rate * t)
       step:           lr = l0 * decay_factor ** floor(t / step_size)
       exponential:    lr = l0 * exp(-t / tau)
-      warmup_cosine:  linear warm-up from init_value (default 0) to l0 over warmup_steps, then
+      warmup_cosine:  linear warm-up from init_value (default 0) to l0 over warmup_steps (or
+                      warmup_epochs of `steps_per_epoch` steps, rounded; give one), then
                       cosine decay to end_value (default 0) at decay_steps (total length,
                       warm-up included; default `total_steps`);
                       optax.warmup_cosine_decay_schedule.
@@ -191,9 +192,17 @@ def _warmup_cosine(l0, cfg, run, where):
     decay_steps = cfg.get("decay_steps", run.total_steps)
     if decay_steps is None:
         raise ValueError(f"{where}: needs 'decay_steps' in the schedule config or total_steps=")
+    steps, epochs = int(cfg.get("warmup_steps") or 0), float(cfg.get("warmup_epochs") or 0.0)
+    if (steps > 0) == (epochs > 0) and (steps, epochs) != (0, 0.0) or min(steps, epochs) < 0:
+        raise ValueError(f"{where}: give warmup_steps or warmup_epochs (> 0, the other 0), got "
+                         f"{steps} and {epochs}")
+    if epochs > 0:
+        if not run.steps_per_epoch:
+            raise ValueError(f"{where}: warmup_epochs needs the run's steps_per_epoch")
+        steps = max(1, int(round(epochs * run.steps_per_epoch)))
     return optax.warmup_cosine_decay_schedule(
         init_value=float(cfg.get("init_value", 0.0)), peak_value=l0,
-        warmup_steps=int(_require(cfg, "warmup_steps", where)), decay_steps=int(decay_steps),
+        warmup_steps=steps, decay_steps=int(decay_steps),
         end_value=float(cfg.get("end_value", 0.0)))
 
 
@@ -204,7 +213,8 @@ SCHEDULES: dict[str, tuple[tuple[str, ...], Callable]] = {
     "time_based": (("decay_rate",), _time_based),
     "step": (("decay_factor", "step_size"), _step),
     "exponential": (("tau",), _exponential),
-    "warmup_cosine": (("warmup_steps", "decay_steps", "init_value", "end_value"), _warmup_cosine),
+    "warmup_cosine": (("warmup_steps", "warmup_epochs", "decay_steps", "init_value", "end_value"),
+                      _warmup_cosine),
     "flat_decay": ((), _flat_decay),
 }
 

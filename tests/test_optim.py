@@ -325,3 +325,18 @@ def test_registries_build_every_entry():
         schedule = optim.make_schedule({"name": name, **required.get(name, {})}, 0.01, total_steps=20,
                                        steps_per_epoch=5)
         assert np.isfinite(float(schedule(3)))
+
+
+def test_warmup_in_epochs_reads_the_run_epoch_length():
+    """warmup_epochs x the run's steps_per_epoch == the same warm-up given in steps; giving
+    both, or epochs without the run's epoch length, is refused."""
+    by_steps = optim.make_schedule({"name": "warmup_cosine", "warmup_steps": 25}, 1.0, total_steps=100)
+    by_epochs = optim.make_schedule({"name": "warmup_cosine", "warmup_epochs": 2.5}, 1.0,
+                                    total_steps=100, steps_per_epoch=10)
+    t = np.arange(100)
+    np.testing.assert_array_equal(np.asarray(by_steps(t)), np.asarray(by_epochs(t)))
+    with pytest.raises(ValueError, match="give warmup_steps or warmup_epochs"):
+        optim.make_schedule({"name": "warmup_cosine", "warmup_steps": 5, "warmup_epochs": 1.0}, 1.0,
+                            total_steps=100, steps_per_epoch=10)
+    with pytest.raises(ValueError, match="needs the run's steps_per_epoch"):
+        optim.make_schedule({"name": "warmup_cosine", "warmup_epochs": 1.0}, 1.0, total_steps=100)

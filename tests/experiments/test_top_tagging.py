@@ -8,6 +8,7 @@ import pytest
 pytest.importorskip("pythia8mc", reason="generated top-tagging data need the 'gen' extra")
 
 from hepjax import config as config_lib  # noqa: E402
+from hepjax import optim  # noqa: E402
 from hepjax.train import experiment  # noqa: E402
 from hepjax.train import spec as spec_lib  # noqa: E402
 from hepjax.train.logging import read_metrics  # noqa: E402
@@ -127,8 +128,10 @@ def test_cpu_variant_shares_the_sample_and_rescales_the_recipe(model):
     assert spec.num_steps == cpu.train.num_epochs * steps_per_epoch
     assert spec.eval_every == spec.checkpoint_every == steps_per_epoch   # once per epoch
     assert cpu.train.early_stopping.patience == full.train.early_stopping.patience > 0
-    if schedule is not None and schedule.name == "warmup_cosine":
-        assert schedule.warmup_steps < steps_per_epoch * cpu.train.num_epochs
+    if schedule is not None and schedule.name == "warmup_cosine":   # warm-up within epoch 1
+        lr = optim.make_schedule(schedule, 1.0, total_steps=spec.num_steps,
+                                 steps_per_epoch=steps_per_epoch)
+        assert float(np.max(lr(np.arange(steps_per_epoch + 1)))) == pytest.approx(1.0)
     assert (cpu.data.max_val_jets > 0) == (0 < cpu.data.max_train_jets <= 20_000)
 
 
