@@ -38,6 +38,8 @@ def train(**fields) -> ml_collections.ConfigDict:
         "checkpoint_every": 500,
         "checkpoint_every_epochs": 0.0,
         "checkpoint_every_examples": 0,
+        "length_buckets": (),       # e.g. (32, 64, 96, 128): batches cut to the smallest bucket
+                                    # holding their longest example (hepjax.data.pipeline)
         "keep_checkpoints": 2,
         "restore_step": 0,          # resume from: 0 = the newest intact checkpoint, or that step
         "ensemble_size": 1,         # K independently seeded members in one vmapped step

@@ -78,7 +78,7 @@ def train(config, workdir, progress=None) -> dict:
     run = fit(config, workdir, task=task, model_fn=model_fn, optimizer=optimizer,
               train_data=train_data, val_data=val_data, mesh=mesh, progress=progress, spec=spec)
     result, outputs = evaluate(run.eval_step, run.state, test_data, spec.eval_batch_size, mesh,
-                               task, spec.ensemble, return_outputs=True)
+                               task, spec.ensemble, return_outputs=True, buckets=spec.length_buckets)
     if jax.process_index() == 0:
         (workdir / "test_metrics.json").write_text(json.dumps(result, indent=2))
         # the test outputs of the best model (what `predict_run` recomputes), and its size
@@ -171,7 +171,7 @@ def evaluate_run(workdir, data_path: str | None = None, which: str = "best") -> 
     run, _, arrays, eval_step, mesh = _restored_steps(
         workdir, data_path, which, lambda spec: mesh_lib.make_mesh(spec.num_devices))
     result = evaluate(eval_step, run.state, arrays, run.spec.eval_batch_size, mesh, run.task,
-                      run.spec.ensemble)
+                      run.spec.ensemble, buckets=run.spec.length_buckets)
     result["checkpoint_step"] = run.step
     result["data"] = str(data_path) if data_path else "test split of the config"
     (workdir / "eval_metrics.json").write_text(json.dumps(result, indent=2))
@@ -185,7 +185,7 @@ def predict_run(workdir, data_path: str | None = None, which: str = "best"):
     run, raw, arrays, eval_step, _ = _restored_steps(workdir, data_path, which, lambda spec: None)
     ensemble = run.spec.ensemble
     outputs = []
-    for batch, n_valid in eval_batches(arrays, run.spec.eval_batch_size):
+    for batch, n_valid in eval_batches(arrays, run.spec.eval_batch_size, run.spec.length_buckets):
         out = np.asarray(eval_step(run.state, batch)[2])
         outputs.append(out[:, :n_valid] if ensemble else out[:n_valid])
     return np.concatenate(outputs, axis=1 if ensemble else 0), np.asarray(raw["label"])

@@ -67,12 +67,13 @@ def check_finite(step: int, metrics: Mapping) -> None:
 
 
 def evaluate(eval_step, state, arrays, batch_size: int, mesh, task: Task, ensemble: bool,
-             return_outputs: bool = False):
+             return_outputs: bool = False, buckets=()):
     """Loss and the task's summary metrics over every example of ``arrays``; with
-    ``return_outputs`` also the model outputs ((N, ...), or (K, N, ...) for an ensemble)."""
+    ``return_outputs`` also the model outputs ((N, ...), or (K, N, ...) for an ensemble);
+    ``buckets``: length buckets the batches are cut to (``hepjax.data.pipeline``)."""
     loss_sum = weight_sum = 0.0
     outputs = []
-    for batch, n_valid in eval_batches(arrays, batch_size):
+    for batch, n_valid in eval_batches(arrays, batch_size, buckets):
         loss, weight, out = eval_step(state, mesh_lib.shard_global_batch(batch, mesh))
         loss_sum = loss_sum + loss
         weight_sum = weight_sum + weight
@@ -156,7 +157,8 @@ def fit(config, workdir: str | pathlib.Path, *, task: Task, model_fn: Callable,
     start = int(np.asarray(state.step).reshape(-1)[0])
 
     # The global batch on every process; each places only its devices' rows (see the docstring).
-    batches = TrainBatches(train_data, spec.batch_size, seed=spec.seed)
+    batches = TrainBatches(train_data, spec.batch_size, seed=spec.seed, buckets=spec.length_buckets)
+    lengths = set()   # padded lengths met: one compilation of each step per length
     eval_bs = spec.eval_batch_size
     num_steps = spec.num_steps
     bar = tqdm.tqdm(total=num_steps, initial=start, unit="step", dynamic_ncols=True, mininterval=1.0,
@@ -181,7 +183,10 @@ def fit(config, workdir: str | pathlib.Path, *, task: Task, model_fn: Callable,
 
     end = start if es_state.should_stop else num_steps  # a finished early-stopped run stays finished
     for step in range(start, end):
-        state, metrics = train_step(state, mesh_lib.shard_global_batch(batches.batch(step), mesh))
+        batch = batches.batch(step)
+        if "mask" in batch:
+            lengths.add(int(np.shape(batch["mask"])[1]))
+        state, metrics = train_step(state, mesh_lib.shard_global_batch(batch, mesh))
         window.append((step, metrics))
         done = step + 1
         evaluate_now = done % spec.eval_every == 0 or done == num_steps
@@ -200,7 +205,8 @@ def fit(config, workdir: str | pathlib.Path, *, task: Task, model_fn: Callable,
             window_start, window_time = done, time.perf_counter()
         bar.update(1)
         if evaluate_now:
-            last_eval = evaluate(eval_step, state, val_data, eval_bs, mesh, task, ensemble)
+            last_eval = evaluate(eval_step, state, val_data, eval_bs, mesh, task, ensemble,
+                                 buckets=spec.length_buckets)
             writer.write(done, "val", last_eval)
             es_state, improved = stopper.update(es_state, last_eval[es_cfg.metric], done)
             if improved:
@@ -213,6 +219,9 @@ def fit(config, workdir: str | pathlib.Path, *, task: Task, model_fn: Callable,
             writer.write(done, "early_stop", {"best_step": es_state.best_step, "best": es_state.best})
             break
     bar.close()
+    if spec.length_buckets and lengths:
+        # how many shapes the training step was compiled for in this session (one per bucket)
+        writer.write(done, "buckets", {"train_lengths": sorted(lengths)})
     if es_cfg.restore_best and ckpt.best_step() is not None:
         best = ckpt.restore_best(state)   # None (with a warning) if no best checkpoint is intact
         if best is not None:

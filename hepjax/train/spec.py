@@ -25,6 +25,7 @@ import pathlib
 import ml_collections
 
 from hepjax.configs import defaults
+from hepjax.data import pipeline
 
 PRECISIONS = ("float32", "bfloat16")
 
@@ -50,6 +51,7 @@ class RunSpec:
     checkpoint_every: int
     log_every: int
     eval_batch_size: int
+    length_buckets: tuple      # padded lengths batches are cut to (empty: no bucketing)
     keep_checkpoints: int
     restore_step: int          # resume from: 0 = the newest intact checkpoint, or that step
     ensemble_size: int
@@ -73,6 +75,7 @@ class RunSpec:
     def from_json(cls, text: str) -> "RunSpec":
         fields = json.loads(text)
         fields["early_stopping"] = EarlyStoppingSpec(**fields["early_stopping"])
+        fields["length_buckets"] = tuple(fields["length_buckets"])
         return cls(**fields)
 
 
@@ -139,6 +142,7 @@ def resolve(config, num_train: int) -> RunSpec:
                                    "the checkpoint cadence"),
         log_every=max(1, int(tc.log_every)),
         eval_batch_size=int(tc.eval_batch_size) or batch_size,
+        length_buckets=pipeline.check_buckets(tc.length_buckets),
         keep_checkpoints=int(tc.keep_checkpoints), restore_step=int(tc.restore_step),
         ensemble_size=ensemble_size, num_devices=int(tc.num_devices), precision=precision,
         tensorboard=bool(tc.tensorboard),

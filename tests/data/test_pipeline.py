@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from hepjax.data import pipeline
 from hepjax.data.pipeline import TrainBatches, eval_batches
 
 
@@ -40,3 +41,52 @@ def test_bad_data_is_named():
         TrainBatches(bad, 10, seed=0)
     with pytest.raises(ValueError, match="different numbers of examples"):
         TrainBatches({"features": np.zeros((5, 2)), "label": np.zeros(4)}, 2, seed=0)
+
+
+def _ragged(n=40, slots=16, seed=0):
+    lengths = np.random.default_rng(seed).integers(0, slots + 1, n)
+    mask = np.arange(slots)[None, :] < lengths[:, None]
+    feats = np.where(mask[..., None], np.random.default_rng(seed + 1).normal(size=(n, slots, 3)), 0)
+    return {"features": feats.astype(np.float32), "mask": mask, "jet": np.arange(n, dtype=np.float32),
+            "label": np.arange(n) % 2}, lengths
+
+
+def test_bucket_length_is_the_smallest_bucket_holding_the_longest_row():
+    mask = np.zeros((3, 16), bool)
+    mask[0, :5], mask[1, [2, 9]] = True, True               # a gap: the last real entry counts
+    assert pipeline.bucket_length(mask, (4, 8, 12)) == 12    # longest = 10
+    assert pipeline.bucket_length(mask[:1], (4, 8, 12)) == 8
+    assert pipeline.bucket_length(mask, (4, 8)) == 16        # no bucket holds it: the full length
+    assert pipeline.bucket_length(np.zeros((2, 16), bool), (4, 8)) == 4
+    for bad in ((8, 4), (0, 4), (4, 4)):
+        with pytest.raises(ValueError, match="strictly increasing positive"):
+            pipeline.check_buckets(bad)
+
+
+def test_bucketed_batches_are_the_full_batches_cut():
+    arrays, lengths = _ragged()
+    full = pipeline.TrainBatches(arrays, 8, seed=5)
+    cut = pipeline.TrainBatches(arrays, 8, seed=5, buckets=(4, 8, 12))
+    seen = set()
+    for step in range(3 * full.steps_per_epoch):
+        a, b = full.batch(step), cut.batch(step)
+        n = b["mask"].shape[1]
+        seen.add(n)
+        longest = int(lengths[a["jet"].astype(int)].max())
+        assert n == min((k for k in (4, 8, 12, 16) if k >= longest))
+        assert not a["mask"][:, n:].any()                    # nothing real is cut off
+        np.testing.assert_array_equal(b["features"], a["features"][:, :n])
+        np.testing.assert_array_equal(b["jet"], a["jet"])    # arrays not aligned with the mask kept
+    assert len(seen) >= 2
+    # processes slice the same global batch and cut it to the global batch's bucket
+    parts = [pipeline.TrainBatches(arrays, 8, seed=5, shard=(i, 2), buckets=(4, 8, 12)).batch(3)
+             for i in range(2)]
+    np.testing.assert_array_equal(np.concatenate([p["features"] for p in parts]),
+                                  cut.batch(3)["features"])
+    evals = list(pipeline.eval_batches(arrays, 16, buckets=(4, 8, 12)))
+    assert sum(n for _, n in evals) == 40
+    for (batch, n_valid), start in zip(evals, range(0, 40, 16)):
+        k = batch["mask"].shape[1]
+        np.testing.assert_array_equal(batch["features"][:n_valid],
+                                      arrays["features"][start:start + n_valid, :k])
+        assert not arrays["mask"][start:start + n_valid, k:].any()
