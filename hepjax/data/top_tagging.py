@@ -22,6 +22,8 @@ cached as a native file under ``cfg.cache_dir`` (default ``$HEPJAX_CACHE`` or
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import pathlib
 import shutil
@@ -91,14 +93,35 @@ def _pythia_version() -> str:
 
 
 def generate_cached(cfg, progress=None) -> pathlib.Path:
-    """The cached native file for ``cfg`` (generating it first if absent)."""
-    from hepjax.data import generation
-
+    """The cached native file for ``cfg`` (generating it first if absent). Processes asking for
+    the same sample at once (parallel test workers, several jobs) take turns on a lock file
+    beside it: one generates, the others wait and read its file."""
     cfg = _section(cfg)
     path = cache_path(cfg)
     if path.is_file():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
+    with _exclusive(path.with_name(path.name + ".lock")):
+        if not path.is_file():   # another process may have made it while this one waited
+            _generate(cfg, path, progress)
+    return path
+
+
+@contextlib.contextmanager
+def _exclusive(lock_path: pathlib.Path):
+    """An exclusive ``flock`` on ``lock_path`` for the duration of the block (released when the
+    process dies, so a killed generation never leaves a stale lock)."""
+    with open(lock_path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _generate(cfg, path: pathlib.Path, progress) -> None:
+    from hepjax.data import generation
+
     detector, epc, mpi = str(cfg.detector), int(cfg.events_per_chunk), bool(cfg.mpi)
     fractions = ttv_fractions(cfg)
     # finished chunks are kept beside the cache while it is made: a killed generation resumes
@@ -110,12 +133,11 @@ def generate_cached(cfg, progress=None) -> pathlib.Path:
     meta = {"task": "top-tagging", "n_jets": int(cfg.n_jets), "seed": int(cfg.seed),
             "detector": detector, "mpi": mpi, "events_per_chunk": epc,
             "ttv_fractions": list(fractions)}
-    # a killed run never leaves a truncated cache; concurrent writers never share a partial file
+    # a killed run never leaves a truncated cache
     partial = path.with_suffix(f".partial-{os.getpid()}")
     formats.write_native(partial, jets, meta)
     os.replace(partial, path)
     shutil.rmtree(chunks, ignore_errors=True)
-    return path
 
 
 def _read_any(path: pathlib.Path, max_particles: int) -> dict:

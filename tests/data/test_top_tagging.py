@@ -116,3 +116,41 @@ def test_ttv_fractions_name_the_cache_and_are_checked():
     assert "_ttv80-10-10_" in other
     with pytest.raises(ValueError, match="ttv_fractions"):
         top_tagging.ttv_fractions(ml_collections.ConfigDict(dict(ttv_fractions=(0.5, 0.2, 0.2))))
+
+
+def _fake_generate(log):
+    """A slow stand-in for generation.generate that writes chunks and logs each call."""
+    def generate(task, n_jets, seed, *, chunk_dir=None, **_):
+        import os
+        import time
+        with open(log, "a") as f:
+            f.write(f"{os.getpid()}\n")
+        os.makedirs(chunk_dir, exist_ok=True)
+        for i in range(5):   # a second generator would find these deleted under it
+            time.sleep(0.1)
+            np.savez(os.path.join(chunk_dir, f"c{os.getpid()}_{i}.npz"), a=np.zeros(3))
+        p4 = np.zeros((n_jets, 4, 4), np.float32)
+        p4[:, :2, 0] = 10.0
+        return {"p4": p4, "mask": p4[..., 0] > 0, "label": np.arange(n_jets) % 2,
+                "ttv": np.arange(n_jets) % 3, "n_constituents": np.full(n_jets, 2, np.int32)}
+    return generate
+
+
+def test_concurrent_requests_generate_the_sample_once(tmp_path, monkeypatch):
+    """Two processes asking for the same uncached sample at once (pytest-xdist workers): one
+    generates under the lock, the other waits and reads the same file; no process removes chunks
+    under another."""
+    import multiprocessing
+
+    from hepjax.configs import defaults
+    from hepjax.data import generation, top_tagging
+
+    log = tmp_path / "calls.txt"
+    monkeypatch.setattr(generation, "generate", _fake_generate(log))
+    cfg = defaults.top_tagging_data(n_jets=12, cache_dir=str(tmp_path / "cache"))
+    context = multiprocessing.get_context("fork")
+    with context.Pool(2) as pool:
+        paths = pool.map(top_tagging.generate_cached, [cfg, cfg])
+    assert paths[0] == paths[1] == top_tagging.cache_path(cfg) and paths[0].is_file()
+    assert len(log.read_text().split()) == 1                      # generated once
+    assert not top_tagging.cache_path(cfg).with_name(paths[0].stem + ".chunks").exists()
