@@ -79,8 +79,7 @@ def bucketed(batch: Mapping[str, np.ndarray], buckets: Sequence[int]) -> dict[st
     """``batch`` cut to its bucket (unchanged without buckets or without a ``mask``)."""
     if not buckets or "mask" not in batch:
         return dict(batch)
-    length = bucket_length(batch["mask"], buckets)
-    return trim(batch, length) if length < np.shape(batch["mask"])[1] else dict(batch)
+    return trim(batch, bucket_length(batch["mask"], buckets))
 
 
 class TrainBatches:

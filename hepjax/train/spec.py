@@ -26,8 +26,7 @@ import ml_collections
 
 from hepjax.configs import defaults
 from hepjax.data import pipeline
-
-PRECISIONS = ("float32", "bfloat16")
+from hepjax.train.step import PRECISIONS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,7 +127,7 @@ def resolve(config, num_train: int) -> RunSpec:
                           batch_size, "the run's length")
     precision = str(tc.precision)
     if precision not in PRECISIONS:
-        raise ValueError(f"config.train.precision={precision!r}: choose from {PRECISIONS}")
+        raise ValueError(f"config.train.precision={precision!r}: choose from {sorted(PRECISIONS)}")
     ensemble_size = int(tc.ensemble_size)
     if ensemble_size < 1:
         raise ValueError(f"config.train.ensemble_size={ensemble_size}: expected >= 1")
