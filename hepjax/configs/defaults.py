@@ -40,6 +40,8 @@ def train(**fields) -> ml_collections.ConfigDict:
         "checkpoint_every_examples": 0,
         "length_buckets": (),       # e.g. (32, 64, 96, 128): batches cut to the smallest bucket
                                     # holding their longest example (hepjax.data.pipeline)
+        "length_sort_window": 0,    # > 0 (with buckets): batches of similar lengths, sorted
+                                    # within windows of this many batches (seeded)
         "keep_checkpoints": 2,
         "restore_step": 0,          # resume from: 0 = the newest intact checkpoint, or that step
         "ensemble_size": 1,         # K independently seeded members in one vmapped step

@@ -15,6 +15,17 @@ reruns and resumes stay bit-identical, and a model that ignores masked entries g
 loss up to float round-off. The trade-off: one compiled step per bucket met (each compiled once
 and cached: ``jax.jit`` keys on the shape), so a few buckets, not one per length. Models whose
 parameters depend on N (LoLa's combination matrix, JEDI-net's fixed graph) cannot use it.
+
+Random batches of jets almost always hold one long jet, so bucketing alone mostly pads to N.
+``sort_window`` W > 0 (with buckets) groups examples of similar length: the epoch's permutation
+is cut into windows of W batches, each window's examples are sorted by length (stable) and cut
+into W batches, and the order of the epoch's batches is then shuffled (seeded by (seed, epoch)).
+Still a pure function of (seed, step), so resumes stay bit-identical; every example is still
+seen once per epoch. The price: a batch's examples are no longer independent of their lengths
+(the standard length-bucketed sampler of sequence models, e.g. tf.data's
+``bucket_by_sequence_length``); W = 1 keeps the random batches, larger W gives tighter batches.
+The event models (hits, elements per event) use the same knobs: buckets as powers of two or
+multiples of the LSH bin size, since each bucket met costs one compilation of the step.
 """
 from __future__ import annotations
 
@@ -84,11 +95,19 @@ def bucketed(batch: Mapping[str, np.ndarray], buckets: Sequence[int]) -> dict[st
 
 class TrainBatches:
     """``batch(step)`` -> dict of (batch_size, ...) arrays; drops the ragged tail of each epoch;
-    with ``buckets``, each batch cut to its length bucket (see the module docstring)."""
+    with ``buckets``, each batch cut to its length bucket, and with ``sort_window`` > 0 batches
+    of similar lengths (see the module docstring)."""
 
     def __init__(self, arrays: Arrays, batch_size: int, seed: int, *, shard: tuple[int, int] = (0, 1),
-                 buckets: Sequence[int] = ()):
+                 buckets: Sequence[int] = (), sort_window: int = 0):
         self.buckets = check_buckets(buckets)
+        if sort_window < 0:
+            raise ValueError(f"sort_window={sort_window}: expected >= 0 (0 = off)")
+        if sort_window and not self.buckets:
+            raise ValueError("sort_window > 0 needs length buckets (it only pays with them)")
+        if sort_window and "mask" not in arrays:
+            raise ValueError("sort_window > 0 needs a 'mask' field (the examples' lengths)")
+        self.sort_window = int(sort_window)
         self.arrays = with_weights(arrays)
         self.num_examples = check_arrays(self.arrays, "training data")
         if batch_size > self.num_examples:
@@ -98,13 +117,32 @@ class TrainBatches:
             raise ValueError(f"global batch size {batch_size} does not split over {count} processes")
         self.batch_size, self.seed, self.shard = batch_size, seed, shard
         self.steps_per_epoch = self.num_examples // batch_size
-        self._epoch, self._perm = None, None
+        self._epoch, self._perm, self._lengths = None, None, None
 
     def _permutation(self, epoch: int) -> np.ndarray:
         if epoch != self._epoch:
-            self._epoch = epoch
-            self._perm = np.random.default_rng([self.seed, epoch]).permutation(self.num_examples)
+            rng = np.random.default_rng([self.seed, epoch])
+            perm = rng.permutation(self.num_examples)
+            if self.sort_window:
+                perm = self._length_sorted(perm, rng)
+            self._epoch, self._perm = epoch, perm
         return self._perm
+
+    def _length_sorted(self, perm: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """``perm``'s batches regrouped by length within windows of ``sort_window`` batches,
+        then the epoch's batches shuffled; the ragged tail stays last (dropped)."""
+        if self._lengths is None:
+            mask = np.asarray(self.arrays["mask"], bool)
+            used = mask.any(axis=tuple(range(2, mask.ndim))) if mask.ndim > 2 else mask
+            n = used.shape[1]   # index of the last real entry + 1 (0 for an empty example)
+            self._lengths = np.where(used.any(1), n - np.argmax(used[:, ::-1], axis=1), 0)
+        b, steps = self.batch_size, self.steps_per_epoch
+        used = perm[:steps * b]
+        window = self.sort_window * b
+        chunks = [used[i:i + window] for i in range(0, len(used), window)]
+        grouped = np.concatenate([c[np.argsort(self._lengths[c], kind="stable")] for c in chunks])
+        batches = grouped.reshape(steps, b)[rng.permutation(steps)]
+        return np.concatenate([batches.reshape(-1), perm[steps * b:]])
 
     def batch(self, step: int) -> dict[str, np.ndarray]:
         """The global batch of ``step``, or this process's slice of it when sharded."""

@@ -51,6 +51,7 @@ class RunSpec:
     log_every: int
     eval_batch_size: int
     length_buckets: tuple      # padded lengths batches are cut to (empty: no bucketing)
+    length_sort_window: int    # > 0: batches of similar lengths (windows of this many batches)
     keep_checkpoints: int
     restore_step: int          # resume from: 0 = the newest intact checkpoint, or that step
     ensemble_size: int
@@ -75,6 +76,7 @@ class RunSpec:
         fields = json.loads(text)
         fields["early_stopping"] = EarlyStoppingSpec(**fields["early_stopping"])
         fields["length_buckets"] = tuple(fields["length_buckets"])
+        fields.setdefault("length_sort_window", 0)   # spec.json of runs before the field existed
         return cls(**fields)
 
 
@@ -131,6 +133,11 @@ def resolve(config, num_train: int) -> RunSpec:
     ensemble_size = int(tc.ensemble_size)
     if ensemble_size < 1:
         raise ValueError(f"config.train.ensemble_size={ensemble_size}: expected >= 1")
+    buckets = pipeline.check_buckets(tc.length_buckets)
+    sort_window = int(tc.length_sort_window)
+    if sort_window < 0 or (sort_window and not buckets):
+        raise ValueError(f"config.train.length_sort_window={sort_window}: expected 0 (off) or, "
+                         "with train.length_buckets set, > 0")
     es = tc.early_stopping
     return RunSpec(
         seed=int(config.seed), num_train=int(num_train), batch_size=batch_size,
@@ -141,7 +148,7 @@ def resolve(config, num_train: int) -> RunSpec:
                                    "the checkpoint cadence"),
         log_every=max(1, int(tc.log_every)),
         eval_batch_size=int(tc.eval_batch_size) or batch_size,
-        length_buckets=pipeline.check_buckets(tc.length_buckets),
+        length_buckets=buckets, length_sort_window=sort_window,
         keep_checkpoints=int(tc.keep_checkpoints), restore_step=int(tc.restore_step),
         ensemble_size=ensemble_size, num_devices=int(tc.num_devices), precision=precision,
         tensorboard=bool(tc.tensorboard),

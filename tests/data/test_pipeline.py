@@ -90,3 +90,34 @@ def test_bucketed_batches_are_the_full_batches_cut():
         np.testing.assert_array_equal(batch["features"][:n_valid],
                                       arrays["features"][start:start + n_valid, :k])
         assert not arrays["mask"][start:start + n_valid, k:].any()
+
+
+def test_length_sorted_windows_group_lengths_and_keep_every_example_once():
+    arrays, lengths = _ragged(n=2000, slots=64, seed=2)
+    buckets = (8, 16, 24, 32, 48, 64)
+    plain = pipeline.TrainBatches(arrays, 20, seed=7, buckets=buckets)
+    w1 = pipeline.TrainBatches(arrays, 20, seed=7, buckets=buckets, sort_window=1)
+    w10 = pipeline.TrainBatches(arrays, 20, seed=7, buckets=buckets, sort_window=10)
+    again = pipeline.TrainBatches(arrays, 20, seed=7, buckets=buckets, sort_window=10)
+    steps = plain.steps_per_epoch
+    for epoch in (0, 1):
+        ids = {name: [b.batch(epoch * steps + s)["jet"].astype(int) for s in range(steps)]
+               for name, b in (("plain", plain), ("w1", w1), ("w10", w10))}
+        # each training example exactly once per epoch, in every mode
+        for name in ids:
+            seen = np.concatenate(ids[name])
+            assert len(seen) == len(set(seen.tolist())) == steps * 20
+        # W = 1: the same batches (as sets), only their order shuffled
+        assert sorted(map(tuple, ids["plain"])) == sorted(map(tuple, ids["w1"]))
+        assert [tuple(b) for b in ids["plain"]] != [tuple(b) for b in ids["w1"]]
+        # W = 10: batches of similar lengths, so much less padding
+        spread = lambda batches: np.mean([np.ptp(lengths[b]) for b in batches])
+        assert spread(ids["w10"]) < 0.25 * spread(ids["plain"])
+        pad = lambda b: np.mean([b.batch(epoch * steps + s)["mask"].shape[1] for s in range(steps)])
+        assert pad(w10) < 0.8 * pad(plain)
+    # a pure function of (seed, step): any order of access, e.g. after a resume
+    for step in (57, 3, steps + 4, 0):
+        np.testing.assert_array_equal(again.batch(step)["features"], w10.batch(step)["features"])
+    assert not np.array_equal(w10.batch(0)["jet"], w10.batch(steps)["jet"])   # reshuffled
+    with pytest.raises(ValueError, match="needs length buckets"):
+        pipeline.TrainBatches(arrays, 20, seed=7, sort_window=4)

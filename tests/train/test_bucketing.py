@@ -46,10 +46,10 @@ def test_set_and_graph_taggers_ignore_the_bucket_size(name):
     np.testing.assert_allclose(short, full, rtol=2e-4, atol=2e-5 * np.abs(full).max())
 
 
-def _train(tmp_path, steps, data, traces, buckets=(8, 16, 24)):
+def _train(tmp_path, steps, data, traces, buckets=(8, 16, 24), sort_window=0):
     config = config_lib.load_config("hepjax.configs.dijet_mlp:smoke")
     config.train.update(num_steps=steps, batch_size=8, log_every=5, eval_every=5,
-                        checkpoint_every=5, length_buckets=buckets)
+                        checkpoint_every=5, length_buckets=buckets, length_sort_window=sort_window)
     config.train.early_stopping.patience = 1000
     base = tasks.binary_classification()
 
@@ -64,11 +64,12 @@ def _train(tmp_path, steps, data, traces, buckets=(8, 16, 24)):
                     train_data=data, val_data=data, progress=False)
 
 
-def test_one_compilation_per_bucket_and_bit_identical_resume(tmp_path):
+@pytest.mark.parametrize("sort_window", [0, 3])
+def test_one_compilation_per_bucket_and_bit_identical_resume(tmp_path, sort_window):
     data = _jets(b=64, n=32, seed=3)
     data["label"] = (np.arange(64) % 2).astype(np.float32)
     traces = []
-    run = _train(tmp_path / "a", 20, data, traces)
+    run = _train(tmp_path / "a", 20, data, traces, sort_window=sort_window)
     lengths = [r for r in map(json.loads, (tmp_path / "a" / "metrics.jsonl").read_text().splitlines())
                if r["split"] == "buckets"][0]["train_lengths"]
     assert set(lengths) <= {8, 16, 24, 32} and len(lengths) >= 2   # several buckets met
@@ -76,6 +77,6 @@ def test_one_compilation_per_bucket_and_bit_identical_resume(tmp_path):
     assert sorted(n for b, n in traces if b == 8) == sorted(lengths)  # ... and per training bucket
 
     # interrupted after step 10 (its checkpoint), resumed: bit-identical to the straight run
-    _train(tmp_path / "b", 10, data, [])
-    resumed = _train(tmp_path / "b", 20, data, [])
+    _train(tmp_path / "b", 10, data, [], sort_window=sort_window)
+    resumed = _train(tmp_path / "b", 20, data, [], sort_window=sort_window)
     assert leaves_equal(resumed.state.params, run.state.params)
