@@ -16,6 +16,8 @@ Subpackages (imported on first use, so ``import hepjax.teach`` stays numpy-only)
     hepjax.parallel       device meshes and shardings, the teaching pmap step
     hepjax.data           generated physics samples, readers, static-shape batching
     hepjax.models         complete networks by name
+    hepjax.sim            a parametrised high-granularity sampling calorimeter (numpy only)
+    hepjax.reco           object condensation (loss, inference) and CLUE clustering
     hepjax.config         Python configs and --config.x=y overrides
     hepjax.rng            keys from seeds; per-step keys by fold_in
     hepjax.plots          background-rejection curves
@@ -26,7 +28,7 @@ import importlib
 __version__ = "0.1.0"
 
 _SUBMODULES = ("config", "data", "graphs", "kernels", "losses", "metrics", "models", "nn", "optim",
-               "parallel", "physics", "plots", "preprocessing", "rng", "teach", "train")
+               "parallel", "physics", "plots", "preprocessing", "reco", "rng", "sim", "teach", "train")
 __all__ = ["__version__", *_SUBMODULES]
 
 

@@ -6,10 +6,14 @@
     hepjax generate top-tagging|quark-gluon --n-jets N --seed S --out PATH
                     [--detector none|fast] [--mpi default|on|off] [--workers W]
                     [--format reference|native|energyflow]
+    hepjax generate calorimeter --n-events N --seed S --out PATH [--particles 2-10]
+                    [--energy 10,200] [--pdgs 11,-11,22,211,-211] [--source gun|jets] ...
 
 ``generate`` writes top-tagging jets in the Top Tagging Reference Dataset layout (pandas HDF5,
 key 'table') by default and quark/gluon jets in the energyflow .npz layout; ``native`` is
-hepjax's columnar HDF5.
+hepjax's columnar HDF5. ``generate calorimeter`` simulates events of overlapping particle showers
+in the parametrised high-granularity calorimeter of ``hepjax.sim`` (hits with per-particle truth,
+HDF5 layout in ``hepjax.sim.io``).
 
 CONFIG is a Python file defining ``get_config(arg)`` or a module such as
 ``hepjax.configs.dijet_mlp``. ``evaluate`` prints its metrics as one JSON object on its last line
@@ -102,6 +106,11 @@ def _demo(args) -> int:
 
 
 def _generate(args) -> int:
+    if args.task == "calorimeter":
+        from hepjax.sim import calorimeter
+
+        print(_json_line(calorimeter.run_cli(args)))
+        return 0
     import time
 
     from tqdm import tqdm
@@ -154,19 +163,27 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="train and evaluate the physics demo, write a ROC plot")
     demo.add_argument("--workdir", default="runs/demo")
     demo.add_argument("--quick", action="store_true", help="the few-second CI variant")
-    generate = sub.add_parser("generate", help="generate jets with Pythia 8 + FastJet")
-    generate.add_argument("task", choices=("top-tagging", "quark-gluon"))
-    generate.add_argument("--n-jets", type=int, required=True)
-    generate.add_argument("--seed", type=int, required=True)
-    generate.add_argument("--out", required=True, help="output file")
-    generate.add_argument("--detector", choices=("fast", "none"), default="fast")
-    generate.add_argument("--workers", type=int, default=1, help="worker processes")
-    generate.add_argument("--mpi", choices=("default", "on", "off"), default="default",
+    generate = sub.add_parser("generate", help="generate jets with Pythia 8 + FastJet, or "
+                              "calorimeter showers")
+    tasks = generate.add_subparsers(dest="task", required=True)
+    for task in ("top-tagging", "quark-gluon"):
+        jets = tasks.add_parser(task, help=f"{task} jets (Pythia 8 + FastJet)")
+        jets.add_argument("--n-jets", type=int, required=True)
+        jets.add_argument("--seed", type=int, required=True)
+        jets.add_argument("--out", required=True, help="output file")
+        jets.add_argument("--detector", choices=("fast", "none"), default="fast")
+        jets.add_argument("--workers", type=int, default=1, help="worker processes")
+        jets.add_argument("--mpi", choices=("default", "on", "off"), default="default",
                           help="Pythia's multi-parton interactions (default: the task's recipe, "
                                "off for top-tagging as in the reference dataset, on for quark-gluon)")
-    generate.add_argument("--events-per-chunk", type=int, default=200,
+        jets.add_argument("--events-per-chunk", type=int, default=200,
                           help="events per seeded chunk (changes the sample; workers do not)")
-    generate.add_argument("--format", choices=("reference", "native", "energyflow"), default=None)
+        jets.add_argument("--format", choices=("reference", "native", "energyflow"), default=None)
+    from hepjax.sim import calorimeter
+
+    calorimeter.add_arguments(tasks.add_parser(
+        "calorimeter", help="overlapping showers in the parametrised high-granularity "
+                            "calorimeter (hepjax.sim)"))
     return parser
 
 
