@@ -18,6 +18,8 @@ Subpackages (imported on first use, so ``import hepjax.teach`` stays numpy-only)
     hepjax.models         complete networks by name
     hepjax.sim            a parametrised high-granularity sampling calorimeter (numpy only)
     hepjax.reco           object condensation (loss, inference) and CLUE clustering
+    hepjax.tracking       TrackML format, simulation in the TrackML geometry, track building,
+                          tracking metrics and the TrackML score
     hepjax.config         Python configs and --config.x=y overrides
     hepjax.rng            keys from seeds; per-step keys by fold_in
     hepjax.plots          background-rejection curves
@@ -28,7 +30,7 @@ import importlib
 __version__ = "0.1.0"
 
 _SUBMODULES = ("config", "data", "graphs", "kernels", "losses", "metrics", "models", "nn", "optim",
-               "parallel", "physics", "plots", "preprocessing", "reco", "rng", "sim", "teach", "train")
+               "parallel", "physics", "plots", "preprocessing", "reco", "rng", "sim", "teach", "tracking", "train")
 __all__ = ["__version__", *_SUBMODULES]
 
 
