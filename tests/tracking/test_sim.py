@@ -12,7 +12,6 @@ import pytest
 
 from hepjax.tracking import sim
 
-EVENT = "trackml_event_gnn_tracking"
 CLEAN = sim.SimConfig(multiple_scattering=False, energy_loss=False, smear=False,
                       hit_efficiency=1.0, noise_fraction=0.0)
 # a small, fast Pythia configuration: ttbar + 2 non-diffractive pile-up interactions
@@ -21,11 +20,8 @@ PYTHIA = sim.SimConfig(pileup_mu=2.0, pileup_poisson=False,
 
 
 @pytest.fixture(scope="module")
-def data(shared_data):
-    path = shared_data / EVENT
-    if not (path / "detectors.csv.gz").exists():
-        pytest.skip(f"{path}/detectors.csv.gz not found: the TrackML event is needed")
-    return path
+def data(event_dir):
+    return event_dir
 
 
 @pytest.fixture(scope="module")

@@ -7,15 +7,6 @@ import pytest
 
 from hepjax.tracking import trackml as tm
 
-EVENT_DIR = "trackml_event_gnn_tracking"
-
-
-@pytest.fixture(scope="module")
-def event_dir(shared_data):
-    d = shared_data / EVENT_DIR
-    if not (d / "event000000001-hits.csv.gz").exists():
-        pytest.skip(f"the TrackML event is absent from {d}")
-    return d
 
 
 @pytest.fixture(scope="module")
