@@ -324,6 +324,16 @@ def _check_loss_args(beta, coords, object_id, mask, payload, num_objects, beta_t
         _check_finite(f"payload loss {name!r}", li, obj_hits)
 
 
+def _loss_inputs(beta, coords, object_id, mask, payload, num_objects, beta_term, batch_dims):
+    """Arrays of the loss entry points, checked (outside jit): (beta, coords, object_id, mask,
+    payload dict); mask None -> all real."""
+    payload = _payload_dict(payload)
+    beta, coords, object_id = jnp.asarray(beta), jnp.asarray(coords), jnp.asarray(object_id)
+    _check_loss_args(beta, coords, object_id, mask, payload, num_objects, beta_term, batch_dims)
+    mask = jnp.ones(beta.shape, bool) if mask is None else jnp.asarray(mask, bool)
+    return beta, coords, object_id, mask, payload
+
+
 def object_condensation_loss(beta: Array, coords: Array, object_id: Array,
                              mask: Array | None = None, *, num_objects: int,
                              payload: Array | Mapping[str, Array] | None = None,
@@ -349,12 +359,8 @@ def object_condensation_loss(beta: Array, coords: Array, object_id: Array,
       :class:`OCLoss` of scalars. Jit-able (``num_objects``, ``beta_term`` static); values are
       checked (NaN, beta range, id range) only when called outside jit.
     """
-    payload = _payload_dict(payload)
-    beta = jnp.asarray(beta)
-    coords = jnp.asarray(coords)
-    object_id = jnp.asarray(object_id)
-    _check_loss_args(beta, coords, object_id, mask, payload, num_objects, beta_term, 0)
-    mask = jnp.ones(beta.shape, bool) if mask is None else jnp.asarray(mask, bool)
+    beta, coords, object_id, mask, payload = _loss_inputs(
+        beta, coords, object_id, mask, payload, num_objects, beta_term, batch_dims=0)
     return _oc_event_jit(beta, coords, object_id, mask, payload, q_min, s_b, s_c, beta_clip,
                          num_objects=int(num_objects), beta_term=beta_term)
 
@@ -372,12 +378,8 @@ def batched_object_condensation_loss(beta: Array, coords: Array, object_id: Arra
     averaged over the events that have at least one real hit (an all-padding event, e.g. filling
     the last batch, does not dilute the mean); 0 when no event has a hit.
     """
-    payload = _payload_dict(payload)
-    beta = jnp.asarray(beta)
-    coords = jnp.asarray(coords)
-    object_id = jnp.asarray(object_id)
-    _check_loss_args(beta, coords, object_id, mask, payload, num_objects, beta_term, 1)
-    mask = jnp.ones(beta.shape, bool) if mask is None else jnp.asarray(mask, bool)
+    beta, coords, object_id, mask, payload = _loss_inputs(
+        beta, coords, object_id, mask, payload, num_objects, beta_term, batch_dims=1)
     return _batched_oc_jit(beta, coords, object_id, mask, payload, q_min, s_b, s_c, beta_clip,
                            num_objects=int(num_objects), beta_term=beta_term)
 
