@@ -41,14 +41,17 @@ class Variant:
     model: dict = dataclasses.field(default_factory=dict)    # condensation_net config fields
     train: OCTrainConfig = OCTrainConfig()
     # tuning grids (validation events only)
-    t_beta_grid: tuple[float, ...] = (0.1, 0.2, 0.3, 0.5, 0.7)
-    t_d_grid: tuple[float, ...] = (0.3, 0.5, 0.7, 1.0)
+    t_beta_grid: tuple[float, ...] = (0.1, 0.2, 0.3, 0.5, 0.7, 0.8, 0.9)
+    t_d_grid: tuple[float, ...] = (0.3, 0.5, 0.6, 0.7, 0.8, 1.0)
     clue_dc_grid: tuple[float, ...] = (1.0, 1.3, 1.8)       # CE-E d_c [cm]
     clue_kappa_grid: tuple[float, ...] = (4.5, 9.0)         # rho_c = kappa * noise sigma
     clue3d_dc_grid: tuple[float, ...] = (1.0, 2.0, 3.0)     # 3D step d_c in CE-E [cm]
     clue3d_rhoc_grid: tuple[float, ...] = (0.1, 0.5, 2.0)   # 3D step rho_c [GeV]
     clue3d_window_grid: tuple[int, ...] = (2, 4)
     n_tune_clue: int = 200                                   # validation events for the CLUE grid
+    # hit assignment at inference (hepjax.reco.condense): "nearest" condensation point among
+    # those within t_d, or the paper's "greedy" (first, highest-beta one)
+    assign: str = "nearest"
     workers: int = 2
     max_objects: int = 64
     seed: int = 23

@@ -157,10 +157,11 @@ def train_or_load(v: Variant, data: dict, workdir: pathlib.Path, seed: int, num_
     return model, records, seconds
 
 
-def network_objects(outputs, data, t_beta, t_d, max_objects):
+def network_objects(outputs, data, t_beta, t_d, max_objects, assign="greedy"):
     """(labels (E, N), per-event object energies, per-event type probabilities, reco dict)."""
     from hepjax.reco.train_oc import reconstruct
-    r = reconstruct(outputs, data, t_beta=t_beta, t_d=t_d, max_objects=max_objects)
+    r = reconstruct(outputs, data, t_beta=t_beta, t_d=t_d, max_objects=max_objects,
+                    assign=assign)
     k = r["valid"].sum(1)
     energies = [r["energy"][e, :k[e]] for e in range(len(k))]
     types = [r["type_prob"][e, :k[e]] for e in range(len(k))]
@@ -242,7 +243,8 @@ def tune_network(v: Variant, outputs, data, padded):
     best, best_score = None, -math.inf
     for tb in v.t_beta_grid:
         for td in v.t_d_grid:
-            labels, energies, _, _ = network_objects(outputs, data, tb, td, v.max_objects)
+            labels, energies, _, _ = network_objects(outputs, data, tb, td, v.max_objects,
+                                                     v.assign)
             s = metrics.summarize(metrics.evaluate(padded, labels, energies, close_distance=CLOSE))
             trials.append({"t_beta": tb, "t_d": td, "efficiency": s["efficiency"]["value"],
                            "fake_rate": s["fake_rate"]["value"], "score": _score(s)})
@@ -349,6 +351,15 @@ def table_md(results: dict) -> str:
                          f"{a['median']:.3f} / {100 * a['resolution']:.1f} ± "
                          f"{100 * a['resolution_error']:.1f} % | {b['median']:.3f} / "
                          f"{100 * b['resolution']:.1f} ± {100 * b['resolution_error']:.1f} % |")
+    for cls in ("all", "em", "hadron"):
+        if "response_both_matched" not in net:
+            break
+        a, b = (alg["response_both_matched"][cls]["inclusive"] for alg in (net, clue))
+        if a.get("n") and b.get("n"):
+            lines.append(f"| resolution σ_eff/median, {cls} particles matched by both (n = "
+                         f"{a['n']}) | {100 * a['resolution']:.1f} ± "
+                         f"{100 * a['resolution_error']:.1f} % | {100 * b['resolution']:.1f} ± "
+                         f"{100 * b['resolution_error']:.1f} % |")
     if "type_accuracy" in net:
         lines.append(f"| particle-type accuracy (matched) | {_fmt(net['type_accuracy'])} | — |")
     lines += ["", "Two-shower separation (dedicated two-particle events):", "",
@@ -529,19 +540,24 @@ def main(argv=None) -> dict:
     pair_out = predict(model, pair_data, buckets=v.train.buckets)
     t_net_inf = time.perf_counter() - t0
     nl_test, ne_test, nt_test, nr_test = network_objects(test_out, test_data, t_beta, t_d,
-                                                         v.max_objects)
-    nl_pair, ne_pair, _, _ = network_objects(pair_out, pair_data, t_beta, t_d, v.max_objects)
+                                                         v.max_objects, v.assign)
+    nl_pair, ne_pair, _, _ = network_objects(pair_out, pair_data, t_beta, t_d, v.max_objects,
+                                             v.assign)
     t0 = time.perf_counter()
     params = clue_params(*clue_best)
     cl_test, ce_test = run_clue(test_pad, params)
     cl_pair, ce_pair = run_clue(pair_pad, params)
     t_clue = time.perf_counter() - t0
 
-    net_res, _ = evaluate_algorithm("network", test_pad, pair_pad, nl_test, ne_test, nl_pair,
-                                    ne_pair, v, types_test=nt_test)
+    net_res, net_rows = evaluate_algorithm("network", test_pad, pair_pad, nl_test, ne_test,
+                                           nl_pair, ne_pair, v, types_test=nt_test)
     net_res["overflow_events"] = int(nr_test["overflow"].sum())
-    clue_res, _ = evaluate_algorithm("clue", test_pad, pair_pad, cl_test, ce_test, cl_pair,
-                                     ce_pair, v)
+    clue_res, clue_rows = evaluate_algorithm("clue", test_pad, pair_pad, cl_test, ce_test,
+                                             cl_pair, ce_pair, v)
+    # resolution on the particles that both algorithms matched (the same showers on both sides)
+    both = net_rows["p_matched"] & clue_rows["p_matched"]
+    net_res["response_both_matched"] = metrics.response_table(dict(net_rows, p_matched=both))
+    clue_res["response_both_matched"] = metrics.response_table(dict(clue_rows, p_matched=both))
     # the network's energy from the summed hits alone (no correction), for reference
     raw_rows = metrics.evaluate(test_pad, nl_test,
                                 [nr_test["raw_energy"][e, :len(ne_test[e])]
@@ -563,7 +579,8 @@ def main(argv=None) -> dict:
         "matching_rule": "matched iff shared energy > 50 % of the particle's visible energy and "
                          "> 50 % of the object's measured energy",
         "close_distance_cm": CLOSE,
-        "network": {**net_res, "t_beta": t_beta, "t_d": t_d, "tuning": net_trials},
+        "network": {**net_res, "t_beta": t_beta, "t_d": t_d, "assign": v.assign,
+                    "tuning": net_trials},
         "clue": {**clue_res, "params": dict(zip(("dc_ee", "kappa", "dc3_ee", "rhoc3_gev",
                                                  "window"), clue_best)),
                  "tuning": clue_trials},

@@ -474,7 +474,10 @@ class Condensates(NamedTuple):
     overflow: Array
 
 
-def _condense_impl(beta, coords, mask, t_beta, t_d, payload, max_objects):
+ASSIGN_MODES = ("greedy", "nearest")
+
+
+def _condense_impl(beta, coords, mask, t_beta, t_d, payload, max_objects, assign="greedy"):
     n = beta.shape[0]
     K = max_objects
     valid = mask
@@ -517,6 +520,12 @@ def _condense_impl(beta, coords, mask, t_beta, t_d, payload, max_objects):
     oid = jnp.maximum(oid, -1)
     valid_k = index >= 0
     safe = jnp.maximum(index, 0)
+    if assign == "nearest":
+        # every assigned hit moves to its nearest condensation point (the one that claimed it
+        # is within t_d, so the nearest one is too); unassigned hits stay unassigned
+        d2 = sum((c[:, None] - c[safe][None, :]) ** 2 for c in cols)          # (N, K)
+        d2 = jnp.where(valid_k[None, :], d2, jnp.asarray(jnp.inf, d2.dtype))
+        oid = jnp.where(oid >= 0, jnp.argmin(d2, axis=1).astype(jnp.int32), oid)
     overflow = jnp.any(eligible & (oid < 0))
     num_hits = jax.ops.segment_sum(jnp.ones((n,), jnp.int32), jnp.where(oid >= 0, oid, K), K)
 
@@ -528,20 +537,23 @@ def _condense_impl(beta, coords, mask, t_beta, t_d, payload, max_objects):
                        jax.tree_util.tree_map(gather, payload), overflow)
 
 
-_condense_jit = jax.jit(_condense_impl, static_argnames=("max_objects",))
+_condense_jit = jax.jit(_condense_impl, static_argnames=("max_objects", "assign"))
 
 
-def _batched_impl(beta, coords, mask, t_beta, t_d, payload, max_objects):
-    return jax.vmap(lambda b, c, m, p: _condense_impl(b, c, m, t_beta, t_d, p, max_objects))(
-        beta, coords, mask, payload)
+def _batched_impl(beta, coords, mask, t_beta, t_d, payload, max_objects, assign="greedy"):
+    return jax.vmap(lambda b, c, m, p: _condense_impl(b, c, m, t_beta, t_d, p, max_objects,
+                                                      assign))(beta, coords, mask, payload)
 
 
-_batched_condense_jit = jax.jit(_batched_impl, static_argnames=("max_objects",))
+_batched_condense_jit = jax.jit(_batched_impl, static_argnames=("max_objects", "assign"))
 
 
-def _check_condense(beta, coords, mask, payload, max_objects, t_beta, t_d, batch_dims, validate):
+def _check_condense(beta, coords, mask, payload, max_objects, t_beta, t_d, batch_dims, validate,
+                    assign="greedy"):
     if not _is_static_count(max_objects):
         raise ValueError(f"max_objects must be a static Python int >= 1, got {max_objects!r}")
+    if assign not in ASSIGN_MODES:
+        raise ValueError(f"assign must be one of {ASSIGN_MODES}, got {assign!r}")
     lead = _check_shapes(beta, coords, None, mask, batch_dims)
     for path, leaf in jax.tree_util.tree_leaves_with_path(payload):
         if tuple(leaf.shape[:len(lead)]) != lead:
@@ -561,7 +573,7 @@ def _check_condense(beta, coords, mask, payload, max_objects, t_beta, t_d, batch
 
 
 def condense(beta: Array, coords: Array, mask: Array | None = None, payload: Any = None, *,
-             max_objects: int, t_beta: float = 0.5, t_d: float = 0.5,
+             max_objects: int, t_beta: float = 0.5, t_d: float = 0.5, assign: str = "greedy",
              validate: bool = True) -> Condensates:
     """Condensation-point selection (Kieseler 2020) for one event, fixed shapes.
 
@@ -570,6 +582,12 @@ def condense(beta: Array, coords: Array, mask: Array | None = None, payload: Any
     the highest beta (lowest index among ties) as the next condensation point k; every real,
     still unassigned hit with ``||x_j - x_cp||^2 <= t_d^2`` (including hits below ``t_beta``) is
     assigned to k. Hits never reached stay -1 (noise). Cost O(K_found * N * D).
+
+    ``assign="nearest"``: the same condensation points and the same set of assigned hits, but
+    each assigned hit then belongs to its nearest condensation point instead of the first
+    (highest-beta) one that reached it. Where two objects' t_d spheres overlap, the greedy rule
+    gives the overlap to the higher-beta object (the paper's algorithm, the default); the
+    nearest rule splits it between them, which keeps close showers purer. Cost O(N * K_max * D).
 
     Args:
       beta: (N,) confidence; coords: (N, D) clustering coordinates; mask: (N,) bool or None.
@@ -585,7 +603,7 @@ def condense(beta: Array, coords: Array, mask: Array | None = None, payload: Any
     """
     beta = jnp.asarray(beta)
     coords = jnp.asarray(coords)
-    _check_condense(beta, coords, mask, payload, max_objects, t_beta, t_d, 0, validate)
+    _check_condense(beta, coords, mask, payload, max_objects, t_beta, t_d, 0, validate, assign)
     mask = jnp.ones(beta.shape, bool) if mask is None else jnp.asarray(mask, bool)
     if beta.shape[0] == 0:
         K = int(max_objects)
@@ -595,19 +613,20 @@ def condense(beta: Array, coords: Array, mask: Array | None = None, payload: Any
                            jnp.zeros((K,), jnp.int32), jnp.zeros((K,), beta.dtype),
                            jnp.zeros((K, coords.shape[1]), coords.dtype),
                            jax.tree_util.tree_map(z, payload), jnp.zeros((), bool))
-    return _condense_jit(beta, coords, mask, t_beta, t_d, payload, max_objects=int(max_objects))
+    return _condense_jit(beta, coords, mask, t_beta, t_d, payload, max_objects=int(max_objects),
+                         assign=assign)
 
 
 def batched_condense(beta: Array, coords: Array, mask: Array | None = None, payload: Any = None,
                      *, max_objects: int, t_beta: float = 0.5, t_d: float = 0.5,
-                     validate: bool = True) -> Condensates:
+                     assign: str = "greedy", validate: bool = True) -> Condensates:
     """:func:`condense` vmapped over a leading batch axis: beta (B, N), coords (B, N, D), mask
     (B, N), payload leaves (B, N, ...); every field of the result gains the batch axis B."""
     beta = jnp.asarray(beta)
     coords = jnp.asarray(coords)
-    _check_condense(beta, coords, mask, payload, max_objects, t_beta, t_d, 1, validate)
+    _check_condense(beta, coords, mask, payload, max_objects, t_beta, t_d, 1, validate, assign)
     mask = jnp.ones(beta.shape, bool) if mask is None else jnp.asarray(mask, bool)
     if beta.shape[1] == 0:
         raise ValueError("batched_condense: events have N = 0 hits; pad them to N >= 1 with mask False")
     return _batched_condense_jit(beta, coords, mask, t_beta, t_d, payload,
-                                 max_objects=int(max_objects))
+                                 max_objects=int(max_objects), assign=assign)

@@ -258,17 +258,19 @@ def _fit_length(v, n):
 
 
 def reconstruct(outputs: dict, data: dict, *, t_beta: float, t_d: float,
-                max_objects: int = 64) -> dict:
+                max_objects: int = 64, assign: str = "greedy") -> dict:
     """Condensation (``batched_condense``) of network ``outputs`` (``predict``) on the events of
     ``data``. Returns numpy: ``object_id`` (E, N) per hit (-1 unassigned), and per object (E, K):
     ``valid``, ``beta``, ``energy`` (summed measured energy of its hits x the energy correction
     at its condensation point), ``raw_energy`` (the sum alone), ``energy_hit_corrected`` (the
     sum of each hit's energy times its own correction, for comparison), ``position`` (E, K, 2) and
-    ``type_prob`` (E, K, C) at the condensation point, ``overflow`` (E,)."""
+    ``type_prob`` (E, K, C) at the condensation point, ``overflow`` (E,). ``assign``: the
+    hit-assignment rule of ``condense`` ("greedy", the paper's, or "nearest")."""
     payload = {"energy_correction": outputs["energy_correction"],
                "position": outputs["position"], "type_logits": outputs["type_logits"]}
     res = oc.batched_condense(outputs["beta"], outputs["coords"], data["mask"], payload,
-                              max_objects=max_objects, t_beta=t_beta, t_d=t_d, validate=False)
+                              max_objects=max_objects, t_beta=t_beta, t_d=t_d, assign=assign,
+                              validate=False)
     res = jax.device_get(res)
     oid = np.asarray(res.object_id)
     e, _ = oid.shape
