@@ -75,7 +75,7 @@ def load_model(workdir, variant: str):
 
 
 def time_event(model, hits: dict, bin_size: int | None, t_beta, t_d, max_objects: int,
-               repeats: int) -> dict:
+               repeats: int, assign: str = "greedy") -> dict:
     n_hits = len(hits["hit_energy"])
     net = cn.with_bins(model, bin_size)
     net.eval()
@@ -92,7 +92,8 @@ def time_event(model, hits: dict, bin_size: int | None, t_beta, t_d, max_objects
     def run(state, feats, mask, xy):
         out = nnx.merge(graphdef, state)(feats, mask, xy)
         res = oc._condense_impl(out["beta"][0], out["coords"][0], mask[0], t_beta, t_d,
-                                {"energy_correction": out["energy_correction"][0]}, max_objects)
+                                {"energy_correction": out["energy_correction"][0]}, max_objects,
+                                assign)
         return res.object_id, res.num_objects, res.overflow
 
     args = (state, jnp.asarray(feats), jnp.asarray(mask[None]), jnp.asarray(xy))
@@ -121,22 +122,32 @@ def main(argv=None) -> dict:
     ap.add_argument("--exact", action="store_true")
     ap.add_argument("--t-beta", type=float, default=None, help="override the tuned t_beta")
     ap.add_argument("--t-d", type=float, default=None, help="override the tuned t_d")
+    ap.add_argument("--assign", choices=("greedy", "nearest"), default=None,
+                    help="hit assignment of condense (default: the run's, else greedy)")
     args = ap.parse_args(argv)
     model, t_beta, t_d, trained = load_model(args.workdir, args.variant)
     t_beta = t_beta if args.t_beta is None else args.t_beta
     t_d = t_d if args.t_d is None else args.t_d
     args.bin_size = args.bin_size or model.bin_size or 256
+    if args.assign is None:
+        wd = pathlib.Path(args.workdir) if args.workdir else None
+        res = wd / "results.json" if wd else None
+        args.assign = (json.loads(res.read_text())["network"].get("assign", "greedy")
+                       if res is not None and res.exists() else "greedy")
     print(f"calorimeter OC inference, jax {jax.__version__} on {jax.devices()[0].platform}, "
-          f"{'trained' if trained else 'untrained'} network, t_beta={t_beta}, t_d={t_d}",
+          f"{'trained' if trained else 'untrained'} network, t_beta={t_beta}, t_d={t_d}, "
+          f"assign={args.assign}",
           flush=True)
     rows = []
     for n in args.sizes:
         hits = event_hits(n)
-        row = time_event(model, hits, args.bin_size, t_beta, t_d, args.max_objects, args.repeats)
+        row = time_event(model, hits, args.bin_size, t_beta, t_d, args.max_objects, args.repeats,
+                         args.assign)
         rows.append(row)
         print(json.dumps(row), flush=True)
         if args.exact and n <= 10000:
-            row = time_event(model, hits, None, t_beta, t_d, args.max_objects, args.repeats)
+            row = time_event(model, hits, None, t_beta, t_d, args.max_objects, args.repeats,
+                         args.assign)
             rows.append(row)
             print(json.dumps(row), flush=True)
     lsh = {r["hits"]: r["ms_per_event"] for r in rows if r["knn"] != "exact"}

@@ -522,10 +522,17 @@ def _condense_impl(beta, coords, mask, t_beta, t_d, payload, max_objects, assign
     safe = jnp.maximum(index, 0)
     if assign == "nearest":
         # every assigned hit moves to its nearest condensation point (the one that claimed it
-        # is within t_d, so the nearest one is too); unassigned hits stay unassigned
-        d2 = sum((c[:, None] - c[safe][None, :]) ** 2 for c in cols)          # (N, K)
-        d2 = jnp.where(valid_k[None, :], d2, jnp.asarray(jnp.inf, d2.dtype))
-        oid = jnp.where(oid >= 0, jnp.argmin(d2, axis=1).astype(jnp.int32), oid)
+        # is within t_d, so the nearest one is too); one pass over the hits per object found,
+        # O(N * K_found * D) like the selection loop (no (N, K_max) array); ties: lowest k
+        def nearer(j, carry):
+            best_d2, best_k = carry
+            d2 = sum((c - c[safe[j]]) ** 2 for c in cols)
+            closer = d2 < best_d2
+            return jnp.where(closer, d2, best_d2), jnp.where(closer, j, best_k)
+
+        init = (jnp.full((n,), jnp.inf, coords.dtype), jnp.zeros((n,), jnp.int32))
+        _, best_k = jax.lax.fori_loop(0, k, nearer, init)
+        oid = jnp.where(oid >= 0, best_k, oid)
     overflow = jnp.any(eligible & (oid < 0))
     num_hits = jax.ops.segment_sum(jnp.ones((n,), jnp.int32), jnp.where(oid >= 0, oid, K), K)
 
@@ -587,7 +594,8 @@ def condense(beta: Array, coords: Array, mask: Array | None = None, payload: Any
     each assigned hit then belongs to its nearest condensation point instead of the first
     (highest-beta) one that reached it. Where two objects' t_d spheres overlap, the greedy rule
     gives the overlap to the higher-beta object (the paper's algorithm, the default); the
-    nearest rule splits it between them, which keeps close showers purer. Cost O(N * K_max * D).
+    nearest rule splits it between them, which keeps close showers purer. Cost O(K_found * N * D)
+    more.
 
     Args:
       beta: (N,) confidence; coords: (N, D) clustering coordinates; mask: (N,) bool or None.
