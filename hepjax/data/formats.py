@@ -39,7 +39,7 @@ from hepjax.physics import numpy_kinematics as npkin
 __all__ = ["REFERENCE_PARTICLES", "reference_columns", "TopTaggingWriter", "write_top_tagging",
            "iter_top_tagging", "read_top_tagging", "count_rows", "write_native", "read_native",
            "write_energyflow_npz", "read_energyflow_npz", "p4_to_ptyphi", "ptyphi_to_p4",
-           "read_jetclass", "FormatError"]
+           "read_jetclass", "read_deepjet_ntuple", "FormatError"]
 
 REFERENCE_PARTICLES = 200
 TRUTH_COLUMNS = ("truthE", "truthPX", "truthPY", "truthPZ")
@@ -644,3 +644,10 @@ def read_jetclass(path, max_particles: int = 128, tree: str = "tree",
     if charge is not None:
         out["charge"] = charge.astype(np.int8)
     return out
+
+
+# ----------------------------------------------------------------------------- DeepJet ntuple
+def read_deepjet_ntuple(path, **kwargs):
+    """A CMS DeepJet ntuple (``deepntuplizer/tree``): see ``hepjax.data.deepjet_ntuple``."""
+    from hepjax.data.deepjet_ntuple import read_deepjet_ntuple as read
+    return read(path, **kwargs)

@@ -23,8 +23,11 @@ models are called ``model(features (B, N, F), mask (B, N), vectors (B, N, 4))``;
 A model config holds ``name``, ``num_classes`` (read by the task) and the builder's own fields
 (each module's ``default_config()``); unknown fields are an error.
 
-Outside the registry: ``seq2seq.Seq2SeqTransformer``, an encoder-decoder transformer on token
-sequences (the attention lectures' example).
+Outside the registry (their inputs are not one per-jet array): ``seq2seq.Seq2SeqTransformer``,
+an encoder-decoder transformer on token sequences (the attention lectures' example);
+``deepjet.DeepJetFull``, DeepJet with its four inputs (charged and neutral candidates, secondary
+vertices, globals; ``experiments/cms_jets``); ``condensation_net.CondensationNet`` (calorimeter
+hits); ``interaction_network`` (tracking graphs); ``generative`` (calorimeter fast simulation).
 """
 from __future__ import annotations
 

@@ -1,0 +1,1 @@
+"""Flavour tagging, quark/gluon and jet-energy regression on the CMS DeepJet ntuple."""
