@@ -1,0 +1,248 @@
+"""hepjax.models.generative: the flow's exact likelihood (change of variables against jax.jacfwd)
+and inverse, the diffusion forward process against its closed-form marginal, the WGAN gradient
+penalty against its definition, the calorimeter preprocessing round trip and the high-level
+features against a plain numpy transcription."""
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from hepjax.models import generative as G
+from hepjax.models.generative import calo_data, diffusion as D, flows, metrics
+
+
+def _perturbed(model, scale, seed):
+    graphdef, state = nnx.split(model)
+    leaves, tdef = jax.tree_util.tree_flatten(state)
+    rng = np.random.default_rng(seed)
+    leaves = [jnp.asarray(np.asarray(l) + scale * rng.normal(size=l.shape), l.dtype)
+              for l in leaves]
+    return nnx.merge(graphdef, jax.tree_util.tree_unflatten(tdef, leaves))
+
+
+@pytest.mark.parametrize("kind", ["spline", "affine"])
+def test_flow_log_likelihood_is_the_change_of_variables_and_inverts(kind):
+    flow = flows.ConditionalFlow(6, 2, n_layers=2, kind=kind, hidden=(8,), bins=5, bound=3.0,
+                                 rngs=nnx.Rngs(0))
+    flow = _perturbed(flow, 0.1, 1)     # away from the identity start
+    rng = np.random.default_rng(2)
+    x = (1.5 * rng.normal(size=(5, 6))).astype(np.float32)
+    x[0, 0] = 3.7                      # one coordinate in the spline's linear tail
+    c = rng.normal(size=(5, 2)).astype(np.float32)
+
+    def f(xi, ci):
+        return flow.forward(xi[None], ci[None])[0][0]
+
+    @jax.jit
+    def everything(x, c):         # one compilation for all the checks
+        z, ld = flow.forward(x, c)
+        x_back, ld_inv = flow.inverse(z, c)
+        return (flow.log_prob(x, c), jax.vmap(jax.jacfwd(f))(x, c), z, ld, x_back, ld_inv,
+                flow.sample(jax.random.key(4), c), flow.sample(jax.random.key(4), c))
+    logp, jac, z, ld, x_back, ld_inv, s1, s2 = everything(x, c)
+    sign, logdet = jnp.linalg.slogdet(jac)              # per-example Jacobians (5, 6, 6)
+    expected = -0.5 * jnp.sum(z ** 2, -1) - 3 * math.log(2 * math.pi) + logdet
+    assert bool(jnp.all(sign != 0))
+    np.testing.assert_allclose(logp, expected, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(x_back, x, atol=1e-5)
+    np.testing.assert_allclose(ld + ld_inv, 0.0, atol=1e-4)
+    np.testing.assert_array_equal(s1, s2)     # the sampler is seedable
+
+def test_rational_quadratic_spline_inverse_and_derivative():
+    k = jax.random.split(jax.random.key(0), 4)
+    x = 3.0 * jax.random.normal(k[0], (2000,))
+    w, h = 0.5 * jax.random.normal(k[1], (2000, 8)), 0.5 * jax.random.normal(k[2], (2000, 8))
+    d = 0.5 * jax.random.normal(k[3], (2000, 7))
+    @jax.jit
+    def everything(x, w, h, d):
+        y, ld = flows.rational_quadratic_spline(x, w, h, d, bound=4.0)
+        xb, ldi = flows.rational_quadratic_spline(y, w, h, d, bound=4.0, inverse=True)
+        grad = jax.vmap(jax.grad(
+            lambda a, b, c, e: flows.rational_quadratic_spline(a, b, c, e, bound=4.0)[0]))(
+                x, w, h, d)
+        return y, ld, xb, ldi, grad
+    y, ld, xb, ldi, grad = everything(x, w, h, d)
+    np.testing.assert_allclose(xb, x, atol=2e-5)
+    np.testing.assert_allclose(ld, -ldi, atol=2e-4)
+    np.testing.assert_allclose(jnp.log(grad), ld, atol=2e-4)
+    outside = jnp.abs(x) > 4.0
+    assert bool(outside.any())
+    np.testing.assert_array_equal(y[outside], x[outside])
+
+
+@pytest.mark.parametrize("kind", ["cosine", "linear"])
+def test_diffusion_forward_process_has_the_closed_form_marginal(kind):
+    T = 50
+    sched = D.make_schedule(T, kind)
+    betas = np.asarray(D.cosine_betas(T) if kind == "cosine" else D.linear_betas(T))
+    x0 = np.array([1.5, -0.3, 2.0])
+    for i in (0, 7, 24, 49):
+        m_closed, v_closed = D.marginal_moments(x0, i, betas)
+        m_iter, v_iter = D.iterated_moments(x0, i, betas)
+        np.testing.assert_allclose(m_closed, m_iter, rtol=1e-12)
+        assert math.isclose(v_closed, v_iter, rel_tol=1e-12)
+        assert math.isclose(1 - float(sched.alpha_bar[i]), v_closed, rel_tol=1e-4, abs_tol=1e-6)
+    # Monte Carlo: iterating q_step t times gives q_sample's distribution
+    n, i = 20000, 24
+    keys = jax.random.split(jax.random.key(0), i + 2)
+    x = jnp.broadcast_to(jnp.asarray(x0, jnp.float32), (n, 3))
+    for s in range(i + 1):
+        x = D.q_step(x, jnp.full((n,), s), jax.random.normal(keys[s], x.shape), sched)
+    direct = D.q_sample(jnp.broadcast_to(jnp.asarray(x0, jnp.float32), (n, 3)), jnp.full((n,), i),
+                        jax.random.normal(keys[-1], (n, 3)), sched)
+    m, v = D.marginal_moments(x0, i, betas)
+    for sample in (x, direct):
+        np.testing.assert_allclose(np.mean(sample, 0), m, atol=4 * math.sqrt(v / n) + 1e-6)
+        np.testing.assert_allclose(np.var(sample, 0), v, rtol=0.05)
+
+
+def test_diffusion_samplers_run_and_are_seedable():
+    model = D.Diffusion(4, 1, T=20, width=8, depth=1, time_dim=8, rngs=nnx.Rngs(0))
+    c = jnp.zeros((3, 1))
+    ddim = jax.jit(lambda k: D.ddim_sample(model, k, c, steps=5))
+    a, b = ddim(jax.random.key(1)), ddim(jax.random.key(1))
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, ddim(jax.random.key(2)))
+    # the untrained net predicts eps = 0 (zero output layer): deterministic DDIM then maps x_T to
+    # x_T / sqrt(abar_T) (x0_hat at the first step, kept by the following steps)
+    x_T = jax.random.normal(jax.random.split(jax.random.key(1))[0], (3, 4))
+    np.testing.assert_allclose(a, x_T / jnp.sqrt(model.schedule.alpha_bar[-1]), rtol=1e-4)
+
+
+def test_gradient_penalty_equals_its_definition():
+    dim, n = 5, 6
+    module = _perturbed(G.Critic(dim, 1, hidden=(8, 8), rngs=nnx.Rngs(0)), 0.3, 1)
+    rng = np.random.default_rng(2)
+    real = rng.normal(size=(n, dim)).astype(np.float32)
+    fake = (rng.normal(size=(n, dim)) + 1).astype(np.float32)
+    cond = rng.normal(size=(n, 1)).astype(np.float32)
+    key = jax.random.key(3)
+    eps, basis = 1e-2, np.eye(dim, dtype=np.float32)
+
+    @jax.jit
+    def everything():
+        gp = G.gradient_penalty(module, real, fake, cond, key, weight=10.0)
+        u = jax.random.uniform(key, (n,))             # the same draw as inside
+        xh = u[:, None] * real + (1 - u[:, None]) * fake
+        # per example: the Jacobian by forward mode, and central finite differences
+        jac = jax.vmap(jax.jacfwd(lambda z, c: module(z[None], c[None])[0]))(xh, cond)
+        fd = jax.vmap(lambda z, c: (module(z + eps * basis, jnp.broadcast_to(c, (dim, 1)))
+                                    - module(z - eps * basis, jnp.broadcast_to(c, (dim, 1))))
+                      / (2 * eps))(xh, cond)
+        return gp, jac, fd
+    gp, jac, fd = everything()
+    np.testing.assert_allclose(jac, fd, rtol=2e-2, atol=2e-3)
+    norms = np.sqrt(np.sum(np.asarray(jac, np.float64) ** 2, -1))
+    np.testing.assert_allclose(float(gp), 10.0 * np.mean((norms - 1.0) ** 2), rtol=1e-4)
+    # a linear critic D(x) = w.x has gradient w everywhere: GP = lambda (|w| - 1)^2 = 160
+    w = jnp.array([3.0, 0.0, 4.0, 0.0, 0.0])
+    gp_lin = G.gradient_penalty(lambda x, c: x @ w, real, fake, cond, key, 10.0)
+    assert math.isclose(float(gp_lin), 160.0, rel_tol=1e-5)
+
+
+def test_vae_loss_is_hepjax_vae_loss_per_dimension():
+    from hepjax.losses import vae_loss
+    model = G.ConditionalVAE(4, 1, latent=2, hidden=(8,), rngs=nnx.Rngs(0))
+    x, c = np.ones((3, 4), np.float32), np.zeros((3, 1), np.float32)
+    key = jax.random.key(0)
+
+    @jax.jit
+    def both(x, c):
+        mu, logvar = model.encode(x, c)
+        z = mu + jnp.exp(0.5 * logvar) * jax.random.normal(key, mu.shape)
+        expected = vae_loss(model.decoder(z, c), x, mu, logvar).total / 4
+        return G.cvae_loss(model, (x, c), key), expected, model.sample(key, c)
+    loss, expected, sample = both(x, c)
+    np.testing.assert_allclose(loss, expected, rtol=1e-6)
+    assert sample.shape == (3, 4)
+
+
+def test_calo_preprocessing_round_trip():
+    rng = np.random.default_rng(0)
+    cfg = calo_data.CaloDataConfig()
+    vox = rng.gamma(0.5, 1.0, (50,) + cfg.shape).astype(np.float32)
+    vox[vox < 0.05] = 0.0
+    e = np.exp(rng.uniform(np.log(10), np.log(100), 50)).astype(np.float32)
+    pre = calo_data.CaloPreprocessor().fit(vox, e, np.random.default_rng(1))
+    x = pre.transform(vox, e, None)       # no dequantisation noise: exact round trip
+    assert x.shape == (50, 4 + 100)
+    back = pre.inverse(x, e, cfg.shape)
+    # zeros stay zero, everything else within float32 precision
+    np.testing.assert_allclose(back, np.where(vox >= pre.noise, vox, 0.0), rtol=2e-3, atol=2e-4)
+    c = pre.condition(np.array([10.0, 100.0]))
+    np.testing.assert_allclose(c[:, 0], [-1.0, 1.0], atol=1e-6)
+
+
+def test_voxelise_sums_hits_into_the_grid():
+    cfg = calo_data.CaloDataConfig(groups=((0, 2), (2, 28)), grid=3)
+    ev = {"hit_layer": np.array([0, 1, 5, 30, 0, 3]), "hit_ix": np.array([40, 40, 41, 40, 43, 39]),
+          "hit_iy": np.array([40, 40, 39, 40, 40, 41]),
+          "hit_energy": np.array([1.0, 2.0, 3.0, 7.0, 5.0, 0.5], np.float32)}
+    v = calo_data.voxelise(ev, cfg, cfg.centre_cell())
+    expect = np.zeros((2, 3, 3), np.float32)
+    expect[0, 1, 1] = 3.0          # layers 0 and 1, centre cell
+    expect[1, 2, 0] = 3.0
+    expect[1, 0, 2] = 0.5          # layer 30 (CE-H) and ix 43 (outside) are dropped
+    np.testing.assert_array_equal(v, expect)
+
+
+def test_high_level_features_against_numpy_transcription():
+    rng = np.random.default_rng(3)
+    vox = rng.exponential(1.0, (40, 2, 3, 3))
+    vox[rng.uniform(size=vox.shape) < 0.3] = 0.0
+    vox[0, 1] = 0.0                                   # an empty layer
+    e = rng.uniform(10, 100, 40)
+    f = metrics.high_level_features(vox, e, cell_size=2.0)
+    coords = np.array([-2.0, 0.0, 2.0])
+    for n in range(40):
+        for k in range(2):
+            img = vox[n, k]
+            tot = img.sum()
+            assert math.isclose(f[f"E_{k}"][n], tot)
+            if tot == 0:
+                for name in ("cx", "cy", "wx", "wy"):
+                    assert f[f"{name}_{k}"][n] == 0
+                assert f[f"sparsity_{k}"][n] == 1.0
+                continue
+            cx = sum(img[i, j] * coords[i] for i in range(3) for j in range(3)) / tot
+            cy = sum(img[i, j] * coords[j] for i in range(3) for j in range(3)) / tot
+            wx = math.sqrt(max(sum(img[i, j] * coords[i] ** 2 for i in range(3)
+                                   for j in range(3)) / tot - cx ** 2, 0))
+            wy = math.sqrt(max(sum(img[i, j] * coords[j] ** 2 for i in range(3)
+                                   for j in range(3)) / tot - cy ** 2, 0))
+            np.testing.assert_allclose([f[f"cx_{k}"][n], f[f"cy_{k}"][n], f[f"wx_{k}"][n],
+                                        f[f"wy_{k}"][n]], [cx, cy, wx, wy], atol=1e-9)
+            assert math.isclose(f[f"sparsity_{k}"][n], np.sum(img == 0) / 9)
+        assert math.isclose(f["E_tot/E_inc"][n], vox[n].sum() / e[n])
+
+
+def test_distances_and_band_test():
+    from scipy.stats import wasserstein_distance
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(0, 1, 3000), rng.normal(0.2, 1.1, 2000)
+    assert math.isclose(metrics.wasserstein_1d(a, b), wasserstein_distance(a, b), rel_tol=1e-9)
+    edges = metrics.feature_bins(a)
+    p = np.histogram(a, edges)[0] / len(a)
+    q = np.histogram(b, edges)[0] / len(b)
+    assert math.isclose(metrics.separation_power(a, b, edges),
+                        0.5 * sum((pi - qi) ** 2 / (pi + qi) for pi, qi in zip(p, q)
+                                  if pi + qi > 0))
+    assert metrics.separation_power(a, a, edges) == 0
+    same = metrics.compare(a, rng.normal(0, 1, 3000))
+    shifted = metrics.compare(a, b)
+    assert same["in_band"] and not shifted["in_band"]
+    assert shifted["separation"] > same["separation"]
+
+
+def test_classifier_test_separates_only_different_samples():
+    rng = np.random.default_rng(0)
+    shape = (500, 2, 3, 3)
+    a, b = rng.exponential(1.0, shape), rng.exponential(1.0, shape)
+    e = rng.uniform(10, 100, 500)
+    same = metrics.classifier_test(a, e, b, e, epochs=4, hidden=32)
+    diff = metrics.classifier_test(a, e, 3.0 * b, e, epochs=4, hidden=32)
+    assert 0.4 < same["auc"] < 0.62
+    assert diff["auc"] > 0.8
