@@ -12,7 +12,7 @@ Submodules, imported on first use so that ``import hepjax.tracking`` stays light
 """
 import importlib
 
-_SUBMODULES = ("trackml", "building", "metrics", "geometry", "sim")
+_SUBMODULES = ("trackml", "building", "metrics", "geometry", "sim", "graph", "train")
 
 __all__ = list(_SUBMODULES)
 

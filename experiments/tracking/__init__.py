@@ -1,0 +1,1 @@
+"""Charged-particle tracking with an interaction-network edge classifier (issue 24)."""
