@@ -8,7 +8,8 @@ from experiments.tracking import run
 from experiments.tracking.run import REAL_DEFAULT
 
 
-def test_smoke_variant_end_to_end(tmp_path):
+def test_smoke_variant_end_to_end(tmp_path, event_dir):
+    # event_dir: the simulation needs the real TrackML geometry; skips when ../shared is absent
     real = REAL_DEFAULT.parent / (REAL_DEFAULT.name + "-hits.csv.gz")
     args = ["--variant", "smoke", "--workdir", str(tmp_path)]
     if not real.exists():

@@ -9,8 +9,9 @@ from hepjax.tracking import sim
 
 
 @pytest.fixture(scope="module")
-def events():
-    # ttbar without pile-up: ~1-3k hits each, fast
+def events(event_dir):
+    # ttbar without pile-up: ~1-3k hits each, fast; the simulation needs the real module
+    # geometry (event_dir skips with a clear message when ../shared is absent)
     return [sim.simulate_event(s, sim.SimConfig(pileup_mu=0)) for s in range(5)]
 
 

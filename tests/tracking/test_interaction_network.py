@@ -107,7 +107,7 @@ def test_roc_auc_matches_pairwise_count():
 
 
 @pytest.fixture(scope="module")
-def sim_graphs():
+def sim_graphs(event_dir):          # the simulation needs the real geometry (skips without it)
     evs = [sim.simulate_event(100 + s, sim.SimConfig(pileup_mu=0)) for s in range(5)]
     cuts = G.learn_cuts(evs[:4], keep=0.99)
     built = []
