@@ -67,6 +67,21 @@ def _dropout(rate: float, rngs: nnx.Rngs):
     return nnx.Dropout(rate, rngs=rngs)
 
 
+def _per_entry_dense(input_dim, conv_dims, dropout, rngs):
+    """DeepJet's 1x1 convolutions: dense layers applied to every entry, each with its dropout;
+    returns (layers, dropouts, output width)."""
+    convs, prev = [], input_dim
+    for d in conv_dims:
+        convs.append(Dense(prev, d, rngs=rngs))
+        prev = d
+    return nnx.List(convs), nnx.List([_dropout(dropout, rngs) for _ in conv_dims]), prev
+
+
+def _check_cell(cell, who):
+    if cell not in ("lstm", "gru"):
+        raise ValueError(f"{who}: cell={cell!r}; valid: 'lstm', 'gru'")
+
+
 class DeepJetTagger(nnx.Module):
     """Call: model(features (B, N, F), mask (B, N) bool = None, vectors (B, N, 4) = None)
     -> logits (B, num_outputs)."""
@@ -77,15 +92,9 @@ class DeepJetTagger(nnx.Module):
                  cell: str = "lstm", bidirectional: bool = False, reverse: bool = True,
                  rngs: nnx.Rngs):
         self.input_dim = input_dim
-        convs, prev = [], input_dim
-        for d in conv_dims:
-            convs.append(Dense(prev, d, rngs=rngs))
-            prev = d
-        self.convs = nnx.List(convs)
-        self.conv_drops = nnx.List([_dropout(dropout, rngs) for _ in conv_dims])
+        self.convs, self.conv_drops, prev = _per_entry_dense(input_dim, conv_dims, dropout, rngs)
         cells = {"lstm": LSTMCell, "gru": GRUCell}
-        if cell not in cells:
-            raise ValueError(f"DeepJetTagger: cell={cell!r}; valid: 'lstm', 'gru'")
+        _check_cell(cell, "DeepJetTagger")
         if bidirectional:
             self.rnn = Bidirectional(cells[cell](prev, lstm_units, rngs=rngs),
                                      cells[cell](prev, lstm_units, rngs=rngs))
@@ -130,15 +139,9 @@ class _Collection(nnx.Module):
 
     def __init__(self, input_dim, conv_dims, units, dropout, cell, reverse, rngs):
         self.input_dim = input_dim
-        convs, prev = [], input_dim
-        for d in conv_dims:
-            convs.append(Dense(prev, d, rngs=rngs))
-            prev = d
-        self.convs = nnx.List(convs)
-        self.drops = nnx.List([_dropout(dropout, rngs) for _ in conv_dims])
+        self.convs, self.drops, prev = _per_entry_dense(input_dim, conv_dims, dropout, rngs)
         cells = {"lstm": LSTMCell, "gru": GRUCell}
-        if cell not in cells:
-            raise ValueError(f"DeepJetFull: cell={cell!r}; valid: 'lstm', 'gru'")
+        _check_cell(cell, "DeepJetFull")
         self.rnn = RNN(cells[cell](prev, units, rngs=rngs), reverse=reverse)
         self.units = units
 
