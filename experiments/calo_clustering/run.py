@@ -559,14 +559,12 @@ def main(argv=None) -> dict:
     net_res["response_both_matched"] = metrics.response_table(dict(net_rows, p_matched=both))
     clue_res["response_both_matched"] = metrics.response_table(dict(clue_rows, p_matched=both))
     # the network's energy from the summed hits alone (no correction), for reference
-    raw_rows = metrics.evaluate(test_pad, nl_test,
-                                [nr_test["raw_energy"][e, :len(ne_test[e])]
-                                 for e in range(len(ne_test))], close_distance=CLOSE)
-    net_res["response_uncorrected"] = metrics.response_table(raw_rows)
-    hit_rows = metrics.evaluate(test_pad, nl_test,
-                                [nr_test["energy_hit_corrected"][e, :len(ne_test[e])]
-                                 for e in range(len(ne_test))], close_distance=CLOSE)
-    net_res["response_per_hit_correction"] = metrics.response_table(hit_rows)
+    for key, field in (("response_uncorrected", "raw_energy"),
+                       ("response_per_hit_correction", "energy_hit_corrected")):
+        rows = metrics.evaluate(test_pad, nl_test, [nr_test[field][e, :len(ne_test[e])]
+                                                    for e in range(len(ne_test))],
+                                close_distance=CLOSE)
+        net_res[key] = metrics.response_table(rows)
 
     results = {
         "variant": v.name, "seed": seed,
