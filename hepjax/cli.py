@@ -8,6 +8,8 @@
                     [--format reference|native|energyflow]
     hepjax generate calorimeter --n-events N --seed S --out PATH [--particles 2-10]
                     [--energy 10,200] [--pdgs 11,-11,22,211,-211] [--source gun|jets] ...
+    hepjax generate deepjet [--n-events N] [--seed S] [--pileup-mu 20] [--max-minutes M]
+                    [--process ttbar|qcd|zjet] [--out PATH]
 
 ``generate`` writes top-tagging jets in the Top Tagging Reference Dataset layout (pandas HDF5,
 key 'table') by default and quark/gluon jets in the energyflow .npz layout; ``native`` is
@@ -106,6 +108,10 @@ def _demo(args) -> int:
 
 
 def _generate(args) -> int:
+    if args.task == "deepjet":
+        from hepjax.data import deepjet_generation
+
+        return deepjet_generation.main(args)
     if args.task == "calorimeter":
         from hepjax.sim import calorimeter
 
@@ -179,6 +185,11 @@ def build_parser() -> argparse.ArgumentParser:
         jets.add_argument("--events-per-chunk", type=int, default=200,
                           help="events per seeded chunk (changes the sample; workers do not)")
         jets.add_argument("--format", choices=("reference", "native", "energyflow"), default=None)
+    from hepjax.data import deepjet_generation
+
+    deepjet_generation.add_arguments(tasks.add_parser(
+        "deepjet", help="jets in the CMS DeepJet ntuple schema (Pythia 8 ttbar + pile-up + fast "
+                        "detector with impact parameters and secondary vertices), a ROOT file"))
     from hepjax.sim import calorimeter
 
     calorimeter.add_arguments(tasks.add_parser(
