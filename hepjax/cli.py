@@ -10,6 +10,8 @@
                     [--energy 10,200] [--pdgs 11,-11,22,211,-211] [--source gun|jets] ...
     hepjax generate deepjet [--n-events N] [--seed S] [--pileup-mu 20] [--max-minutes M]
                     [--process ttbar|qcd|zjet] [--out PATH]
+    hepjax generate particle-flow --n-events N --seed S --out PATH [--process ttbar|qcd]
+                    [--pileup 10]
 
 ``generate`` writes top-tagging jets in the Top Tagging Reference Dataset layout (pandas HDF5,
 key 'table') by default and quark/gluon jets in the energyflow .npz layout; ``native`` is
@@ -112,6 +114,11 @@ def _generate(args) -> int:
         from hepjax.data import deepjet_generation
 
         return deepjet_generation.main(args)
+    if args.task == "particle-flow":
+        from hepjax.pf import events as pf_events
+
+        print(_json_line(pf_events.main(args)))
+        return 0
     if args.task == "calorimeter":
         from hepjax.sim import calorimeter
 
@@ -195,6 +202,11 @@ def build_parser() -> argparse.ArgumentParser:
     calorimeter.add_arguments(tasks.add_parser(
         "calorimeter", help="overlapping showers in the parametrised high-granularity "
                             "calorimeter (hepjax.sim)"))
+    from hepjax.pf import events as pf_events
+
+    pf_events.add_arguments(tasks.add_parser(
+        "particle-flow", help="whole Pythia 8 events with pile-up as particle-flow elements "
+                              "(tracks, calorimeter clusters) with targets (hepjax.pf)"))
     return parser
 
 
