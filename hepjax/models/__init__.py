@@ -27,7 +27,11 @@ Outside the registry (their inputs are not one per-jet array): ``seq2seq.Seq2Seq
 an encoder-decoder transformer on token sequences (the attention lectures' example);
 ``deepjet.DeepJetFull``, DeepJet with its four inputs (charged and neutral candidates, secondary
 vertices, globals; ``experiments/cms_jets``); ``condensation_net.CondensationNet`` (calorimeter
-hits); ``interaction_network`` (tracking graphs); ``generative`` (calorimeter fast simulation).
+hits); ``interaction_network`` (tracking graphs); ``generative`` (calorimeter fast simulation);
+``mlpf.MLPF`` (particle-flow elements of whole events; ``experiments/particle_flow``);
+``autoencoders`` (DenseAE, ConvAE, VAE, SetAE and the denoising noise models: unsupervised,
+their output is a reconstruction; anomaly scores in ``hepjax.anomaly``); ``jetclr.JetCLR``
+(JetCLR-style contrastive jet representation, Dillon et al. 2021).
 """
 from __future__ import annotations
 
