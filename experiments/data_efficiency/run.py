@@ -57,10 +57,16 @@ def main(argv=None) -> int:
     parser.add_argument("--evals", type=int, default=10, help="validation evaluations per training")
     parser.add_argument("--max-particles", type=int, default=0,
                         help="constituents per jet (default: the taggers' configs, 100)")
+    parser.add_argument("--models", default=",".join(MODELS),
+                        help=f"comma-separated taggers to compare (default: {','.join(MODELS)})")
     parser.add_argument("--smoke", action="store_true", help="small models and data, for CI")
     args = parser.parse_args(argv)
     fractions = [float(f) for f in args.fractions.split(",")]
-    rows = [run_one(model, f, args) for f in fractions for model in MODELS]
+    models = args.models.split(",")
+    unknown = sorted(set(models) - set(MODELS))
+    if unknown:
+        parser.error(f"--models: unknown tagger(s) {unknown}; expected some of {list(MODELS)}")
+    rows = [run_one(model, f, args) for f in fractions for model in models]
     workdir = pathlib.Path(args.workdir)
     lines = ["| training jets (fraction) | tagger | accuracy | AUC | 1/eps_B (0.3) | 1/eps_B (0.5) |",
              "|---|---|---|---|---|---|"]
@@ -70,19 +76,19 @@ def main(argv=None) -> int:
     table = "\n".join(lines) + "\n"
     (workdir / "table.md").write_text(table)
     (workdir / "table.json").write_text(json.dumps(rows, indent=2))
-    _plot(rows, workdir / "efficiency.png")
+    _plot(rows, models, workdir / "efficiency.png")
     print(table)
     return 0
 
 
-def _plot(rows, path):
+def _plot(rows, models, path):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
-    for model in MODELS:
+    for model in models:
         mine = [r for r in rows if r["model"] == model]
         n = [r["train_jets"] for r in mine]
         axes[0].plot(n, [r["auc"] for r in mine], "o-", label=model)

@@ -89,10 +89,13 @@ def test_landscape_runner_writes_table_and_roc(tmp_path):
 def test_data_efficiency_runner_uses_nested_fractions(tmp_path):
     from experiments.data_efficiency import run
     assert run.main(["--n-jets", "400", "--fractions", "0.25,0.5", "--steps", "6", "--batch-size", "8",
-                     "--smoke", "--workdir", str(tmp_path)]) == 0
+                     "--models", "particlenet", "--smoke", "--workdir", str(tmp_path)]) == 0
     rows = json.loads((tmp_path / "table.json").read_text())
     sizes = {(r["model"], r["fraction"]): r["train_jets"] for r in rows}
-    assert sizes[("lorentznet", 0.25)] < sizes[("lorentznet", 0.5)] == sizes[("particlenet", 0.5)]
+    assert set(sizes) == {("particlenet", 0.25), ("particlenet", 0.5)}
+    assert 0 < sizes[("particlenet", 0.25)] < sizes[("particlenet", 0.5)]
+    with pytest.raises(SystemExit):
+        run.main(["--models", "resnet", "--workdir", str(tmp_path)])
     assert (tmp_path / "efficiency.png").exists()
 
 

@@ -60,7 +60,10 @@ def test_lorentz_invariance_and_equivariance_float32_toy_jets():
     p = toy_jets(rng, 3, 8, [1, 0, 1])
     lam, rep = _lorentz64(jax.random.key(1), 3)
     f = rng.normal(size=(3, 8, 2)).astype(np.float32)
-    _check(_model(), p, f, lam, rep, jnp.float32, 1e-4)
+    # float32 round-off through boosts with gamma up to ~10 reaches ~1e-4 relative (1.04e-4 when
+    # XLA's backend optimisations are off, as in tests/conftest.py); a broken equivariance is
+    # O(1); the float64 twin below checks 1e-9
+    _check(_model(), p, f, lam, rep, jnp.float32, 3e-4)
 
 
 def test_lorentz_invariance_and_equivariance_float64():

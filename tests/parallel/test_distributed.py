@@ -44,7 +44,8 @@ def _launch_two_processes(workdir, timeout=300):
     args = [f"--config.train.{k}={v}" for k, v in OVERRIDES.items()]
     procs = []
     for i in range(2):
-        env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=4",
+        env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=4 "
+                   "--xla_backend_optimization_level=0",   # the level tests/conftest.py sets
                    HEPJAX_COORDINATOR_ADDRESS=f"localhost:{port}", HEPJAX_NUM_PROCESSES="2",
                    HEPJAX_PROCESS_ID=str(i))
         procs.append(subprocess.Popen(
