@@ -49,6 +49,13 @@ def train(**fields) -> ml_collections.ConfigDict:
         "precision": "float32",     # or "bfloat16": bf16 forward pass, fp32 params/optimiser/loss
         "tensorboard": False,
         "early_stopping": early_stopping(),
+        # fine-tuning (hepjax.train.finetune): parameters from a pre-trained run, checkpoint
+        # directory or step directory; regular expressions on the NNX parameter path
+        # ("blocks/0/attn/kernel", "out/bias": ``finetune.param_paths``)
+        "init_from": "",            # "" = train from the seed's initialisation
+        "init_reinit": (r"^out/",),  # left freshly initialised (the new head); with init_from
+        "freeze": (),               # never updated (no optimiser state kept for them)
+        "body_lr_scale": 1.0,       # updates of the loaded, unfrozen non-head parameters x this
     })
     section.update(fields)
     return section

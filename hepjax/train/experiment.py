@@ -73,6 +73,7 @@ def train(config, workdir, progress=None) -> dict:
         (workdir / "data_sizes.json").write_text(json.dumps(sizes))
     task = make_task(config)
     model_fn = model_fn_from_config(config.model, train_data["features"].shape[1:], _num_outputs(config))
+    model_fn = _pretrained(config, model_fn, workdir)
     optimizer = _optimizer(config, spec)
     mesh = mesh_lib.make_mesh(spec.num_devices)
     run = fit(config, workdir, task=task, model_fn=model_fn, optimizer=optimizer,
@@ -91,9 +92,60 @@ def train(config, workdir, progress=None) -> dict:
 
 
 def _optimizer(config, spec: spec_lib.RunSpec):
-    """The config's optimiser for the run's resolved length and epoch."""
-    return optim.make_optimizer(config.optimizer, total_steps=spec.num_steps,
-                                steps_per_epoch=spec.steps_per_epoch)
+    """The config's optimiser for the run's resolved length and epoch; with ``train.freeze`` or
+    ``train.body_lr_scale != 1`` split into groups (``finetune.param_labels``): the head
+    (``train.init_reinit`` patterns) at the full rate, the body's updates scaled by
+    ``body_lr_scale``, frozen parameters never updated."""
+    tx = optim.make_optimizer(config.optimizer, total_steps=spec.num_steps,
+                              steps_per_epoch=spec.steps_per_epoch)
+    tc = spec_lib.complete(config).train
+    freeze, scale = tuple(tc.freeze), float(tc.body_lr_scale)
+    if scale <= 0:
+        raise ValueError(f"config.train.body_lr_scale={scale}: expected > 0 (use train.freeze "
+                         "to keep parameters fixed)")
+    if not freeze and scale == 1.0:
+        return tx
+    import optax
+
+    from hepjax.train import finetune
+    head = tuple(tc.init_reinit)
+    return optax.multi_transform(
+        {"head": tx, "body": optax.chain(tx, optax.scale(scale)), "frozen": optax.set_to_zero()},
+        lambda params: finetune.param_labels(params, head, freeze))
+
+
+def _pretrained(config, model_fn, workdir):
+    """``model_fn`` building the model with ``train.init_from``'s parameters (those matching
+    ``train.init_reinit`` excepted); checks that every ``freeze`` and ``init_reinit`` pattern
+    names a parameter (a typo is an error, not a silently trained layer). Writes
+    ``init_from.json`` (what was loaded) once."""
+    tc = spec_lib.complete(config).train
+    patterns = {"train.freeze": tuple(tc.freeze)}
+    if tc.init_from:
+        patterns["train.init_reinit"] = tuple(tc.init_reinit)
+    from hepjax.train import finetune
+    record = {}
+    stored = finetune.restore_params(tc.init_from) if tc.init_from else None   # read eagerly
+
+    def build(rngs):
+        model = model_fn(rngs)
+        names = finetune.param_paths(model)
+        for field, pats in patterns.items():
+            for pat in pats:
+                if not any(finetune.matches(n, (pat,)) for n in names):
+                    raise ValueError(f"config.{field}: pattern {pat!r} matches no parameter of "
+                                     f"the model (paths look like {names[:3]})")
+        if tc.init_from:
+            info = finetune.load_pretrained(model, tc.init_from, reinit=tuple(tc.init_reinit),
+                                            stored=stored)
+            if not record:
+                record.update(info)
+                if jax.process_index() == 0:
+                    (pathlib.Path(workdir) / "init_from.json").write_text(json.dumps(
+                        {"init_from": str(tc.init_from), **info}, indent=2))
+        return model
+
+    return build if (tc.init_from or tc.freeze) else model_fn
 
 
 def load_eval_data(config, data_path: str | None = None) -> dict:

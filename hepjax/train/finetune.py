@@ -142,15 +142,18 @@ def restore_params(init_from) -> dict[str, np.ndarray]:
     return {_path_str(p): np.asarray(v) for p, v in leaves}
 
 
-def load_pretrained(model: nnx.Module, init_from, reinit: Sequence[str] = ()) -> dict:
+def load_pretrained(model: nnx.Module, init_from, reinit: Sequence[str] = (),
+                    stored: dict[str, np.ndarray] | None = None) -> dict:
     """Copies the checkpoint's parameters into ``model`` (in place), except those whose path
     matches a ``reinit`` pattern (left as initialised: a replaced head). Returns
     {"loaded": [...], "reinitialised": [...], "unused": [checkpoint parameters not
     copied: re-initialised or absent from the model],
     "checkpoint": step directory}. Errors name the parameter: absent from the checkpoint, or a
-    shape or dtype that differs."""
-    stored = restore_params(init_from)
+    shape or dtype that differs. ``stored``: ``restore_params(init_from)`` read beforehand
+    (orbax cannot restore inside a traced function, e.g. a model built under ``jax.eval_shape``)."""
     step = resolve_checkpoint(init_from)
+    if stored is None:
+        stored = restore_params(init_from)
     params = nnx.state(model, nnx.Param)
     leaves, treedef = jax.tree_util.tree_flatten_with_path(params)
     new, loaded, skipped = [], [], []
