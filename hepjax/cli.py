@@ -2,6 +2,10 @@
 
     hepjax [--distributed] train CONFIG[:ARG] --workdir DIR [--config.key=value ...]
     hepjax evaluate --workdir DIR [--data PATH] [--checkpoint best|latest]
+    hepjax tune CONFIG[:ARG] --space PATH=DIST(ARGS) [--space ...] --study-dir DIR
+                [--sampler grid|random|tpe|gp] [--n-trials N] [--n-jobs J] [--storage URL]
+                [--population K] [--config.key=value ...]
+    hepjax export --workdir RUN [--format stablehlo|onnx] [--out FILE] [--check-test-set]
     hepjax demo [--workdir DIR] [--quick]
     hepjax generate top-tagging|quark-gluon --n-jets N --seed S --out PATH
                     [--detector none|fast] [--mpi default|on|off] [--workers W]
@@ -102,6 +106,21 @@ def _evaluate(args) -> int:
     return 0
 
 
+def _tune(args, overrides) -> int:
+    from hepjax import hpo
+
+    _load_config(args.config, overrides)   # a bad config spec or override: a UsageError now
+    print(_json_line(hpo.tune_main(args, overrides)))
+    return 0
+
+
+def _export(args) -> int:
+    from hepjax import export
+
+    print(_json_line(export.export_main(args)))
+    return 0
+
+
 def _demo(args) -> int:
     from hepjax import demo
 
@@ -173,6 +192,13 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data", default=None, help=".npz with 'features' and 'label' (default: "
                           "the config's test split)")
     evaluate.add_argument("--checkpoint", choices=("best", "latest"), default="best")
+    from hepjax import export, hpo   # light: neither imports JAX or Optuna at import time
+
+    hpo.add_tune_arguments(sub.add_parser(
+        "tune", help="hyperparameter search (Optuna: grid, random, TPE, GP), one run directory "
+                     "per trial"))
+    export.add_export_arguments(sub.add_parser(
+        "export", help="write a trained run as StableHLO (jax.export) or ONNX"))
     demo = sub.add_parser("demo", help="train and evaluate the physics demo, write a ROC plot")
     demo.add_argument("--workdir", default="runs/demo")
     demo.add_argument("--quick", action="store_true", help="the few-second CI variant")
@@ -253,12 +279,16 @@ def _user_message(err: BaseException) -> str | None:
 def _run(args, rest, parser) -> int:
     if args.command == "train":
         return _train(args, rest)
+    if args.command == "tune":
+        return _tune(args, rest)
     if rest:
         parser.error(f"unrecognised arguments: {' '.join(rest)}")
     if args.command == "evaluate":
         return _evaluate(args)
     if args.command == "generate":
         return _generate(args)
+    if args.command == "export":
+        return _export(args)
     return _demo(args)
 
 
