@@ -78,7 +78,7 @@ def main(argv=None) -> dict:
     for i in range(min(args.n_events, len(events))):
         n = int(events.n_elements()[i])
         size = mlpf.padded_size(n, bin_size) if bin_size else n
-        x, y_true, _, m = events.padded([i], size)
+        x, y_true, _, m = events.padded([i], size, links=getattr(model, "physics_inputs", False))
         logits = np.asarray(forward(jnp.asarray(x), jnp.asarray(m)))[0, :n]
         pred = logits.argmax(-1)
         cand = np.flatnonzero(pred == NEUTRAL_HADRON)

@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["class_metrics", "jets", "match_jets", "met", "summarize_ratio", "evaluate"]
+__all__ = ["class_metrics", "jets", "match_jets", "met", "summarize_ratio", "evaluate",
+           "paired_difference", "compare"]
 
 CLASS_NAMES = ("none", "charged_hadron", "neutral_hadron", "photon", "electron", "muon")
 
@@ -100,23 +101,46 @@ def jets(p4_list, radius: float = 0.4, pt_min: float = 10.0):
     return out
 
 
-def match_jets(gen, reco, pt_min=20.0, eta_max=2.5, dr_max=0.2):
+def match_jets(gen, reco, pt_min=20.0, eta_max=2.5, dr_max=0.2, every=False):
     """pT_reco / pT_gen of the generator jets (pT > pt_min, |eta| < eta_max) matched to the
-    nearest reconstructed jet within dr_max; and the fraction matched."""
+    nearest reconstructed jet within dr_max; and the fraction matched. ``every``: per event one
+    entry for *every* selected generator jet, NaN where unmatched (to compare algorithms on
+    the jets both match)."""
     ratios, n_gen, n_match = [], 0, 0
     for g, r in zip(gen, reco):
         g = g[(g[:, 0] > pt_min) & (np.abs(g[:, 1]) < eta_max)]
         n_gen += len(g)
         if len(g) == 0 or len(r) == 0:
-            ratios.append(np.zeros(0))
+            ratios.append(np.full(len(g), np.nan) if every else np.zeros(0))
             continue
         dphi = (g[:, None, 2] - r[None, :, 2] + np.pi) % (2 * np.pi) - np.pi
         dr = np.hypot(g[:, None, 1] - r[None, :, 1], dphi)
         best = np.argmin(dr, 1)
         ok = dr[np.arange(len(g)), best] < dr_max
         n_match += int(ok.sum())
-        ratios.append(r[best[ok], 0] / g[ok, 0])
+        ratios.append(np.where(ok, r[best, 0] / g[:, 0], np.nan) if every else
+                      r[best[ok], 0] / g[ok, 0])
     return ratios, (n_match / n_gen if n_gen else float("nan"))
+
+
+def paired_difference(a: list[np.ndarray], b: list[np.ndarray], n_boot: int = 100,
+                      seed: int = 0, relative: bool = True) -> dict:
+    """Resolution(a) - resolution(b) (as ``summarize_ratio``) of two algorithms' values grouped
+    by the same events, with the bootstrap error of the difference (the same resampled events
+    for both, so their correlation is kept)."""
+    def res(v):
+        m, w = _width(v)
+        return w / m if relative and m else w
+    def cat(x, idx):
+        return np.concatenate([x[i] for i in idx]) if len(idx) else np.zeros(0)
+    idx = np.arange(len(a))
+    diff = res(cat(a, idx)) - res(cat(b, idx))
+    rng = np.random.default_rng(seed)
+    boots = []
+    for _ in range(n_boot):
+        pick = rng.integers(0, len(a), len(a))
+        boots.append(res(cat(a, pick)) - res(cat(b, pick)))
+    return {"difference": float(diff), "difference_err": float(np.nanstd(boots))}
 
 
 def met(p4_list):
@@ -132,6 +156,7 @@ def evaluate(pred_cls, pred, true_cls, target, gen_particles, n_boot: int = 100)
     gen = [g[np.abs(g[:, 1]) < 3.0] for g in gen_particles]
     gen_jets, reco_jets = jets(gen), jets(cands)
     ratios, matched = match_jets(gen_jets, reco_jets)
+    every, _ = match_jets(gen_jets, reco_jets, every=True)
     m_reco, m_gen = met(cands), met(gen)
     diff = [d for d in (m_reco - m_gen)]
     met_ratio = [np.array([np.hypot(*a) / max(np.hypot(*b), 1e-9)]) for a, b in zip(m_reco, m_gen)]
@@ -142,4 +167,21 @@ def evaluate(pred_cls, pred, true_cls, target, gen_particles, n_boot: int = 100)
             "met_resolution_gev": summarize_ratio([np.asarray(d) for d in diff], n_boot, relative=False),
             "met_response": summarize_ratio(met_ratio, n_boot),
             "_jet_ratios": np.concatenate(ratios) if ratios else np.zeros(0),
-            "_met_diff": np.concatenate(diff) if diff else np.zeros(0)}
+            "_met_diff": np.concatenate(diff) if diff else np.zeros(0),
+            "_jet_every": every, "_met_diff_per_event": [np.asarray(d) for d in diff]}
+
+
+def compare(a: dict, b: dict, n_boot: int = 100) -> dict:
+    """MLPF-style algorithm a against b (two ``evaluate`` results on the same events): jet pT
+    resolution on the generator jets *both* match (so a lower match fraction cannot drop hard
+    cases from one side only), with each one's value, and the paired-bootstrap differences
+    (a - b) of that and of the MET resolution."""
+    both = [x[np.isfinite(x) & np.isfinite(y)] for x, y in zip(a["_jet_every"], b["_jet_every"])]
+    both_b = [y[np.isfinite(x) & np.isfinite(y)] for x, y in zip(a["_jet_every"], b["_jet_every"])]
+    return {"n_common_jets": int(sum(len(x) for x in both)),
+            "jet_pt_common": {"a": summarize_ratio(both, n_boot),
+                              "b": summarize_ratio(both_b, n_boot)},
+            "jet_resolution_common_diff": paired_difference(both, both_b, n_boot),
+            "met_resolution_diff": paired_difference(a["_met_diff_per_event"],
+                                                     b["_met_diff_per_event"], n_boot,
+                                                     relative=False)}

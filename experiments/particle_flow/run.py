@@ -1,6 +1,7 @@
 """Machine-learned particle flow (MLPF) against the Delphes-like rule-based particle flow.
 
-    python -m experiments.particle_flow.run [--variant smoke|cpu] --workdir DIR [--seed S]
+    python -m experiments.particle_flow.run [--variant smoke|cpu|...] --workdir DIR [--seed S]
+        [--data DIR_OF_EVENT_FILES]
 
 Steps (each writes into DIR; event files and the trained model are cached there):
 
@@ -8,13 +9,13 @@ Steps (each writes into DIR; event files and the trained model are cached there)
    (seed + 1) and test (seed + 2), and QCD multijet test events (seed + 3), through the element
    detector (:mod:`hepjax.pf.elements`, whose docstring defines the targets).
 2. training (:mod:`hepjax.models.mlpf`): Adam with cosine decay, cross-entropy + Huber, batches
-   of events padded to bin_size x 2^L buckets; the validation loss is logged (nothing is tuned
-   on it or on the test events).
-3. evaluation on the held-out test events, for MLPF and the rule-based baseline
+   of events padded to bin_size x 2^L buckets; the validation loss is logged.
+3. evaluation on the validation events (the only numbers a choice between variants may use)
+   and on the held-out test events, for MLPF and the rule-based baseline
    (:mod:`hepjax.pf.baseline`): per class efficiency / fake rate / pT response, anti-kT 0.4 jet
    pT response and resolution against generator jets, missing-pT resolution (definitions in
    ``metrics.py``), with bootstrap-over-events errors. Writes ``results.json`` and the plots
-   ``jets.png``, ``met.png``, ``classes.png``, ``loss.png``.
+   ``jets_met.png``, ``classes.png``, ``loss.png``.
 """
 from __future__ import annotations
 
@@ -51,13 +52,16 @@ class Variant:
     energy_weighted: bool = False   # regression loss weighted by sqrt(E_target)
     aggregation: str = "mean"       # graph-layer kernel: row-normalised ('mean') or not ('sum')
     linear_energy: bool = False     # also pT / 10 and E / 10 as inputs
+    physics_inputs: bool = False    # hepjax.pf.links features in, pT regressed against ref_e
+    shift: bool = False             # the half-bin-shifted second binning
+    sigma_weighted: bool = False    # regression loss weighted by the reference's sigma (GeV)
 
 
 VARIANTS = {
     # CI: every output written in seconds; the numbers mean nothing
     "smoke": Variant("smoke", n_train=8, n_val=2, n_test=4, n_test_qcd=0, pileup=0.0, width=16,
                      num_layers=1, bin_size=64, num_steps=40, batch_size=2, lr=1e-2,
-                     events_per_chunk=14, one_sample=True, pad_to=1024),
+                     events_per_chunk=14, one_sample=True, pad_to=1024, physics_inputs=True),
     # ~35 min of this 2-core VM
     "cpu": Variant("cpu", n_train=400, n_val=40, n_test=200, n_test_qcd=100, pileup=10.0,
                    width=64, num_layers=3, bin_size=64, num_steps=2500, batch_size=2, lr=2e-3,
@@ -71,6 +75,13 @@ VARIANTS = {
     "cpu_sum": Variant("cpu", n_train=400, n_val=40, n_test=200, n_test_qcd=100, pileup=10.0,
                        width=64, num_layers=3, bin_size=64, num_steps=2500, batch_size=2, lr=2e-3,
                        events_per_chunk=40, aggregation="sum", linear_energy=True),
+    # run 4: truth-free track-cluster links as inputs (hepjax.pf.links) and the pT regressed as
+    # a correction of the reference (track pT; cluster E minus linked tracks' E), in units of
+    # its resolution, the Huber terms weighted by that resolution in GeV
+    "cpu_phys_sw": Variant("cpu", n_train=400, n_val=40, n_test=200, n_test_qcd=100,
+                           pileup=10.0, width=64, num_layers=3, bin_size=64, num_steps=2500,
+                           batch_size=2, lr=2e-3, events_per_chunk=40, physics_inputs=True,
+                           sigma_weighted=True),
 }
 
 
@@ -118,7 +129,6 @@ def _bucket(n, bin_size, pad_to=0):
 
 
 def train(v: Variant, data, val, seed: int, num_steps: int):
-    import jax
     import jax.numpy as jnp
     import optax
     from flax import nnx
@@ -126,7 +136,8 @@ def train(v: Variant, data, val, seed: int, num_steps: int):
     from hepjax.models import mlpf
 
     model = mlpf.MLPF(width=v.width, num_layers=v.num_layers, bin_size=v.bin_size,
-                      rngs=nnx.Rngs(seed), aggregation=v.aggregation, linear_energy=v.linear_energy)
+                      rngs=nnx.Rngs(seed), aggregation=v.aggregation, linear_energy=v.linear_energy,
+                      physics_inputs=v.physics_inputs, shift=v.shift)
     sched = optax.cosine_decay_schedule(v.lr, max(num_steps, 1))
     opt = nnx.Optimizer(model, optax.adam(sched), wrt=nnx.Param)
 
@@ -134,7 +145,8 @@ def train(v: Variant, data, val, seed: int, num_steps: int):
     def step(model, opt, x, y, t, m):
         def f(model):
             lo, r = model(x, m)
-            return mlpf.loss_fn(lo, r, x, y, t, m, energy_weighted=v.energy_weighted)
+            return mlpf.loss_fn(lo, r, x, y, t, m, energy_weighted=v.energy_weighted,
+                                sigma_weighted=v.sigma_weighted)
         (loss, aux), g = nnx.value_and_grad(f, has_aux=True)(model)
         opt.update(model, g)
         return loss, aux
@@ -143,7 +155,8 @@ def train(v: Variant, data, val, seed: int, num_steps: int):
 
     def evaluate_loss(model, x, y, t, m):
         lo, r = forward(model, x, m)
-        return mlpf.loss_fn(lo, r, x, y, t, m, energy_weighted=v.energy_weighted)[0]
+        return mlpf.loss_fn(lo, r, x, y, t, m, energy_weighted=v.energy_weighted,
+                            sigma_weighted=v.sigma_weighted)[0]
 
     sizes = data.n_elements()
     buckets = np.array([_bucket(n, v.bin_size, v.pad_to) for n in sizes])
@@ -162,12 +175,13 @@ def train(v: Variant, data, val, seed: int, num_steps: int):
     t0 = time.perf_counter()
     running = []
     for s, (size, idx) in enumerate(batches):
-        x, y, t, m = (jnp.asarray(a) for a in data.padded(idx, size))
+        x, y, t, m = (jnp.asarray(a) for a in data.padded(idx, size, v.physics_inputs))
         loss, (lc, lr) = step(model, opt, x, y, t, m)
         running.append(float(loss))
         if (s + 1) % max(num_steps // 10, 1) == 0 or s + 1 == num_steps:
-            vl = float(np.mean([float(evaluate_loss(model, *(jnp.asarray(a) for a in val.padded(i, sz))))
-                                for sz, i in val_batches]))
+            vl = float(np.mean([float(evaluate_loss(
+                model, *(jnp.asarray(a) for a in val.padded(i, sz, v.physics_inputs))))
+                for sz, i in val_batches]))
             log_rows.append({"step": s + 1, "train_loss": float(np.mean(running)), "val_loss": vl,
                              "seconds": round(time.perf_counter() - t0, 1)})
             log(f"step {s + 1}: train {np.mean(running):.4f} val {vl:.4f}")
@@ -175,7 +189,7 @@ def train(v: Variant, data, val, seed: int, num_steps: int):
     return model, log_rows, time.perf_counter() - t0
 
 
-def predict(model, events, bin_size, pad_to=0):
+def predict(model, events, bin_size, pad_to=0, links=False):
     import jax
     import jax.numpy as jnp
     from flax import nnx
@@ -186,15 +200,17 @@ def predict(model, events, bin_size, pad_to=0):
 
     def run(model, x, m):
         lo, r = forward(model, x, m)
-        return mlpf.decode(x, lo, r)
+        return mlpf.decode(x, lo, r) + mlpf.decode(x, lo, r, soft=True)
 
-    out = []
+    out, soft = [], []
     for i, n in enumerate(events.n_elements()):
-        x, _, _, m = events.padded([i], _bucket(n, bin_size, pad_to))
-        cls, cand = run(model, jnp.asarray(x), jnp.asarray(m))
+        x, _, _, m = events.padded([i], _bucket(n, bin_size, pad_to), links)
+        cls, cand, cls_s, cand_s = run(model, jnp.asarray(x), jnp.asarray(m))
         out.append((np.asarray(cls[0, :n]).astype(np.int8), np.asarray(cand[0, :n], np.float32)))
+        soft.append((np.asarray(cls_s[0, :n]).astype(np.int8),
+                     np.asarray(cand_s[0, :n], np.float32)))
     jax.block_until_ready(out[-1][1]) if out else None
-    return out
+    return out, soft
 
 
 def evaluate_split(model, events, v):
@@ -203,14 +219,21 @@ def evaluate_split(model, events, v):
     target = [events[i]["target"] for i in range(len(events))]
     gen = [events[i]["particle"] for i in range(len(events))]
     t0 = time.perf_counter()
-    ml = predict(model, events, v.bin_size, v.pad_to)
+    ml, ml_soft = predict(model, events, v.bin_size, v.pad_to, v.physics_inputs)
     t_ml = time.perf_counter() - t0
     t0 = time.perf_counter()
     rb = baseline.reconstruct(events)
     t_rb = time.perf_counter() - t0
     res = {}
-    for name, out in (("mlpf", ml), ("baseline", rb)):
-        res[name] = metrics.evaluate([o[0] for o in out], [o[1] for o in out], truth_cls, target, gen)
+    for name, out in (("mlpf", ml), ("baseline", rb), ("mlpf_soft", ml_soft)):
+        res[name] = metrics.evaluate([o[0] for o in out], [o[1] for o in out], truth_cls, target,
+                                     gen)
+    # on the same events and the jets both match: MLPF - baseline with paired bootstrap errors
+    res["mlpf_vs_baseline"] = metrics.compare(res["mlpf"], res["baseline"])
+    # the expected-momentum decoding (every element, pT x p(particle)): jets and MET only, its
+    # classes are not a classification
+    res["mlpf_soft"] = {k: res["mlpf_soft"][k] for k in ("jet_pt", "jet_match_fraction",
+                                                          "met_resolution_gev", "met_response")}
     res["seconds"] = {"mlpf": round(t_ml, 2), "baseline": round(t_rb, 2)}
     res["n_events"] = len(events)
     res["elements_per_event"] = float(np.mean(events.n_elements()))
@@ -277,6 +300,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--workdir", required=True)
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--num-steps", type=int, default=None)
+    ap.add_argument("--data", default=None,
+                    help="directory of the cached event files (default WORKDIR/data); variants "
+                         "with the same events share it")
     args = ap.parse_args(argv)
     v = VARIANTS[args.variant]
     seed = v.seed if args.seed is None else args.seed
@@ -284,8 +310,8 @@ def main(argv=None) -> dict:
     workdir = pathlib.Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
-    ev = ensure_events(v, workdir / "data", seed)
-    log(f"events: " + ", ".join(f"{k} {len(e)} ({np.mean(e.n_elements()):.0f} elements/event)"
+    ev = ensure_events(v, pathlib.Path(args.data) if args.data else workdir / "data", seed)
+    log("events: " + ", ".join(f"{k} {len(e)} ({np.mean(e.n_elements()):.0f} elements/event)"
                                 for k, e in ev.items()))
     model_path = workdir / "model.pkl"
     if model_path.exists():
@@ -295,9 +321,11 @@ def main(argv=None) -> dict:
         model, train_log, train_seconds = train(v, ev["train"], ev["val"], seed, num_steps)
         with open(model_path, "wb") as f:
             pickle.dump((model, train_log, train_seconds), f)
-    results = {"variant": v.name, "seed": seed, "pileup": v.pileup, "num_steps": num_steps,
+    results = {"variant": args.variant, "seed": seed, "pileup": v.pileup, "num_steps": num_steps,
                "config": dataclasses.asdict(v), "train_seconds": round(train_seconds, 1),
                "train_log": train_log}
+    # the validation events: the only numbers any choice between variants may use
+    results["val"] = evaluate_split(model, ev["val"], v)
     results["ttbar"] = evaluate_split(model, ev["test"], v)
     if "test_qcd" in ev:
         results["qcd"] = evaluate_split(model, ev["test_qcd"], v)
@@ -305,9 +333,9 @@ def main(argv=None) -> dict:
     results["total_seconds"] = round(time.perf_counter() - t_start, 1)
     public = _public(results)
     (workdir / "results.json").write_text(json.dumps(public, indent=1))
-    for split in ("ttbar", "qcd"):
+    for split in ("val", "ttbar", "qcd"):
         if split in results:
-            for name in ("mlpf", "baseline"):
+            for name in ("mlpf", "mlpf_soft", "baseline"):
                 r = results[split][name]
                 log(f"{split} {name}: jet pT response {r['jet_pt']['median']:.3f} resolution "
                     f"{r['jet_pt']['resolution']:.3f} +- {r['jet_pt']['resolution_err']:.3f}; MET "

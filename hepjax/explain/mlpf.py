@@ -4,8 +4,9 @@ arXiv:2111.12840).
 
 ``mlpf_forward`` re-writes MLPF's forward pass (eval; no dropout or BatchNorm in the model) with
 the primitives of ``hepjax.explain.lrp`` and the model's own parameters:
-  * ``inputs(x)`` (one-hot type, logs, scalings) is kept as the input layer: relevance is
-    attributed to the model inputs (B, N, 16) and summed per element;
+  * ``inputs(x)`` (one-hot type, logs, scalings; with ``physics_inputs`` also the
+    track-cluster link inputs of ``hepjax.pf.links``) is kept as the input layer: relevance is
+    attributed to the model inputs (B, N, 16 or 27) and summed per element;
   * embedding: Dense(rule) -> GELU (identity rule) -> Dense(rule);
   * each CombinedGraphLayer: the distance embedding c = Linear(h), the bin permutation and
     the Gaussian kernels A_ij = exp(-|c_i - c_j|^2) (row-normalised inside a bin) are held fixed
@@ -88,7 +89,8 @@ def _graph_layer(layer, h, mask, rule, mlpf_lib):
 def mlpf_forward(model, x_in: Array, mask: Array, rule: lrp.Rule = lrp.epsilon(),
                  element: Array | None = None, cls: int | None = None) -> Array:
     """MLPF's classification logits with LRP backward passes. x_in = ``mlpf.inputs(x)``
-    (B, N, 16) (the model inputs, so that relevance is attributed to them), mask (B, N).
+    (B, N, 16; 27 with the link columns) (the model inputs, so that relevance is attributed
+    to them), mask (B, N).
     element (B,) int and cls int: return the logit of class cls at that element (B,);
     otherwise all logits (B, N, 6)."""
     from hepjax.models import mlpf as mlpf_lib
@@ -112,9 +114,10 @@ def mlpf_forward(model, x_in: Array, mask: Array, rule: lrp.Rule = lrp.epsilon()
 def explain_element(model, x: Array, mask: Array, element: Array, cls: int, *,
                     rule: lrp.Rule = lrp.epsilon()):
     """(logit (B,), relevance per element (B, N)) of class `cls` at `element` (B,) of each
-    event; x (B, N, 14) raw element features."""
+    event; x (B, N, 14) raw element features (B, N, 22 with the ``hepjax.pf.links`` columns
+    for a model with ``physics_inputs``)."""
     from hepjax.models import mlpf as mlpf_lib
-    x_in = mlpf_lib.inputs(x)
+    x_in = mlpf_lib.inputs(x, getattr(model, "linear_energy", False))
     y, r = lrp.relevance(lambda v: mlpf_forward(model, v, mask, rule, element, cls), x_in)
     return y, jnp.sum(r, -1)
 
@@ -125,7 +128,7 @@ def bias_relevance(model, x: Array, mask: Array, element: Array, cls: int, *,
     bias with the LRP backward passes), one event at a time."""
     from hepjax.models import mlpf as mlpf_lib
     graphdef, state = nnx.split(model)
-    x_in = mlpf_lib.inputs(x)
+    x_in = mlpf_lib.inputs(x, getattr(model, "linear_energy", False))
 
     def one(xi, mi, ei):
         def out(st):

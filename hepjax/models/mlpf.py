@@ -30,6 +30,16 @@ propagation can walk it; the only non-linear couplings between elements are the 
    pT = pT_el exp(r0), eta = eta_el + r1, sin phi = sin_el + r2, cos phi = cos_el + r3,
    E = E_el exp(r4).
 
+**Physics inputs** (``physics_inputs=True``): the features carry 8 more columns,
+``hepjax.pf.links.LINK_FEATURES`` (track-cluster links made without truth: per cluster the
+energy of the tracks linked to it, per track the energy of its linked clusters, resolutions,
+and a reference energy: a track's own energy, an HCal cluster's excess over its linked tracks,
+an ECal cluster's energy), turned into ``N_LINK_INPUTS`` more inputs, and the pT is regressed
+as a correction of the reference in units of its resolution, r0 = (pT - pT_ref) / sigma_ref
+(``regression_targets``; r4 is then the mass term log(E / pT cosh eta)). Which scheme applies
+is decided by the number of feature columns (:func:`has_links`), so ``regression_targets``,
+``decode`` and ``loss_fn`` always agree with the model's inputs.
+
 **Locality of the binning.** Random-rotation LSH (Kitaev et al., "Reformer", arXiv:2001.04451,
 used by MLPF and by ``hepjax.graphs.build.lsh_permutation``) codes points by the argmax of a
 few random projections: a code is a *cone* from the origin, not a neighbourhood, so bins of
@@ -56,12 +66,15 @@ from flax import nnx
 
 Array = jax.Array
 
-__all__ = ["MLPF", "CombinedGraphLayer", "bin_permutation", "recall_at_k", "inputs",
-           "regression_targets", "decode", "loss_fn", "N_CLASSES", "N_INPUTS", "padded_size"]
+__all__ = ["MLPF", "CombinedGraphLayer", "bin_permutation", "recall_at_k", "inputs", "has_links",
+           "regression_targets", "decode", "loss_fn", "N_CLASSES", "N_INPUTS", "N_LINK",
+           "N_LINK_INPUTS", "padded_size"]
 
 N_CLASSES = 6
 N_FEATURES = 14
 N_INPUTS = 3 + 13
+N_LINK = 8          # hepjax.pf.links.LINK_FEATURES, appended to the features (physics inputs)
+N_LINK_INPUTS = 11  # what ``inputs`` makes of them
 
 
 def padded_size(n: int, bin_size: int) -> int:
@@ -132,17 +145,43 @@ def recall_at_k(coords, mask, perm, bin_size: int, k: int, shift: bool = False) 
     return jnp.sum(jnp.where(mask, per, 0.0)) / jnp.maximum(mask.sum(), 1)
 
 
+def has_links(x: Array) -> bool:
+    """Whether the features carry the link columns (``hepjax.pf.links.LINK_FEATURES``) after the
+    14 element features: then the model gets the physics inputs and the momentum is regressed
+    relative to the reference energy (:func:`regression_targets`)."""
+    if x.shape[-1] not in (N_FEATURES, N_FEATURES + N_LINK):
+        raise ValueError(f"MLPF: x must have {N_FEATURES} element features (or {N_FEATURES + N_LINK} "
+                         f"with hepjax.pf.links.LINK_FEATURES), got {x.shape}")
+    return x.shape[-1] == N_FEATURES + N_LINK
+
+
+def _link_inputs(x: Array) -> Array:
+    """The 8 link columns -> 11 inputs: log(1 + .) of the linked energies, the track count,
+    the resolutions and the reference energy, the linked-track / cluster energy ratios (clipped
+    at 5) and the reference over the element's own energy."""
+    lk = jnp.maximum(x[..., N_FEATURES:], 0.0)
+    e = jnp.maximum(x[..., 5:6], 0.0)
+    ratio = lambda a, b: jnp.minimum(a / (b + 0.1), 5.0)  # noqa: E731
+    return jnp.concatenate([
+        jnp.log1p(lk[..., 0:4]), jnp.log1p(lk[..., 4:5]), jnp.log1p(lk[..., 5:8]),
+        ratio(lk[..., 0:1], lk[..., 1:2]), ratio(lk[..., 2:3], lk[..., 3:4]),
+        ratio(lk[..., 6:7], e)], -1)
+
+
 def inputs(x: Array, linear_energy: bool = False) -> Array:
     """Raw element features (..., 14) in ``hepjax.pf.elements.FEATURES`` order -> model inputs
     (``linear_energy``: also pT / 10 GeV and E / 10 GeV, so sums and differences of energies,
-    such as cluster minus track energy, are linear in the inputs)."""
+    such as cluster minus track energy, are linear in the inputs). Features (..., 22) with the
+    link columns (:func:`has_links`) add ``N_LINK_INPUTS`` physics inputs at the end."""
+    links = has_links(x)
     typ = x[..., 0].astype(jnp.int32)
     onehot = jax.nn.one_hot(typ - 1, 3, dtype=x.dtype)
     extra = [x[..., 1:2] * 0.1, x[..., 5:6] * 0.1] if linear_energy else []
     return jnp.concatenate(extra + [
         onehot, jnp.log1p(jnp.maximum(x[..., 1:2], 0)), x[..., 2:5] * jnp.array([0.5, 1, 1], x.dtype),
         jnp.log1p(jnp.maximum(x[..., 5:6], 0)), x[..., 6:7] * 0.5, x[..., 7:10],
-        x[..., 10:11] * 10, x[..., 11:13] * 20, jnp.log1p(x[..., 13:14])], -1)
+        x[..., 10:11] * 10, x[..., 11:13] * 20, jnp.log1p(x[..., 13:14])]
+        + ([_link_inputs(x)] if links else []), -1)
 
 
 class CombinedGraphLayer(nnx.Module):
@@ -221,9 +260,12 @@ class MLPF(nnx.Module):
 
     def __init__(self, width: int = 64, num_layers: int = 3, dist_dim: int = 8,
                  bin_size: int | None = 64, *, rngs: nnx.Rngs, shift: bool = False,
-                 aggregation: str = "mean", linear_energy: bool = False):
+                 aggregation: str = "mean", linear_energy: bool = False,
+                 physics_inputs: bool = False):
         self.linear_energy = linear_energy
-        self.embed1 = nnx.Linear(N_INPUTS + 2 * linear_energy, width, rngs=rngs)
+        self.physics_inputs = physics_inputs
+        self.embed1 = nnx.Linear(N_INPUTS + 2 * linear_energy + N_LINK_INPUTS * physics_inputs,
+                                 width, rngs=rngs)
         self.embed2 = nnx.Linear(width, width, rngs=rngs)
         self.layers = nnx.List([CombinedGraphLayer(width, dist_dim, bin_size, rngs=rngs, shift=shift,
                                                    aggregation=aggregation)
@@ -235,9 +277,13 @@ class MLPF(nnx.Module):
         self.bin_size = bin_size
 
     def __call__(self, x: Array, mask: Array) -> tuple[Array, Array]:
-        """x (B, N, 14) raw features, mask (B, N) -> logits (B, N, 6), r (B, N, 5)."""
-        if x.ndim != 3 or x.shape[-1] != N_FEATURES:
-            raise ValueError(f"MLPF: x must be (B, N, {N_FEATURES}) element features, got {x.shape}")
+        """x (B, N, 14) raw features (B, N, 22 with the link columns if ``physics_inputs``),
+        mask (B, N) -> logits (B, N, 6), r (B, N, 5)."""
+        nf = N_FEATURES + N_LINK * bool(getattr(self, "physics_inputs", False))
+        if x.ndim != 3 or x.shape[-1] != nf:
+            raise ValueError(f"MLPF: x must be (B, N, {nf}) element features"
+                             + (" (the 14 of hepjax.pf.elements and the 8 of hepjax.pf.links)"
+                                if nf > N_FEATURES else "") + f", got {x.shape}")
         if mask.shape != x.shape[:2]:
             raise ValueError(f"MLPF: mask must be {x.shape[:2]}, got {mask.shape}")
         e = self.embed2(jax.nn.gelu(self.embed1(inputs(x, getattr(self, "linear_energy", False)))))
@@ -252,32 +298,71 @@ class MLPF(nnx.Module):
         return logits, r
 
 
+SIGMA_MIN = 0.01   # GeV: floor of the reference resolution
+
+
+def _reference(x: Array):
+    """Reference pT and its resolution (GeV) from the link columns: ref_e / cosh(eta) and
+    ref_sigma / cosh(eta) (tracks: their own pT and resolution; HCal clusters: the neutral
+    excess E - sum of linked tracks' E; ECal clusters: their energy)."""
+    ch = jnp.cosh(x[..., 2])
+    return (jnp.maximum(x[..., N_FEATURES + 6], 0.0) / ch,
+            jnp.maximum(x[..., N_FEATURES + 7], SIGMA_MIN) / ch)
+
+
 def regression_targets(x: Array, target: Array) -> Array:
-    """(pT, eta, phi, E) targets (..., 4) -> the 5 regressed numbers relative to the element."""
+    """(pT, eta, phi, E) targets (..., 4) -> the 5 regressed numbers relative to the element.
+    Without link columns: log(pT / pT_el), Delta eta, Delta sin phi, Delta cos phi,
+    log(E / E_el). With them (:func:`has_links`): r0 = (pT - pT_ref) / sigma_ref, the
+    residual in units of the reference's resolution (:func:`_reference`), and
+    r4 = log(E / (pT cosh eta)) (the mass term), so the momentum is a correction of the physics
+    reference that vanishes when that is right."""
+    d_ang = [target[..., 1] - x[..., 2], jnp.sin(target[..., 2]) - x[..., 3],
+             jnp.cos(target[..., 2]) - x[..., 4]]
+    if has_links(x):
+        pt_ref, sig = _reference(x)
+        pt_t = jnp.maximum(target[..., 0], 1e-3)
+        mass = jnp.log(jnp.maximum(target[..., 3], 1e-3) / (pt_t * jnp.cosh(target[..., 1])))
+        return jnp.stack([(target[..., 0] - pt_ref) / sig] + d_ang + [jnp.maximum(mass, 0.0)], -1)
     pt_el = jnp.maximum(x[..., 1], 1e-3)
     e_el = jnp.maximum(x[..., 5], 1e-3)
-    return jnp.stack([jnp.log(jnp.maximum(target[..., 0], 1e-3) / pt_el), target[..., 1] - x[..., 2],
-                      jnp.sin(target[..., 2]) - x[..., 3], jnp.cos(target[..., 2]) - x[..., 4],
-                      jnp.log(jnp.maximum(target[..., 3], 1e-3) / e_el)], -1)
+    return jnp.stack([jnp.log(jnp.maximum(target[..., 0], 1e-3) / pt_el)] + d_ang
+                     + [jnp.log(jnp.maximum(target[..., 3], 1e-3) / e_el)], -1)
 
 
-def decode(x: Array, logits: Array, r: Array) -> tuple[Array, Array]:
-    """Per element: class (argmax) and candidate (pT, eta, phi, E)."""
+def decode(x: Array, logits: Array, r: Array, soft: bool = False) -> tuple[Array, Array]:
+    """Per element: class (argmax) and candidate (pT, eta, phi, E) (inverse of
+    :func:`regression_targets`; with link columns pT = max(pT_ref + sigma_ref r0, 0) and
+    E = pT cosh(eta) exp(max(r4, 0))). ``soft``: every element is a candidate, of its most
+    probable particle class, with pT and E scaled by the probability 1 - p(none) that it has a
+    particle (the expected momentum, for sums such as jets and missing pT)."""
+    if soft:
+        cls, cand = decode(x, logits, r)
+        p_some = 1.0 - jax.nn.softmax(logits, -1)[..., 0]
+        cand = cand * jnp.stack([p_some, jnp.ones_like(p_some), jnp.ones_like(p_some), p_some], -1)
+        return 1 + jnp.argmax(logits[..., 1:], -1), cand
     cls = jnp.argmax(logits, -1)
-    pt = x[..., 1] * jnp.exp(jnp.clip(r[..., 0], -5, 5))
     eta = x[..., 2] + r[..., 1]
     phi = jnp.arctan2(x[..., 3] + r[..., 2], x[..., 4] + r[..., 3])
+    if has_links(x):
+        pt_ref, sig = _reference(x)
+        pt = jnp.maximum(pt_ref + sig * r[..., 0], 0.0)
+        e = pt * jnp.cosh(eta) * jnp.exp(jnp.clip(r[..., 4], 0, 5))
+        return cls, jnp.stack([pt, eta, phi, e], -1)
+    pt = x[..., 1] * jnp.exp(jnp.clip(r[..., 0], -5, 5))
     e = x[..., 5] * jnp.exp(jnp.clip(r[..., 4], -5, 5))
     e = jnp.maximum(e, pt)   # a massless-or-massive candidate has E >= pT
     return cls, jnp.stack([pt, eta, phi, e], -1)
 
 
 def loss_fn(logits, r, x, y, target, mask, gamma: float = 0.0, reg_weight: float = 1.0,
-            energy_weighted: bool = False):
+            energy_weighted: bool = False, sigma_weighted: bool = False):
     """Mean focal (gamma=0: cross-entropy) over real elements + reg_weight x mean Huber over
     real elements with a particle (``energy_weighted``: a weighted mean with weights
     sqrt(E_target / GeV), so the energetic elements that dominate jets and missing pT count
-    more). Returns (loss, (classification, regression))."""
+    more; ``sigma_weighted``, with link columns only: weights sigma_ref of the pT reference in
+    GeV, so that the residuals in units of sigma_ref count as their size in GeV would, which is
+    what jet and missing-pT sums feel). Returns (loss, (classification, regression))."""
     logp = jax.nn.log_softmax(logits)
     lp = jnp.take_along_axis(logp, y[..., None], -1)[..., 0]
     focal = -((1 - jnp.exp(lp)) ** gamma) * lp if gamma else -lp
@@ -288,6 +373,10 @@ def loss_fn(logits, r, x, y, target, mask, gamma: float = 0.0, reg_weight: float
     has = m * (y > 0)
     if energy_weighted:
         has = has * jnp.sqrt(jnp.maximum(target[..., 3], 0.0))
+    if sigma_weighted:
+        if not has_links(x):
+            raise ValueError("loss_fn: sigma_weighted needs the link columns (physics inputs)")
+        has = has * _reference(x)[1]
     reg = jnp.sum(hub * has) / jnp.maximum(has.sum(), 1e-6)
     return cls + reg_weight * reg, (cls, reg)
 

@@ -179,11 +179,21 @@ class PFEvents:
     def subset(self, indices) -> "PFEvents":
         return PFEvents(_concat([_take_one(self, int(i)) for i in indices]), self.meta)
 
-    def padded(self, indices, n_max: int):
+    def link_features(self, i: int) -> np.ndarray:
+        """Event i's truth-free track-cluster link features (``hepjax.pf.links``), cached."""
+        from hepjax.pf import links
+        cache = self.__dict__.setdefault("_links", {})
+        if i not in cache:
+            cache[i] = links.link_features(self[i]["features"])
+        return cache[i]
+
+    def padded(self, indices, n_max: int, links: bool = False):
         """(features (B, n_max, F), target_class (B, n_max), target (B, n_max, 4), mask (B, n_max))
-        of the events ``indices``; events longer than ``n_max`` raise."""
+        of the events ``indices``; events longer than ``n_max`` raise. ``links``: the features
+        are followed by ``hepjax.pf.links.LINK_FEATURES`` (F = 14 + 8)."""
+        from hepjax.pf.links import LINK_FEATURES
         indices = list(indices)
-        f = len(el.FEATURES)
+        f = len(el.FEATURES) + (len(LINK_FEATURES) if links else 0)
         x = np.zeros((len(indices), n_max, f), np.float32)
         y = np.zeros((len(indices), n_max), np.int32)
         t = np.zeros((len(indices), n_max, 4), np.float32)
@@ -193,8 +203,11 @@ class PFEvents:
             n = len(ev["features"])
             if n > n_max:
                 raise ValueError(f"event {i} has {n} elements, more than n_max={n_max}")
+            feats = ev["features"]
+            if links:
+                feats = np.concatenate([feats, self.link_features(i % len(self))], 1)
             x[row, :n], y[row, :n], t[row, :n], mask[row, :n] = (
-                ev["features"], ev["target_class"], ev["target"], True)
+                feats, ev["target_class"], ev["target"], True)
         return x, y, t, mask
 
 

@@ -1,7 +1,8 @@
 """hepjax.explain.mlpf on a small random MLPF (LSH/principal-axis bins, with and without the
-shifted second binning), float64: the LRP forward gives the model's logits, input plus bias
-relevance equals the explained logit (eps -> 0), relevance stays on real elements and only
-reaches elements that share a bin with the explained one (one graph layer)."""
+shifted second binning and the physics (link) inputs), float64: the LRP forward gives the
+model's logits, input plus bias relevance equals the explained logit (eps -> 0), relevance
+stays on real elements and only reaches elements that share a bin with the explained one (one
+graph layer)."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -39,21 +40,25 @@ def _model(seed, **kw):
     return nnx.merge(graphdef, jax.tree_util.tree_map_with_path(leaf, state))
 
 
-def _events(b=2, n=16, seed=0):
+def _events(b=2, n=16, seed=0, links=False):
+    """Random elements; ``links``: with the 8 (positive) hepjax.pf.links columns."""
     rng = np.random.default_rng(seed)
-    x = rng.normal(size=(b, n, mlpf_lib.N_FEATURES))
+    x = rng.normal(size=(b, n, mlpf_lib.N_FEATURES + links * mlpf_lib.N_LINK))
     x[..., 0] = rng.integers(1, 4, (b, n))
     x[..., 1] = rng.uniform(0.5, 20, (b, n))
     x[..., 5] = x[..., 1] * rng.uniform(1, 3, (b, n))
     x[..., 13] = rng.integers(0, 5, (b, n))
+    x[..., mlpf_lib.N_FEATURES:] = np.abs(x[..., mlpf_lib.N_FEATURES:]) * 5
     mask = np.arange(n)[None] < np.array([n, n - 3])[:, None]
     return jnp.asarray(x), jnp.asarray(mask)
 
 
 def test_mlpf_lrp_matches_model_and_conserves(x64):
-    # shift=True: the main binning and the shifted second one (partial, scattered back)
-    model = _model(1, width=8, num_layers=2, dist_dim=3, bin_size=4, shift=True)
-    x, mask = _events()
+    # shift=True: the main binning and the shifted second one (partial, scattered back);
+    # physics_inputs: the link columns enter through the (kept) input layer
+    model = _model(1, width=8, num_layers=2, dist_dim=3, bin_size=4, shift=True,
+                   physics_inputs=True)
+    x, mask = _events(links=True)
     element, cls = jnp.asarray([3, 5]), 2
     rule = lrp.epsilon(1e-12)
 

@@ -158,3 +158,70 @@ def test_binned_messages_against_numpy():
             np.testing.assert_allclose(msg[0, s], ref @ hm[0, s], atol=1e-5)
     with pytest.raises(ValueError, match="aggregation="):
         mlpf.CombinedGraphLayer(4, 2, 4, rngs=nnx.Rngs(0), aggregation="max")
+
+
+def _with_links(x, seed=0):
+    """Appends link columns (hepjax.pf.links order) with a reference energy and resolution."""
+    rng = np.random.default_rng(seed)
+    b, n, _ = x.shape
+    lk = np.abs(rng.normal(2.0, 1.0, (b, n, mlpf.N_LINK))).astype(np.float32)
+    return jnp.concatenate([x, jnp.asarray(lk)], -1)
+
+
+def test_physics_regression_is_a_correction_of_the_reference():
+    x, mask = _features(10, 16, seed=7)
+    x = _with_links(x)
+    rng = np.random.default_rng(8)
+    target = np.zeros((1, 16, 4), np.float32)
+    pt_t, eta_t = rng.uniform(1, 50, 10), rng.uniform(-2, 2, 10)
+    target[0, :10] = np.stack([pt_t, eta_t, rng.uniform(-3, 3, 10),
+                               pt_t * np.cosh(eta_t) * rng.uniform(1.0, 1.2, 10)], 1)
+    logits = jnp.asarray(rng.normal(size=(1, 16, 6)), jnp.float32)
+    y = jnp.asarray(rng.integers(0, 6, (1, 16)))
+    noise = jnp.asarray(rng.normal(size=(1, 16, 5)), jnp.float32)
+
+    @jax.jit   # one compilation for all the checks below
+    def run(x, target, logits, y, noise, mask):
+        r = mlpf.regression_targets(x, target)
+        z = jnp.zeros((1, 16, 6))
+        loss = mlpf.loss_fn(z, r + noise, x, y, target, mask, sigma_weighted=True)
+        return (r, mlpf.decode(x, z, r)[1], mlpf.decode(x, z, 0 * r)[1],
+                mlpf.decode(x, z, 0 * r - 1e3)[1], mlpf.decode(x, logits, r),
+                mlpf.decode(x, logits, r, soft=True), loss[1][1])
+
+    r, cand, c0, cneg, (hard_cls, hard), (soft_cls, soft), lr = run(
+        x, jnp.asarray(target), logits, y, noise, mask)
+    xs = np.asarray(x[0, :10], np.float64)
+    pt_ref, sig = xs[:, 14 + 6] / np.cosh(xs[:, 2]), xs[:, 14 + 7] / np.cosh(xs[:, 2])
+    np.testing.assert_allclose(r[0, :10, 0], (pt_t - pt_ref) / sig, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(cand[0, :10], target[0, :10], rtol=1e-4, atol=1e-4)
+    # r = 0: the reference itself, massless, at the element's direction; never negative
+    np.testing.assert_allclose(c0[0, :10, 0], pt_ref, rtol=1e-5)
+    np.testing.assert_allclose(c0[0, :10, 3], pt_ref * np.cosh(xs[:, 2]), rtol=1e-5)
+    assert float(cneg[..., 0].min()) == 0.0
+    # soft decoding: every element a candidate of its best particle class, pT and E scaled by
+    # the probability of a particle
+    lg = np.asarray(logits, np.float64)[0]
+    p_some = 1 - np.exp(lg[:, 0]) / np.exp(lg).sum(-1)
+    assert int(soft_cls.min()) >= 1
+    has = np.asarray(hard_cls) > 0
+    np.testing.assert_array_equal(np.asarray(soft_cls)[has], np.asarray(hard_cls)[has])
+    np.testing.assert_allclose(soft[0, :, 0], hard[0, :, 0] * p_some, rtol=1e-5)
+    np.testing.assert_allclose(soft[0, :, 1:3], hard[0, :, 1:3])
+    # the sigma-weighted regression loss: the mean Huber weighted by sigma_ref (GeV of pT)
+    d = np.abs(np.asarray(noise, np.float64)[0, :10])
+    hub = np.where(d <= 1, 0.5 * d ** 2, d - 0.5).sum(-1)
+    w = sig * (np.asarray(y[0, :10]) > 0)
+    np.testing.assert_allclose(float(lr), (hub * w).sum() / w.sum(), rtol=1e-4)
+    rp = r + noise
+    with pytest.raises(ValueError, match="sigma_weighted needs the link columns"):
+        mlpf.loss_fn(jnp.zeros((1, 16, 6)), rp, x[..., :14], y, jnp.asarray(target), mask,
+                     sigma_weighted=True)
+    # the physics model (run on 22 columns in tests/explain/test_mlpf_lrp.py and the smoke run)
+    # says so when given the 14
+    model = mlpf.MLPF(width=8, num_layers=1, bin_size=16, rngs=nnx.Rngs(0), physics_inputs=True)
+    assert model.embed1.in_features == mlpf.N_INPUTS + mlpf.N_LINK_INPUTS
+    with pytest.raises(ValueError, match=r"x must be \(B, N, 22\) element features \(the 14"):
+        model(x[..., :14], mask)
+    with pytest.raises(ValueError, match="or 22 with hepjax.pf.links"):
+        mlpf.inputs(x[..., :20])
