@@ -68,8 +68,8 @@ def _dropout(rate: float, rngs: nnx.Rngs):
 
 
 def _per_entry_dense(input_dim, conv_dims, dropout, rngs):
-    """DeepJet's 1x1 convolutions: dense layers applied to every entry, each with its dropout;
-    returns (layers, dropouts, output width)."""
+    """A stack of dense layers, each with its dropout: DeepJet's 1x1 convolutions (applied to
+    every entry) and its dense head; returns (layers, dropouts, output width)."""
     convs, prev = [], input_dim
     for d in conv_dims:
         convs.append(Dense(prev, d, rngs=rngs))
@@ -102,12 +102,7 @@ class DeepJetTagger(nnx.Module):
         else:
             self.rnn = RNN(cells[cell](prev, lstm_units, rngs=rngs), reverse=reverse)
             prev = lstm_units
-        dense = []
-        for d in dense_dims:
-            dense.append(Dense(prev, d, rngs=rngs))
-            prev = d
-        self.dense = nnx.List(dense)
-        self.dense_drops = nnx.List([_dropout(dropout, rngs) for _ in dense_dims])
+        self.dense, self.dense_drops, prev = _per_entry_dense(prev, dense_dims, dropout, rngs)
         self.out = Dense(prev, num_outputs, rngs=rngs)
 
     def __call__(self, features: Array, mask: Array | None = None,
@@ -173,12 +168,8 @@ class DeepJetFull(nnx.Module):
         self.cpf = _Collection(cpf_dim, cpf_conv, cpf_lstm, dropout, cell, reverse, rngs)
         self.npf = _Collection(npf_dim, npf_conv, npf_lstm, dropout, cell, reverse, rngs)
         self.sv = _Collection(sv_dim, sv_conv, sv_lstm, dropout, cell, reverse, rngs)
-        dense, prev = [], cpf_lstm + npf_lstm + sv_lstm + global_dim
-        for d in dense_dims:
-            dense.append(Dense(prev, d, rngs=rngs))
-            prev = d
-        self.dense = nnx.List(dense)
-        self.dense_drops = nnx.List([_dropout(dropout, rngs) for _ in dense_dims])
+        self.dense, self.dense_drops, prev = _per_entry_dense(
+            cpf_lstm + npf_lstm + sv_lstm + global_dim, dense_dims, dropout, rngs)
         self.out = Dense(prev, num_outputs, rngs=rngs)
 
     def __call__(self, cpf: Array, npf: Array, sv: Array, globals: Array,
