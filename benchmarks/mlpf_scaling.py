@@ -20,34 +20,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import pathlib
 import platform
 import statistics
 import time
 
 import jax
-import jax.numpy as jnp
-import numpy as np
 from flax import nnx
 
 from hepjax.models import mlpf
 
 
-def synthetic(n_real: int, n: int, seed: int = 0):
-    rng = np.random.default_rng(seed)
-    f = np.zeros((1, n, 14), np.float32)
-    typ = rng.integers(1, 4, n_real)
-    eta, phi = rng.uniform(-2.5, 2.5, n_real), rng.uniform(-math.pi, math.pi, n_real)
-    pt = rng.exponential(3.0, n_real) + 0.5
-    f[0, :n_real] = np.stack([typ, pt, eta, np.sin(phi), np.cos(phi), pt * np.cosh(eta), eta,
-                              np.sin(phi), np.cos(phi), (typ == 1) * rng.choice([-1, 1], n_real),
-                              (typ == 1) * 0.05, (typ > 1) * 0.02, (typ > 1) * 0.02, (typ > 1) * 5], 1)
-    return jnp.asarray(f), jnp.asarray(np.arange(n)[None] < n_real)
-
-
 def measure(model, n_real, n_pad, repeats, run=True):
-    x, m = synthetic(n_real, n_pad)
+    x, m = mlpf.synthetic_elements(n_real, n_pad)
     graphdef, state = nnx.split(model)
     fwd = jax.jit(lambda s, x, m: nnx.merge(graphdef, s)(x, m))
     t0 = time.perf_counter()

@@ -62,11 +62,12 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 Array = jax.Array
 
-__all__ = ["MLPF", "CombinedGraphLayer", "bin_permutation", "recall_at_k", "inputs", "has_links",
+__all__ = ["MLPF", "synthetic_elements", "CombinedGraphLayer", "bin_permutation", "recall_at_k", "inputs", "has_links",
            "regression_targets", "decode", "loss_fn", "N_CLASSES", "N_INPUTS", "N_LINK",
            "N_LINK_INPUTS", "padded_size"]
 
@@ -81,6 +82,23 @@ def padded_size(n: int, bin_size: int) -> int:
     """The smallest bin_size * 2^L >= n (the set sizes ``bin_permutation`` accepts)."""
     nb = max(1, math.ceil(n / bin_size))
     return bin_size * (1 << (nb - 1).bit_length())
+
+
+def synthetic_elements(n_real: int, n: int, seed: int = 0, pt_scale: float = 3.0):
+    """One event of ``n_real`` random elements padded to ``n``, in the 14 columns of
+    ``hepjax.pf.elements.FEATURES`` (types 1-3 uniform, flat in eta within 2.5 and in phi,
+    pT = 0.5 + exponential(``pt_scale``) GeV): (features (1, n, 14), mask (1, n)), for
+    benchmarks and tests that need no physics."""
+    rng = np.random.default_rng(seed)
+    f = np.zeros((1, n, 14), np.float32)
+    typ = rng.integers(1, 4, n_real)
+    eta, phi = rng.uniform(-2.5, 2.5, n_real), rng.uniform(-math.pi, math.pi, n_real)
+    pt = rng.exponential(pt_scale, n_real) + 0.5
+    f[0, :n_real] = np.stack([typ, pt, eta, np.sin(phi), np.cos(phi), pt * np.cosh(eta), eta,
+                              np.sin(phi), np.cos(phi), (typ == 1) * rng.choice([-1, 1], n_real),
+                              (typ == 1) * 0.05, (typ > 1) * 0.02, (typ > 1) * 0.02,
+                              (typ > 1) * 5], 1)
+    return jnp.asarray(f), jnp.asarray(np.arange(n)[None] < n_real)
 
 
 def _principal_axis(c, m, iters: int = 4):

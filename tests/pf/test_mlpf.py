@@ -63,16 +63,7 @@ def test_recall_at_k_against_numpy():
 
 
 def _features(n_real, n, seed=0):
-    rng = np.random.default_rng(seed)
-    f = np.zeros((1, n, 14), np.float32)
-    typ = rng.integers(1, 4, n_real)
-    eta, phi = rng.uniform(-2.5, 2.5, n_real), rng.uniform(-math.pi, math.pi, n_real)
-    pt = rng.exponential(5.0, n_real) + 0.5
-    f[0, :n_real] = np.stack([typ, pt, eta, np.sin(phi), np.cos(phi), pt * np.cosh(eta), eta,
-                              np.sin(phi), np.cos(phi), (typ == 1) * rng.choice([-1, 1], n_real),
-                              (typ == 1) * 0.05, (typ > 1) * 0.02, (typ > 1) * 0.02,
-                              (typ > 1) * 5], 1)
-    return jnp.asarray(f), jnp.asarray(np.arange(n)[None] < n_real)
+    return mlpf.synthetic_elements(n_real, n, seed, pt_scale=5.0)
 
 
 def _with_bins(model, bin_size, shift=False):
