@@ -26,6 +26,7 @@ Connects the padded events of ``hepjax.sim.io`` (``read_events`` / ``pad_events`
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import time
 from typing import Callable
@@ -165,17 +166,12 @@ def _batch_order(n_hits: np.ndarray, cfg: OCTrainConfig, epoch: int) -> list[np.
     return batches
 
 
-def train(model: cn.CondensationNet, data: dict, cfg: OCTrainConfig, *,
-          log: Callable[[dict], None] | None = None) -> tuple[cn.CondensationNet, list[dict]]:
-    """Trains ``model`` in place on ``oc_targets`` arrays ``data`` for ``cfg.num_steps`` steps;
-    returns it and the logged records (step, loss terms averaged over ``log_every`` steps,
-    seconds). Deterministic for a given seed, data and model initialisation."""
-    n_hits = np.asarray(data["mask"]).sum(1)
-    if len(n_hits) < cfg.batch_size:
-        raise ValueError(f"train: {len(n_hits)} events, fewer than batch_size={cfg.batch_size}")
+@functools.lru_cache(maxsize=8)
+def _train_step(graphdef, cfg: OCTrainConfig):
+    """The optimiser and the jitted training step of ``train`` for one model structure and
+    config, built once: a second ``train`` of an equal structure with an equal config (a rerun,
+    another seed of the initialisation) reuses the compiled step instead of compiling anew."""
     tx = optax.chain(optax.clip_by_global_norm(cfg.clip_norm), optax.adam(_schedule(cfg)))
-    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-    opt_state = tx.init(params)
 
     @jax.jit
     def step(params, rest, opt_state, batch):
@@ -195,6 +191,21 @@ def train(model: cn.CondensationNet, data: dict, cfg: OCTrainConfig, *,
                                                for k, v in loss.payload_terms.items()},
                    "grad_norm": optax.tree.norm(grads)}
         return params, new_rest, opt_state, metrics
+
+    return tx, step
+
+
+def train(model: cn.CondensationNet, data: dict, cfg: OCTrainConfig, *,
+          log: Callable[[dict], None] | None = None) -> tuple[cn.CondensationNet, list[dict]]:
+    """Trains ``model`` in place on ``oc_targets`` arrays ``data`` for ``cfg.num_steps`` steps;
+    returns it and the logged records (step, loss terms averaged over ``log_every`` steps,
+    seconds). Deterministic for a given seed, data and model initialisation."""
+    n_hits = np.asarray(data["mask"]).sum(1)
+    if len(n_hits) < cfg.batch_size:
+        raise ValueError(f"train: {len(n_hits)} events, fewer than batch_size={cfg.batch_size}")
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    tx, step = _train_step(graphdef, cfg)
+    opt_state = tx.init(params)
 
     records, window = [], []
     order, epoch = [], 0
@@ -222,6 +233,13 @@ def train(model: cn.CondensationNet, data: dict, cfg: OCTrainConfig, *,
     return model, records
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def _forward(graphdef, state, feats, mask, xy):
+    """The network's outputs; compiled once per model structure (train/eval mode included) and
+    padded size, shared by every ``predict`` call."""
+    return nnx.merge(graphdef, state)(feats, mask, xy)
+
+
 def predict(model: cn.CondensationNet, data: dict, *, batch_size: int = 8,
             buckets=OCTrainConfig.buckets) -> dict:
     """Per-hit network outputs (numpy, the hit axis of ``data``) in eval mode (running
@@ -229,10 +247,6 @@ def predict(model: cn.CondensationNet, data: dict, *, batch_size: int = 8,
     model's bin size)."""
     model.eval()
     graphdef, state = nnx.split(model)
-
-    @jax.jit
-    def fwd(state, feats, mask, xy):
-        return nnx.merge(graphdef, state)(feats, mask, xy)
 
     n_events, n = data["mask"].shape
     n_hits = data["mask"].sum(1)
@@ -243,7 +257,7 @@ def predict(model: cn.CondensationNet, data: dict, *, batch_size: int = 8,
         if model.bin_size:
             length = int(math.ceil(length / model.bin_size) * model.bin_size)
         b = make_batch(data, rows, length)
-        o = jax.device_get(fwd(state, b["features"], b["mask"], b["hit_xy"]))
+        o = jax.device_get(_forward(graphdef, state, b["features"], b["mask"], b["hit_xy"]))
         outs.append({k: _fit_length(v, n) for k, v in o.items()})
     model.train()
     return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
