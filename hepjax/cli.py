@@ -143,6 +143,11 @@ def _generate(args) -> int:
 
         print(_json_line(calorimeter.run_cli(args)))
         return 0
+    if args.task == "dijet-resonance":
+        from hepjax.anomaly import resonance
+
+        print(_json_line(resonance.main(args)))
+        return 0
     import time
 
     from tqdm import tqdm
@@ -233,6 +238,11 @@ def build_parser() -> argparse.ArgumentParser:
     pf_events.add_arguments(tasks.add_parser(
         "particle-flow", help="whole Pythia 8 events with pile-up as particle-flow elements "
                               "(tracks, calorimeter clusters) with targets (hepjax.pf)"))
+    from hepjax.anomaly import resonance
+
+    resonance.add_arguments(tasks.add_parser(
+        "dijet-resonance", help="13 TeV QCD dijets and a W' -> X Y -> 4 quarks signal, two "
+                                "leading R = 1.0 jets per event (LHC Olympics R&D style)"))
     return parser
 
 
