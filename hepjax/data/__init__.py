@@ -10,6 +10,8 @@ Datasets (``config.data.name``):
     arrays ``features`` and ``label`` (and optionally ``feature_names``).
   * ``top_tagging``: Top Tagging Reference Dataset files, or Pythia 8 jets generated and cached
     here (``hepjax.data.top_tagging``); particle representations add ``mask`` and ``vectors``.
+  * ``quark_gluon``: the Energy Flow Networks paper's Z + q/g jets, generated and cached, or an
+    energyflow .npz (``hepjax.data.quark_gluon``); per-particle (z, y, phi) [+ particle ID].
 
 Readers: ``read_top_tagging`` (reference layout), ``formats.read_native``,
 ``formats.read_energyflow_npz``, ``formats.read_jetclass``.
@@ -90,5 +92,9 @@ def load_splits(cfg, splits=SPLITS) -> dict:
         from hepjax.data import top_tagging
 
         return top_tagging.load_splits(cfg, tuple(splits))
+    if cfg.name == "quark_gluon":
+        from hepjax.data import quark_gluon
+
+        return quark_gluon.load_splits(cfg, tuple(splits))
     raise ValueError(f"config.data.name={cfg.name!r}: declared in hepjax.configs.defaults but "
                      "has no loader here")

@@ -239,6 +239,28 @@ def _subset(arrays: dict, keep: int, seed) -> dict:
     return {k: v[rows] for k, v in arrays.items()}
 
 
+def subset_splits(jets: dict, cfg) -> dict:
+    """``jets`` (split -> arrays) with the configured nested, seeded subsets (``cfg.seed``):
+    ``cfg.train_fraction`` of the training jets, then at most ``cfg.max_train_jets`` /
+    ``cfg.max_val_jets`` (0: all) training / validation jets; the test split is always whole.
+    Shared by every generated-jet dataset (top tagging, quark/gluon)."""
+    jets = dict(jets)
+    seed = int(cfg.seed)
+    fraction = float(cfg.train_fraction)
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"config.data.train_fraction={fraction}: expected 0 < fraction <= 1")
+    if fraction < 1.0:
+        n = len(jets["train"]["label"])
+        jets["train"] = _subset(jets["train"], max(1, int(round(fraction * n))), [seed, 7])
+    for split, key, stream in (("train", "max_train_jets", 7), ("val", "max_val_jets", 8)):
+        limit = int(cfg[key])
+        if limit < 0:
+            raise ValueError(f"config.data.{key}={limit}: expected >= 0 (0 = every jet)")
+        if 0 < limit < len(jets[split]["label"]):
+            jets[split] = _subset(jets[split], limit, [seed, stream])
+    return jets
+
+
 def load_splits(cfg, splits=("train", "val", "test")) -> dict:
     """The ``splits`` in ``cfg.representation`` (only those are converted: observables and images
     cost time on large samples), plus ``feature_names``.
@@ -253,19 +275,7 @@ def load_splits(cfg, splits=("train", "val", "test")) -> dict:
         raise ValueError(f"load_splits: splits {tuple(splits)}; choose from {tuple(TTV_CODES)}")
     cfg = _section(cfg)
     jets = load_jets(cfg)
-    seed = int(cfg.seed)
-    fraction = float(cfg.train_fraction)
-    if not 0.0 < fraction <= 1.0:
-        raise ValueError(f"config.data.train_fraction={fraction}: expected 0 < fraction <= 1")
-    if fraction < 1.0:
-        n = len(jets["train"]["label"])
-        jets["train"] = _subset(jets["train"], max(1, int(round(fraction * n))), [seed, 7])
-    for split, key, stream in (("train", "max_train_jets", 7), ("val", "max_val_jets", 8)):
-        limit = int(cfg[key])
-        if limit < 0:
-            raise ValueError(f"config.data.{key}={limit}: expected >= 0 (0 = every jet)")
-        if 0 < limit < len(jets[split]["label"]):
-            jets[split] = _subset(jets[split], limit, [seed, stream])
+    jets = subset_splits(jets, cfg)
     out = {}
     names = ()
     for split in splits:

@@ -1,0 +1,129 @@
+"""The quark/gluon data wiring (``hepjax.data.quark_gluon``, ``config.data.name = 'quark_gluon'``):
+an energyflow-layout file of hand-made jets goes through ``hepjax.data.load_splits`` and comes out
+as the Energy Flow Networks paper's per-particle inputs (Komiske, Metodiev, Thaler, JHEP 01
+(2019) 121): z = pT / sum pT, y and phi minus their z-weighted means, and the particle ID
+(energyflow's PDG-id float, or one-hot detector classes), checked against closed forms."""
+import numpy as np
+import pytest
+
+from hepjax import data as data_lib
+from hepjax.configs import defaults, quark_gluon_efn, quark_gluon_pfn
+from hepjax.data import formats, quark_gluon
+
+PIDS = (22, 211, -211, 321, -321, 130, 2112, -2112, 2212, -2212, 11, -11, 13, -13)
+
+
+def _sample(n_jets=60, seed=0):
+    """(X (N, M, 4) (pT, y, phi, pid), y (N,)): jets near (y0, phi0) with phi0 close to pi, so
+    the azimuths wrap around +-pi inside a jet."""
+    rng = np.random.default_rng(seed)
+    m = 12
+    X = np.zeros((n_jets, m, 4))
+    for i in range(n_jets):
+        k = rng.integers(3, m + 1)
+        y0, phi0 = rng.uniform(-1.5, 1.5), np.pi - 0.05
+        X[i, :k, 0] = np.sort(rng.uniform(1.0, 100.0, k))[::-1]
+        X[i, :k, 1] = y0 + rng.normal(0, 0.1, k)
+        X[i, :k, 2] = np.mod(phi0 + rng.normal(0, 0.1, k) + np.pi, 2 * np.pi) - np.pi
+        X[i, :k, 3] = rng.choice(PIDS, k)
+    return X, np.arange(n_jets) % 2
+
+
+@pytest.fixture
+def npz(tmp_path):
+    X, y = _sample()
+    path = tmp_path / "qg.npz"
+    formats.write_energyflow_npz(path, X, y)
+    return path, X, y
+
+
+def _expected(X):
+    """The paper's inputs computed jet by jet with plain numpy (energyflow's PFN example)."""
+    out = []
+    for x in X:
+        real = x[:, 0] > 0
+        pt, y, phi = x[real, 0], x[real, 1], x[real, 2]
+        z = pt / pt.sum()
+        px, py = (pt * np.cos(phi)).sum(), (pt * np.sin(phi)).sum()
+        dphi = np.mod(phi - np.arctan2(py, px) + np.pi, 2 * np.pi) - np.pi
+        out.append((z, y - (z * y).sum(), dphi - (z * dphi).sum(), x[real, 3].astype(int)))
+    return out
+
+
+def test_features_labels_and_splits_match_closed_forms(npz):
+    path, X, y = npz
+    cfg = defaults.quark_gluon_data(path=str(path), max_particles=16)
+    out = {mode: data_lib.load_splits(defaults.quark_gluon_data(path=str(path), max_particles=16,
+                                                                particle_id=mode))
+           for mode in ("none", "id", "onehot")}
+    # the splits: seeded codes (0 train, 1 test, 2 val), disjoint, together every jet
+    codes = quark_gluon._split_codes(len(y), int(cfg.seed), quark_gluon.ttv_fractions(cfg))
+    expected = _expected(X)
+    for mode, splits in out.items():
+        total = 0
+        for split, code in quark_gluon.TTV_CODES.items():
+            rows = np.flatnonzero(codes == code)
+            arrays = splits[split]
+            total += len(arrays["label"])
+            np.testing.assert_array_equal(arrays["label"], y[rows])
+            assert arrays["features"].shape[:2] == (len(rows), 16)
+            for j, row in enumerate(rows):
+                z, dy, dphi, pid = expected[row]
+                k = len(z)
+                f, mask = arrays["features"][j], arrays["mask"][j]
+                assert mask.sum() == k and not f[k:].any()
+                np.testing.assert_allclose(f[:k, 0], z, rtol=1e-5, atol=1e-7)
+                np.testing.assert_allclose(f[:k, 1], dy, atol=2e-5)
+                np.testing.assert_allclose(f[:k, 2], dphi, atol=2e-5)
+                np.testing.assert_allclose(arrays["vectors"][j, :k, 0],
+                                           np.sqrt(X[row, :k, 0] ** 2 + _mass(pid) ** 2)
+                                           * np.cosh(X[row, :k, 1]), rtol=1e-5)
+                if mode == "id":
+                    np.testing.assert_allclose(f[:k, 3], [quark_gluon.PID_FLOAT[p] for p in pid],
+                                               atol=1e-7)
+                if mode == "onehot":
+                    onehot = f[:k, 3:]
+                    np.testing.assert_array_equal(onehot.sum(1), 1.0)
+                    names = splits["feature_names"][3:]
+                    assert np.all(onehot[pid == 22, names.index("is_photon")] == 1)
+                    assert np.all(onehot[np.isin(pid, (211, 321, 2212)),
+                                         names.index("is_charged_hadron_plus")] == 1)
+                    assert np.all(onehot[np.isin(pid, (-211, -321, -2212)),
+                                         names.index("is_charged_hadron_minus")] == 1)
+                    assert np.all(onehot[np.isin(np.abs(pid), (130, 2112)),
+                                         names.index("is_neutral_hadron")] == 1)
+                    assert np.all(onehot[pid == 11, names.index("is_electron")] == 1)
+                    assert np.all(onehot[pid == -13, names.index("is_muon_plus")] == 1)
+        assert total == len(y)
+    assert out["none"]["feature_names"] == ("z", "rapidity_rel", "phi_rel")
+    assert out["id"]["feature_names"][-1] == "pid_float"
+    assert len(out["onehot"]["feature_names"]) == 3 + 8
+
+
+def _mass(pid):
+    return np.array([formats._PID_MASS.get(abs(int(p)), formats._PID_MASS[211]) for p in pid])
+
+
+def test_bad_inputs_give_one_line_errors(npz, tmp_path):
+    path, X, y = npz
+    with pytest.raises(ValueError, match="particle_id='bogus'"):
+        data_lib.load_splits(defaults.quark_gluon_data(path=str(path), particle_id="bogus"))
+    X = X.copy()
+    X[0, 0, 3] = 3122   # a Lambda: not in energyflow's table of stable particles
+    bad = tmp_path / "bad.npz"
+    formats.write_energyflow_npz(bad, X, y)
+    with pytest.raises(ValueError, match=r"PDG ids \[3122\]"):
+        data_lib.load_splits(defaults.quark_gluon_data(path=str(bad), particle_id="id"))
+    with pytest.raises(ValueError, match="ttv_fractions"):
+        data_lib.load_splits(defaults.quark_gluon_data(path=str(path), ttv_fractions=(0.5, 0.5, 0.5)))
+
+
+def test_configs_select_the_dataset_and_inputs():
+    for arg in ("none", "id", "onehot"):
+        c = quark_gluon_pfn.get_config(arg)
+        assert c.data.name == "quark_gluon" and c.data.particle_id == arg
+        assert c.model.name == "pfn" and tuple(c.model.phi_sizes) == (100, 100, 256)
+    efn = quark_gluon_efn.get_config("")
+    assert efn.model.name == "efn" and tuple(efn.model.f_sizes) == (100, 100, 100)
+    with pytest.raises(ValueError, match="unknown particle ID"):
+        quark_gluon_pfn.get_config("charge")
