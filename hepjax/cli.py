@@ -12,6 +12,8 @@
                     [--format reference|native|energyflow]
     hepjax generate calorimeter --n-events N --seed S --out PATH [--particles 2-10]
                     [--energy 10,200] [--pdgs 11,-11,22,211,-211] [--source gun|jets] ...
+    hepjax generate jetclass [--n-per-class N] [--seed S] [--classes QCD,Hbb,...] [--workers W]
+                    [--events-per-chunk E] [--out PATH]
     hepjax generate deepjet [--n-events N] [--seed S] [--pileup-mu 20] [--max-minutes M]
                     [--process ttbar|qcd|zjet] [--out PATH]
     hepjax generate particle-flow --n-events N --seed S --out PATH [--process ttbar|qcd]
@@ -129,6 +131,10 @@ def _demo(args) -> int:
 
 
 def _generate(args) -> int:
+    if args.task == "jetclass":
+        from hepjax.data import jetclass_generation
+
+        return jetclass_generation.main(args)
     if args.task == "deepjet":
         from hepjax.data import deepjet_generation
 
@@ -223,6 +229,11 @@ def build_parser() -> argparse.ArgumentParser:
         jets.add_argument("--events-per-chunk", type=int, default=200,
                           help="events per seeded chunk (changes the sample; workers do not)")
         jets.add_argument("--format", choices=("reference", "native", "energyflow"), default=None)
+    from hepjax.data import jetclass_generation
+
+    jetclass_generation.add_arguments(tasks.add_parser(
+        "jetclass", help="the ten JetClass classes (H, W, Z, top decays, QCD) with Pythia 8 + "
+                         "fast detector, a ROOT file in the JetClass layout"))
     from hepjax.data import deepjet_generation
 
     deepjet_generation.add_arguments(tasks.add_parser(

@@ -158,8 +158,36 @@ def quark_gluon_data(**fields) -> ml_collections.ConfigDict:
     return section
 
 
+def jetclass_data(**fields) -> ml_collections.ConfigDict:
+    """``hepjax.data.jetclass_generation``: JetClass-layout ROOT files (Qu, Li, Qian,
+    arXiv:2202.03772) at ``path`` (one file, split by a seeded permutation in ``ttv_fractions``,
+    or a directory in the release's train*/val*/test* layout), or with ``path`` empty the
+    JetClass-style sample generated here (``n_per_class`` jets of each of the ten classes) once
+    and cached under ``cache_dir``. ``particle_id`` adds the charge and five particle-ID flags,
+    ``impact_parameters`` tanh(d0), d0err, tanh(dz), dzerr: with both, ParT's 17 inputs."""
+    section = ml_collections.ConfigDict({
+        "name": "jetclass",
+        "path": "",
+        "cache_dir": "",
+        "seed": 0,                          # generation seed; also seeds splits and subsets
+        "n_per_class": 1000,
+        "workers": 1,
+        "events_per_chunk": 500,
+        "ttv_fractions": (0.7, 0.2, 0.1),   # train, test, val (one file)
+        "max_files": 0,                     # per split of a JetClass directory; 0: all
+        "max_particles": 128,
+        "particle_id": True,
+        "impact_parameters": True,
+        "train_fraction": 1.0,              # nested seeded subset of the training jets
+        "max_train_jets": 0,                # 0: every jet
+        "max_val_jets": 0,
+    })
+    section.update(fields)
+    return section
+
+
 DATA_SECTIONS = {"top_tagging": top_tagging_data, "dijet_resonance": dijet_data, "npz": npz_data,
-                 "quark_gluon": quark_gluon_data}
+                 "quark_gluon": quark_gluon_data, "jetclass": jetclass_data}
 
 
 def overlay(declared: ml_collections.ConfigDict, given, where: str) -> ml_collections.ConfigDict:

@@ -96,5 +96,9 @@ def load_splits(cfg, splits=SPLITS) -> dict:
         from hepjax.data import quark_gluon
 
         return quark_gluon.load_splits(cfg, tuple(splits))
+    if cfg.name == "jetclass":
+        from hepjax.data import jetclass_generation
+
+        return jetclass_generation.load_splits(cfg, tuple(splits))
     raise ValueError(f"config.data.name={cfg.name!r}: declared in hepjax.configs.defaults but "
                      "has no loader here")
