@@ -96,11 +96,39 @@ def load_cms(path, max_jets=None):
     return splits, info
 
 
+def read_many(paths, max_jets=None):
+    """Several generated files (e.g. tt-bar, QCD, Z+jet) as one sample: the arrays
+    concatenated, each file's ``event_no`` shifted past the previous files' (so a split by
+    event never merges events of different files), class counts summed."""
+    paths = [paths] if isinstance(paths, (str, pathlib.Path)) else list(paths)
+    raws, infos = zip(*(read(p, max_jets) for p in paths))
+    if len(raws) == 1:
+        return raws[0], infos[0]
+    offset, shifted = 0, []
+    for r in raws:
+        r = dict(r)
+        r["event_no"] = r["event_no"].astype(np.int64) + offset
+        offset = int(r["event_no"].max()) + 1 if len(r["event_no"]) else offset
+        shifted.append(r)
+    keys = set(shifted[0])
+    for p, r in zip(paths, shifted):
+        if set(r) != keys:
+            raise ValueError(f"{p}: fields {sorted(set(r) ^ keys)} differ from {paths[0]}")
+    raw = {k: np.concatenate([r[k] for r in shifted]) for k in shifted[0]}
+    info = dict(infos[0])
+    info["class_counts"] = np.sum([i["class_counts"] for i in infos], 0).tolist()
+    info["n_unlabelled"] = int(sum(i["n_unlabelled"] for i in infos))
+    info["files"] = [{"path": str(p), "class_counts": list(i["class_counts"]),
+                      "n_unlabelled": i["n_unlabelled"]} for p, i in zip(paths, infos)]
+    return raw, info
+
+
 def load_gen(path, max_jets=None):
-    """Generated jets: 90/10 train/val by event (seed 1), standardised with their own stats."""
+    """Generated jets (one path or several, ``read_many``): 90/10 train/val by event (seed 1),
+    standardised with their own stats."""
     from experiments.cms_jets.run import split_by_event
     from hepjax.data import deepjet_ntuple as dn
-    raw, info = read(path, max_jets)
+    raw, info = read_many(path, max_jets)
     idx = split_by_event(raw["event_no"], 1, fractions=(0.9, 0.1))
     splits = {"train": subset(raw, idx["train"]), "val": subset(raw, idx["val"])}
     splits["train"], stats = dn.standardise(splits["train"])
@@ -256,18 +284,25 @@ def _mean_sem(x):
 
 # ----------------------------------------------------------------------------- main
 def run(variant="cpu", workdir="runs/cms_finetune", data=None, gen=None, log=print,
-        init_from=None) -> dict:
+        init_from=None, sizes=None) -> dict:
+    """``gen``: one generated file or a list (mixed into one pre-training sample);
+    ``sizes``: CMS training sizes (None = all jets) instead of the variant's."""
     from hepjax.train import finetune as ft
 
     cfg = VARIANTS[variant]
+    if sizes is not None:
+        cfg = {**cfg, "sizes": tuple(sizes)}
     workdir = pathlib.Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
-    gen_path = pathlib.Path(gen or DEFAULT_GEN)
-    if not gen_path.is_file():
-        raise FileNotFoundError(f"{gen_path}: no generated DeepJet sample; make one with "
-                                "`python -m hepjax.data.deepjet_generation --out PATH` "
-                                "(or `hepjax generate deepjet`) and pass --gen PATH")
+    gen_paths = ([pathlib.Path(p) for p in gen] if isinstance(gen, (list, tuple))
+                 else [pathlib.Path(gen or DEFAULT_GEN)])
+    for gen_path in gen_paths:
+        if not gen_path.is_file():
+            raise FileNotFoundError(f"{gen_path}: no generated DeepJet sample; make one with "
+                                    "`python -m hepjax.data.deepjet_generation --out PATH` "
+                                    "(or `hepjax generate deepjet`) and pass --gen PATH")
+    gen_path = gen_paths[0] if len(gen_paths) == 1 else gen_paths
     g, ginfo = load_gen(gen_path, cfg["max_gen"])
     cms, cinfo = load_cms(data or DEFAULT_DATA, cfg["max_cms"])
     te = cms["test"]
@@ -296,7 +331,7 @@ def run(variant="cpu", workdir="runs/cms_finetune", data=None, gen=None, log=pri
         ckpt = ft.save_checkpoint(pretrained, model,
                                   {"model": "deepjet_full", **cfg["model"], "dims": list(dims),
                                    "num_outputs": 4, "classes": list(CLASSES),
-                                   "generated_sample": str(gen_path)},
+                                   "generated_sample": ",".join(map(str, gen_paths))},
                                   step=pre_hist[-1]["step"], meta={"gen_val": gen_val})
     else:
         ckpt = ft.resolve_checkpoint(init_from)
@@ -345,10 +380,13 @@ def run(variant="cpu", workdir="runs/cms_finetune", data=None, gen=None, log=pri
     small = summary[:2]
     results = {
         "variant": variant, "config": {k: v for k, v in cfg.items()},
-        "generated_sample": {"path": str(gen_path), "n_train": len(g["train"]["label"]),
+        "generated_sample": {"path": ([str(p) for p in gen_paths] if len(gen_paths) > 1
+                                      else str(gen_paths[0])),
+                             "n_train": len(g["train"]["label"]),
                              "n_val": len(g["val"]["label"]),
                              "class_counts": ginfo["class_counts"],
-                             "n_unlabelled": ginfo["n_unlabelled"]},
+                             "n_unlabelled": ginfo["n_unlabelled"],
+                             **({"files": ginfo["files"]} if "files" in ginfo else {})},
         "cms": {k: len(v["label"]) for k, v in cms.items()},
         "test_class_counts": np.bincount(te["label"], minlength=4).tolist(),
         "pretrain": {"history": pre_hist, "generated_val": gen_val, "checkpoint": str(ckpt)},
@@ -428,12 +466,23 @@ def main(argv=None) -> int:
     parser.add_argument("--variant", choices=sorted(VARIANTS), default="cpu")
     parser.add_argument("--workdir", default="runs/cms_finetune")
     parser.add_argument("--data", default=None, help=f"CMS ntuple (default {DEFAULT_DATA})")
-    parser.add_argument("--gen", default=None, help=f"generated sample (default {DEFAULT_GEN})")
+    parser.add_argument("--gen", default=None, help=f"generated sample (default {DEFAULT_GEN}); "
+                        "several comma-separated files are mixed into one pre-training sample")
+    parser.add_argument("--sizes", default=None,
+                        help="comma-separated CMS training sizes ('all' = the whole split) "
+                             "instead of the variant's, e.g. 250,500")
     parser.add_argument("--init-from", default=None,
                         help="skip pre-training: a pre-trained checkpoint (run directory, "
                              "checkpoints/ or a step), e.g. WORKDIR/pretrained of an earlier run")
     args = parser.parse_args(argv)
-    run(args.variant, args.workdir, args.data, args.gen, init_from=args.init_from)
+    gen = args.gen.split(",") if args.gen and "," in args.gen else args.gen
+    sizes = None
+    if args.sizes:
+        try:
+            sizes = [None if x.strip() == "all" else int(x) for x in args.sizes.split(",")]
+        except ValueError:
+            parser.error(f"--sizes {args.sizes!r}: expected comma-separated integers or 'all'")
+    run(args.variant, args.workdir, args.data, gen, init_from=args.init_from, sizes=sizes)
     return 0
 
 

@@ -1,7 +1,8 @@
 """Flavour tagging, quark/gluon and jet-energy regression on real CMS jets (the DeepJet ntuple).
 
     python -m experiments.cms_jets.run [--variant cpu|smoke] [--workdir runs/cms_jets]
-        [--data PATH] [--seed 0]
+        [--data PATH] [--seed 0] [--models deepjet,part,particlenet] [--no-regression]
+    python -m experiments.cms_jets.run --cv 5 [--variant cpu] [--workdir ...] [--cv-available]
 
 Reads ``../shared/data/cms_deepjet_ttbar_ntuple/ntuple_ttbar.root`` (7,199 CMS full-simulation
 ttbar jets with pile-up) with ``hepjax.data.deepjet_ntuple`` (charged candidates, neutral
@@ -11,6 +12,9 @@ and trains
 
 * DeepJet with its four inputs (``hepjax.models.deepjet.DeepJetFull``), 4 classes b, c, uds, g,
   softmax cross-entropy, Adam, early stopping on the validation loss;
+* ParT (Qu, Li, Qian 2022) and ParticleNet (H. Qu, L. Gouskos, "ParticleNet: jet tagging via
+  particle clouds", Phys. Rev. D 101 (2020) 056019) on the same charged + neutral candidates
+  as one set (ParticleNet's first kNN on (eta_rel, phi_rel)), same classes and recipe;
 * the same network as a jet-energy regression of log(gen_pt / jet_pt), once with the log-ratio
   loss and once with a Gaussian negative log-likelihood that also predicts the per-jet
   resolution.
@@ -21,6 +25,10 @@ jets, and Hanley-McNeil), confusion matrices normalised by truth and by predicti
 response (median of pT / gen_pT) and resolution (half the 16-84 % interval of pT / gen_pT) in
 bins of gen_pT before and after the correction. Writes ``WORKDIR/results.json``, ``table.md``,
 ``roc.png``, ``confusion.png``, ``response.png``.
+
+``--cv K``: instead, K-fold cross-validation by event (``cross_validate``): every jet gets one
+out-of-fold prediction from each network, uds vs g (and b, c vs udsg) on all of them against
+``jet_qgl``, with the ensemble of the three networks (mean probability, fixed in the config).
 
 ``--variant smoke``: 2,500 jets, small networks, 2-3 epochs, for CI; numbers meaningless.
 """
@@ -47,17 +55,52 @@ VARIANTS = {
                            sv_conv=(64, 32, 32, 8), cpf_lstm=150, npf_lstm=50, sv_lstm=50,
                            dense_dims=(200, 100, 100, 100), dropout=0.1),
                 epochs=30, patience=6, batch_size=128, learning_rate=1e-3, weight_decay=1e-4,
-                reg_epochs=25, n_bootstrap=1000, max_jets=None, models=("deepjet", "part"),
+                reg_epochs=25, n_bootstrap=1000, max_jets=None,
+                models=("deepjet", "part", "particlenet"),
                 # ParT (Qu, Li, Qian 2022) scaled down for 4,300 jets on 2 CPU cores
                 part=dict(embed_dims=(64, 64), pair_embed_dims=(32, 32), num_heads=4,
                           num_layers=3, num_cls_layers=1, ffn_ratio=2, dropout=0.1,
-                          attn_dropout=0.1, activation_dropout=0.1), part_epochs=12),
+                          attn_dropout=0.1, activation_dropout=0.1), part_epochs=12,
+                # ParticleNet (Qu, Gouskos 2020) scaled down: two EdgeConv blocks (32-32,
+                # 64-64), k = 8, the first kNN on (eta_rel, phi_rel) (the paper's three
+                # blocks at k = 16 cost ~160 s per epoch on this shared CPU)
+                particlenet=dict(conv_params=((8, (32, 32)), (8, (64, 64))),
+                                 fc_params=((128, 0.1),)),
+                particlenet_epochs=15,
+                # the globals-only MLP of the cross-validation (not in the ensemble)
+                globals=dict(hidden=(64, 64), dropout=0.1), globals_epochs=60,
+                # cross-validation: the ensemble averages these networks' probabilities (fixed
+                # before any cross-validated number was seen)
+                cv_models=("globals", "deepjet", "particlenet", "part"),
+                ensemble=("deepjet", "part", "particlenet"),
+                # the cross-validation's 20 trainings must fit a shared 2-core CPU (load ~10
+                # from other jobs): DeepJet at experiments/cms_finetune's widths (which reached
+                # uds-vs-g AUC 0.751 +- 0.005 on the seeded split, as good as the wide one),
+                # ParT at half the width and 2 blocks, ParticleNet as above; epoch caps with
+                # early stopping on each fold's validation group (patience 3)
+                cv_nets=dict(model=dict(cpf_conv=(32, 16, 16, 8), npf_conv=(16, 8, 4),
+                                        sv_conv=(16, 16, 8), cpf_lstm=64, npf_lstm=16,
+                                        sv_lstm=16, dense_dims=(100, 100, 100), dropout=0.1),
+                             part=dict(embed_dims=(32, 32), pair_embed_dims=(16, 16),
+                                       num_heads=4, num_layers=2, num_cls_layers=1,
+                                       ffn_ratio=2, dropout=0.1, attn_dropout=0.1,
+                                       activation_dropout=0.1)),
+                cv_epochs=dict(deepjet=12, part=8, particlenet=10, globals=60),
+                cv_patience=3),
     "smoke": dict(model=dict(cpf_conv=(16, 8), npf_conv=(8, 4), sv_conv=(8, 4), cpf_lstm=16,
                              npf_lstm=8, sv_lstm=8, dense_dims=(32,), dropout=0.0),
                   epochs=3, patience=3, batch_size=128, learning_rate=3e-3, weight_decay=0.0,
                   reg_epochs=2, n_bootstrap=50, max_jets=2500, models=("deepjet",),
-                  fast_compile=True),
+                  fast_compile=True,
+                  particlenet=dict(conv_params=((8, (16, 16)), (8, (16, 16))),
+                                   fc_params=((16, 0.0),)), particlenet_epochs=2,
+                  globals=dict(hidden=(16,), dropout=0.0), globals_epochs=3,
+                  cv_models=("particlenet", "globals"), ensemble=("particlenet", "globals"),
+                  cv_epochs=dict(particlenet=2, globals=3), cv_patience=3),
 }
+
+
+NET_SECTIONS = ("part", "particlenet", "globals")   # config sections of the other networks
 
 
 # ----------------------------------------------------------------------------- data
@@ -72,7 +115,28 @@ def split_by_event(event_no: np.ndarray, seed: int, fractions=(0.6, 0.2, 0.2)):
             for name, part in zip(("train", "val", "test"), parts)}
 
 
-def load(path, seed: int, max_jets=None):
+def kfold_by_event(event_no: np.ndarray, k: int, seed: int):
+    """K-fold cross-validation split by event: the distinct events permuted with ``seed`` and
+    cut into ``k`` nearly equal groups; fold f tests on group f, validates (early stopping) on
+    group (f + 1) mod k and trains on the other k - 2, so every jet is tested exactly once, by
+    a model that never saw its event. Returns a list of ``{"train", "val", "test"}`` index
+    dicts."""
+    if k < 3:
+        raise ValueError(f"kfold_by_event: k={k}; need k >= 3 (train, validation and test folds)")
+    events = np.unique(event_no)
+    groups = np.array_split(np.random.default_rng(seed).permutation(events), k)
+    folds = []
+    for f in range(k):
+        val = (f + 1) % k
+        train = np.concatenate([g for i, g in enumerate(groups) if i not in (f, val)])
+        folds.append({name: np.flatnonzero(np.isin(event_no, ev))
+                      for name, ev in (("train", train), ("val", groups[val]),
+                                       ("test", groups[f]))})
+    return folds
+
+
+def read(path, max_jets=None):
+    """The ntuple (``order="physics"``) with the candidate set added; returns (raw, info)."""
     from hepjax.data import deepjet_ntuple as dn
 
     raw = dn.read_deepjet_ntuple(path, order="physics")
@@ -80,7 +144,14 @@ def load(path, seed: int, max_jets=None):
     if max_jets:
         raw = {k: v[:max_jets] for k, v in raw.items()}
     raw.update(candidate_set(raw))
-    idx = split_by_event(raw["event_no"], seed)
+    return raw, info
+
+
+def make_splits(raw, idx):
+    """Splits ``idx`` (name -> jet indices) of ``raw``, standardised with the training split's
+    statistics."""
+    from hepjax.data import deepjet_ntuple as dn
+
     splits = {k: {f: v[i] for f, v in raw.items()} for k, i in idx.items()}
     splits["train"], stats = dn.standardise(splits["train"])
     for k in ("val", "test"):
@@ -88,7 +159,12 @@ def load(path, seed: int, max_jets=None):
     cstats = _standardise_cands(splits["train"])
     for k in ("val", "test"):
         _standardise_cands(splits[k], cstats)
-    return splits, info
+    return splits
+
+
+def load(path, seed: int, max_jets=None):
+    raw, info = read(path, max_jets)
+    return make_splits(raw, split_by_event(raw["event_no"], seed)), info
 
 
 def candidate_set(raw):
@@ -131,11 +207,19 @@ def _standardise_cands(split, stats=None):
     out = (x - stats[0]) / stats[1]
     out[~m] = 0.0
     split["cand"] = out.astype(np.float32)
+    # ParticleNet: the same features plus the raw (eta_rel, phi_rel) as the last two columns,
+    # the coordinates of its first EdgeConv's kNN (phi_rel is already wrapped around the jet)
+    vec, ok = split["cand_vec"].astype(np.float64), m
+    pt = np.hypot(vec[..., 1], vec[..., 2])
+    eta = np.where(ok, np.arcsinh(vec[..., 3] / np.where(ok, pt, 1.0)), 0.0)
+    phi = np.where(ok, np.arctan2(vec[..., 2], vec[..., 1]), 0.0)
+    split["cand_pn"] = np.concatenate([out, eta[..., None], phi[..., None]], -1).astype(
+        np.float32)
     return stats
 
 
 INPUTS = ("cpf", "npf", "sv", "globals", "cpf_mask", "npf_mask", "sv_mask", "cand",
-          "cand_mask", "cand_vec")
+          "cand_mask", "cand_vec", "cand_pn")
 
 
 def _batch(split, idx):
@@ -153,15 +237,49 @@ def _model(kind, split, num_outputs, mcfg, seed):
     if kind == "part":
         return part.build(ml_collections.ConfigDict(mcfg), split["cand"].shape[1:], num_outputs,
                           rngs)
+    if kind == "particlenet":
+        from hepjax.models import particlenet
+        n_feat = split["cand_pn"].shape[-1]
+        return particlenet.build(ml_collections.ConfigDict(
+            {**mcfg, "coord_index": (n_feat - 2, n_feat - 1)}), split["cand_pn"].shape[1:],
+            num_outputs, rngs)
+    if kind == "globals":
+        from hepjax.nn import MLP
+        return _globals_mlp_class()(MLP(split["globals"].shape[-1], tuple(mcfg["hidden"]),
+                                        num_outputs, dropout=mcfg["dropout"], rngs=rngs))
     dims = tuple(split[k].shape[-1] for k in ("cpf", "npf", "sv", "globals"))
     return deepjet.build_full(ml_collections.ConfigDict(mcfg), dims, num_outputs, rngs)
 
 
+def _globals_mlp_class():
+    """``GlobalsMLP(mlp)``: an MLP on the 12 jet globals only (QG_axis2, QG_mult, pT_D of the
+    candidates, multiplicities, pT, eta, npv, ...), the quark/gluon information CMS's
+    likelihood uses, without the candidates. Built on first use (flax is imported lazily)."""
+    if "globals" not in _CLASSES:
+        from flax import nnx
+
+        class GlobalsMLP(nnx.Module):
+            def __init__(self, mlp):
+                self.mlp = mlp
+
+            def __call__(self, g):
+                return self.mlp(g)
+        _CLASSES["globals"] = GlobalsMLP
+    return _CLASSES["globals"]
+
+
+_CLASSES: dict = {}
+
+
 def _apply(model, b):
-    from hepjax.models import deepjet
+    from hepjax.models import deepjet, particlenet
     if isinstance(model, deepjet.DeepJetFull):
         return model(b["cpf"], b["npf"], b["sv"], b["globals"], b["cpf_mask"], b["npf_mask"],
                      b["sv_mask"])
+    if isinstance(model, particlenet.ParticleNet):
+        return model(b["cand_pn"], b["cand_mask"])
+    if "globals" in _CLASSES and isinstance(model, _CLASSES["globals"]):
+        return model(b["globals"])
     return model(b["cand"], b["cand_mask"], b["cand_vec"])
 
 
@@ -198,12 +316,13 @@ def train(splits, targets, num_outputs, loss_fn, cfg, seed, epochs, log=print, n
     from flax import nnx
 
     tr, va = splits["train"], splits["val"]
-    model = _model(kind, tr, num_outputs, cfg["part"] if kind == "part" else cfg["model"], seed)
+    model = _model(kind, tr, num_outputs, cfg[kind] if kind in NET_SECTIONS else cfg["model"],
+                   seed)
     if out_bias is not None:   # regression: start near a chosen output (no correction)
         model.out.kernel[...] = 0.01 * model.out.kernel[...]
         model.out.bias[...] = np.asarray(out_bias, np.float32)
     tx = optax.adamw(cfg["learning_rate"], weight_decay=cfg["weight_decay"])
-    if cfg.get("fast_compile"):
+    if cfg.get("fast_compile") and kind != "particlenet":   # (its batch norms update state)
         run_step = _fast_step(model, tx, loss_fn)
     else:
         opt = nnx.Optimizer(model, tx, wrt=nnx.Param)
@@ -380,12 +499,17 @@ def bootstrap_resolution(ratios: dict, n: int, seed: int) -> dict:
 
 
 # ----------------------------------------------------------------------------- main
-def run(variant="cpu", workdir="runs/cms_jets", data=None, seed=0, log=print) -> dict:
+def run(variant="cpu", workdir="runs/cms_jets", data=None, seed=0, log=print,
+        models=None, regression=True) -> dict:
+    """The seeded split (``split_by_event``): the flavour networks, then (``regression``) the
+    two jet-energy regressions; see the module docstring."""
     import jax
 
     from hepjax.metrics import confusion_matrix, roc_curve
 
     cfg = VARIANTS[variant]
+    if models:
+        cfg = {**cfg, "models": tuple(models)}
     workdir = pathlib.Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
@@ -406,8 +530,8 @@ def run(variant="cpu", workdir="runs/cms_jets", data=None, seed=0, log=print) ->
     disc = {}
     for kind in cfg["models"]:
         model, hist = train(splits, targets, 4, classification_loss, cfg, seed,
-                            cfg["part_epochs"] if kind == "part" else cfg["epochs"], log,
-                            f"flavour {kind}", kind)
+                            cfg.get(f"{kind}_epochs", cfg["epochs"]), log, f"flavour {kind}",
+                            kind)
         probs = np.asarray(jax.nn.softmax(predict(model, te), -1))
         disc[kind] = discriminants(probs)
         results["history_flavour"][kind] = hist
@@ -434,6 +558,22 @@ def run(variant="cpu", workdir="runs/cms_jets", data=None, seed=0, log=print) ->
     u["on_all_uds_g_jets"] = {k: auc((label[sel_all] == 2).astype(int), d["uds_vs_g"][sel_all])
                               for k, d in disc.items()}
     rocs["uds_vs_g"] = {k: roc_curve(y, v) for k, v in scores.items()}
+
+    u = results["uds_vs_g"]
+    uds_bars = {
+        **{f"uds_vs_g_{k}_beats_jet_qgl": bool(u[k]["auc"] > u["jet_qgl"]["auc"])
+           for k in cfg["models"]},
+        **{f"uds_vs_g_{k}_minus_jet_qgl_in_sigma": float(
+            u["difference"][k]["value"] / max(u["difference"][k]["bootstrap_std"], 1e-12))
+           for k in cfg["models"]}}
+    if not regression:     # flavour networks only (e.g. one more network on the same split)
+        results["bars"] = uds_bars
+        results["wall_s"] = time.perf_counter() - t_start
+        results["environment"] = _environment()
+        (workdir / "results.json").write_text(json.dumps(results, indent=1))
+        (workdir / "table.md").write_text(table(results))
+        log(table(results))
+        return results
 
     # --- regression: log(gen_pt / jet_pt)
     reg_splits = {k: {f: v[f][v["gen_valid"]] for f in v} for k, v in splits.items()}
@@ -472,16 +612,11 @@ def run(variant="cpu", workdir="runs/cms_jets", data=None, seed=0, log=print) ->
     results["history_regression"] = reg_hist
 
     # --- bars
-    u = results["uds_vs_g"]
     best_reg = {k: results["regression"][k]["overall"] for k in ("log_ratio", "gaussian_nll")}
     unc = results["regression"]["uncorrected"]["overall"]
     diff = results["regression_bootstrap_std"]["difference_to_uncorrected"]
     results["bars"] = {
-        **{f"uds_vs_g_{k}_beats_jet_qgl": bool(u[k]["auc"] > u["jet_qgl"]["auc"])
-           for k in cfg["models"]},
-        **{f"uds_vs_g_{k}_minus_jet_qgl_in_sigma": float(
-            u["difference"][k]["value"] / max(u["difference"][k]["bootstrap_std"], 1e-12))
-           for k in cfg["models"]},
+        **uds_bars,
         **{f"{k}_improves_resolution": bool(v["resolution"] < unc["resolution"])
            for k, v in best_reg.items()},
         **{f"{k}_resolution_change_in_sigma": float(
@@ -498,6 +633,195 @@ def run(variant="cpu", workdir="runs/cms_jets", data=None, seed=0, log=print) ->
     _plots(results, rocs, ratios, ter["gen_pt"], workdir)
     log(table(results))
     return results
+
+
+# ----------------------------------------------------------------------------- cross-validation
+def cross_validate(variant="cpu", workdir="runs/cms_jets", data=None, seed=0, k=5, log=print,
+                   models=None, available_only=False) -> dict:
+    """K-fold cross-validation by event (``kfold_by_event``): each network of
+    ``cfg["cv_models"]`` trained once per fold (training seed ``seed`` in every fold, early
+    stopping on the fold's validation group), its test-group probabilities kept, so every jet
+    gets one out-of-fold prediction. Each (network, fold) is cached in ``WORKDIR/cv/`` as an
+    .npz (a rerun resumes). On the pooled out-of-fold jets: AUCs of b vs udsg, c vs udsg and
+    uds vs g (the last with ``jet_qgl`` on the same jets) for every network and for the
+    ensemble (the mean of ``cfg["ensemble"]``'s probabilities, fixed in the config before any
+    cross-validated number was seen), paired bootstrap errors and differences to ``jet_qgl``;
+    and the per-fold uds-vs-g AUCs. ``available_only``: train nothing, evaluate the folds
+    whose predictions are all cached (a run cut short). Writes ``cv_results.json``,
+    ``cv_table.md``, ``cv_roc.png``."""
+    import jax
+
+    cfg = VARIANTS[variant]
+    models = tuple(models or cfg["cv_models"])
+    workdir = pathlib.Path(workdir)
+    cvdir = workdir / "cv"
+    cvdir.mkdir(parents=True, exist_ok=True)
+    t_start = time.perf_counter()
+    raw, info = read(data or DEFAULT_DATA, cfg["max_jets"])
+    folds = kfold_by_event(raw["event_no"], k, seed)
+    n = len(raw["label"])
+    probs = {m: np.full((n, 4), np.nan) for m in models}
+    hist = {m: [] for m in models}
+    tcfg = {**cfg, **cfg.get("cv_nets", {}), "patience": cfg["cv_patience"]}
+    done = []
+    for f, idx in enumerate(folds):          # fold-major: a partial run has whole folds
+        splits = None
+        caches = {kind: cvdir / f"{variant}_{kind}_k{k}_s{seed}_fold{f}.npz" for kind in models}
+        if available_only and not all(c.exists() for c in caches.values()):
+            continue
+        done.append(f)
+        for kind in models:
+            cache = caches[kind]
+            if cache.exists():
+                with np.load(cache) as z:
+                    p, h = z["probs"], json.loads(str(z["history"]))
+                if len(p) != len(idx["test"]):
+                    raise ValueError(f"{cache}: {len(p)} jets, the fold has "
+                                     f"{len(idx['test'])}; delete it (another data file?)")
+            else:
+                if splits is None:
+                    splits = make_splits(raw, idx)
+                model, h = train(splits, {s: v["label"] for s, v in splits.items()}, 4,
+                                 classification_loss, tcfg, seed, cfg["cv_epochs"][kind], log,
+                                 f"cv fold {f} {kind}", kind)
+                p = np.asarray(jax.nn.softmax(predict(model, splits["test"]), -1), np.float64)
+                np.savez(cache, probs=p, history=json.dumps(h))
+            probs[kind][idx["test"]] = p
+            hist[kind].append(h)
+    if not done:
+        raise ValueError(f"{cvdir}: no fold has every network's predictions cached")
+    keep = np.sort(np.concatenate([folds[f]["test"] for f in done]))
+    res = cv_metrics(raw["label"][keep], raw["jet_qgl"][keep], raw["qgl_valid"][keep],
+                     {m: p[keep] for m, p in probs.items()},
+                     [np.searchsorted(keep, folds[f]["test"]) for f in done], cfg["ensemble"],
+                     cfg["n_bootstrap"], seed)
+    res.update({"variant": variant, "seed": seed, "k": k, "models": list(models),
+                "folds_evaluated": done, "n_jets_evaluated": int(len(keep)),
+                "ensemble": list(cfg["ensemble"]), "n_jets": int(n),
+                "fold_sizes": [{s: int(len(v)) for s, v in fo.items()} for fo in folds],
+                "epoch_caps": cfg["cv_epochs"], "patience": cfg["cv_patience"],
+                "epochs_run_best": {m: [[len(h), int(np.argmin([e["val_loss"] for e in h])) + 1]
+                                        for h in hist[m]] for m in models},
+                "wall_s": time.perf_counter() - t_start, "environment": _environment()})
+    (workdir / "cv_results.json").write_text(json.dumps(res, indent=1))
+    (workdir / "cv_table.md").write_text(cv_table(res))
+    _cv_plot(res, raw["label"][keep], raw["jet_qgl"][keep], raw["qgl_valid"][keep],
+             {m: p[keep] for m, p in probs.items()}, cfg["ensemble"], workdir)
+    log(cv_table(res))
+    return res
+
+
+def cv_metrics(label, qgl, qgl_valid, probs: dict, test_groups, ensemble, n_bootstrap, seed):
+    """Pooled out-of-fold metrics (see ``cross_validate``). ``probs``: name -> (N, 4) softmax
+    outputs, each jet predicted by the fold that tested it."""
+    label = np.asarray(label)
+    probs = dict(probs)
+    for name, p in probs.items():
+        if np.isnan(p).any():
+            raise ValueError(f"cv_metrics: {name} has no out-of-fold prediction for "
+                             f"{int(np.isnan(p).any(1).sum())} jets")
+    if len(ensemble) > 1 and all(m in probs for m in ensemble):
+        probs["ensemble"] = np.mean([probs[m] for m in ensemble], 0)
+    disc = {m: discriminants(p) for m, p in probs.items()}
+    out = {"class_counts": np.bincount(label, minlength=4).tolist(),
+           "accuracy": {m: float((p.argmax(1) == label).mean()) for m, p in probs.items()}}
+    for name, sig, bkg in (("b_vs_udsg", [0], [2, 3]), ("c_vs_udsg", [1], [2, 3])):
+        sel = np.isin(label, sig + bkg)
+        y = np.isin(label[sel], sig).astype(int)
+        out[name] = paired_bootstrap_auc(y, {m: d[name][sel] for m, d in disc.items()},
+                                         n_bootstrap, seed)
+        out[name]["n_jets"] = int(sel.sum())
+    sel = np.isin(label, [2, 3]) & qgl_valid
+    y = (label[sel] == 2).astype(int)
+    scores = {**{m: d["uds_vs_g"][sel] for m, d in disc.items()}, "jet_qgl": qgl[sel]}
+    u = out["uds_vs_g"] = paired_bootstrap_auc(y, scores, n_bootstrap, seed, reference="jet_qgl")
+    u["n_jets"] = int(sel.sum())
+    u["n_uds"], u["n_g"] = int(y.sum()), int((1 - y).sum())
+    # the spread over folds: each fold's uds-vs-g AUC on its own test group
+    u["per_fold"] = {m: [] for m in scores}
+    for g in test_groups:
+        s = np.zeros(len(label), bool)
+        s[g] = True
+        s &= sel
+        yf = (label[s] == 2).astype(int)
+        for m in scores:
+            sc = qgl[s] if m == "jet_qgl" else disc[m]["uds_vs_g"][s]
+            u["per_fold"][m].append(auc(yf, sc))
+    return out
+
+
+def cv_table(r) -> str:
+    def a(d):
+        return f"{d['auc']:.3f} ± {d['bootstrap_std']:.3f}"
+    u = r["uds_vs_g"]
+    names = [m for m in u if m not in ("difference", "n_jets", "n_uds", "n_g", "per_fold",
+                                       "jet_qgl")]
+    folds = r.get("folds_evaluated", list(range(r["k"])))
+    scope = (f"every one of the {r['n_jets']} jets predicted once, out of fold"
+             if len(folds) == r["k"] else
+             f"folds {', '.join(map(str, folds))} of {r['k']} evaluated (a run cut short): "
+             f"{r['n_jets_evaluated']} of the {r['n_jets']} jets, each predicted out of fold")
+    lines = [f"{r['k']}-fold cross-validation by event (seed {r['seed']}): {scope} "
+             f"(b, c, uds, g = "
+             f"{', '.join(map(str, r['class_counts']))}); ensemble = mean probability of "
+             f"{', '.join(r['ensemble'])}", "",
+             "| discriminant | jets | " + " | ".join(f"{m} AUC" for m in names)
+             + " | jet_qgl AUC |", "|---|---|" + "---|" * (len(names) + 1)]
+    for key in ("b_vs_udsg", "c_vs_udsg"):
+        lines.append(f"| {key.replace('_', ' ')} | {r[key]['n_jets']} | "
+                     + " | ".join(a(r[key][m]) for m in names) + " | — |")
+    lines.append(f"| uds vs g (jet_qgl computed) | {u['n_jets']} | "
+                 + " | ".join(a(u[m]) for m in names) + f" | {a(u['jet_qgl'])} |")
+    lines += ["", f"uds vs g on {u['n_jets']} out-of-fold jets ({u['n_uds']} uds, {u['n_g']} g), "
+              "minus jet_qgl on the same jets (paired bootstrap, "
+              f"{len(u['per_fold']['jet_qgl'])} folds pooled):", "",
+              "| discriminant | AUC − jet_qgl AUC | in σ | positive in | per-fold AUCs |",
+              "|---|---|---|---|---|"]
+    for m in names + ["jet_qgl"]:
+        folds = ", ".join(f"{x:.3f}" for x in u["per_fold"][m])
+        if m == "jet_qgl":
+            lines.append(f"| jet_qgl | — | — | — | {folds} |")
+            continue
+        d = u["difference"][m]
+        lines.append(f"| {m} | {d['value']:+.4f} ± {d['bootstrap_std']:.4f} | "
+                     f"{d['value'] / max(d['bootstrap_std'], 1e-12):+.2f} | "
+                     f"{d['fraction_positive']:.1%} | {folds} |")
+    acc = ", ".join(f"{m} {v:.3f}" for m, v in r["accuracy"].items())
+    lines += ["", f"4-class accuracy (out of fold): {acc}",
+              "Epochs run / best per fold: " + "; ".join(
+                  f"{m} " + " ".join(f"{e}/{b}" for e, b in v)
+                  for m, v in r["epochs_run_best"].items())]
+    return "\n".join(lines) + "\n"
+
+
+def _cv_plot(r, label, qgl, qgl_valid, probs, ensemble, workdir):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from hepjax.metrics import roc_curve
+    sel = np.isin(label, [2, 3]) & qgl_valid
+    y = (label[sel] == 2).astype(int)
+    scores = {m: discriminants(p)["uds_vs_g"][sel] for m, p in probs.items()}
+    if "ensemble" in r["uds_vs_g"]:
+        scores["ensemble"] = discriminants(np.mean([probs[m] for m in ensemble], 0))[
+            "uds_vs_g"][sel]
+    scores["jet_qgl"] = qgl[sel]
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    for m, sc in scores.items():
+        fpr, tpr, _ = roc_curve(y, sc)
+        d = r["uds_vs_g"][m]
+        ax.plot(tpr, fpr, label=f"{m}: AUC {d['auc']:.3f} ± {d['bootstrap_std']:.3f}",
+                ls="--" if m == "jet_qgl" else "-")
+    ax.set_xlabel("uds efficiency")
+    ax.set_ylabel("gluon efficiency")
+    ax.set_title(f"uds vs g, {r['k']}-fold out-of-fold, {r['uds_vs_g']['n_jets']} jets")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(workdir / "cv_roc.png", dpi=110)
+    plt.close(fig)
 
 
 def _environment():
@@ -535,6 +859,10 @@ def table(r) -> str:
                      f"{d['bootstrap_std']:.3f} (positive in {d['fraction_positive']:.1%} of "
                      f"resamples); {m} on all {u['n_jets'] + u['n_excluded_qgl_missing']} uds/g "
                      f"test jets: {u['on_all_uds_g_jets'][m]:.3f}")
+    if "regression" not in r:
+        lines += ["", "Bars: " + ", ".join(f"{k}: {v}" if not isinstance(v, float)
+                                           else f"{k}: {v:.2f}" for k, v in r["bars"].items())]
+        return "\n".join(lines) + "\n"
     lines += ["", f"Regression ({r['regression_test_jets']} test jets): response = "
               "median(pT/gen_pT), resolution = half the 16-84 % interval of pT/gen_pT "
               "(± bootstrap std; change: paired bootstrap)", "",
@@ -636,8 +964,30 @@ def main(argv=None) -> int:
     parser.add_argument("--workdir", default="runs/cms_jets")
     parser.add_argument("--data", default=None, help=f"the ntuple (default {DEFAULT_DATA})")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--models", default=None,
+                        help="comma-separated flavour networks of the seeded split (default: "
+                        "the variant's; deepjet, part, particlenet)")
+    parser.add_argument("--cv-available", action="store_true",
+                        help="with --cv: train nothing, evaluate the folds already cached")
+    parser.add_argument("--no-regression", action="store_true",
+                        help="train the flavour networks only (table.md, results.json)")
+    parser.add_argument("--cv", type=int, default=0, metavar="K",
+                        help="instead: K-fold cross-validation by event (every jet predicted "
+                        "out of fold; cv_results.json, cv_table.md, cv_roc.png)")
     args = parser.parse_args(argv)
-    run(args.variant, args.workdir, args.data, args.seed)
+    models = None
+    if args.models:
+        models = tuple(m.strip() for m in args.models.split(",") if m.strip())
+        valid = ("deepjet", "part", "particlenet", "globals")
+        bad = [m for m in models if m not in valid]
+        if bad:
+            parser.error(f"--models: unknown {bad}; valid: {', '.join(valid)}")
+    if args.cv:
+        cross_validate(args.variant, args.workdir, args.data, args.seed, args.cv, models=models,
+                       available_only=args.cv_available)
+    else:
+        run(args.variant, args.workdir, args.data, args.seed, models=models,
+            regression=not args.no_regression)
     return 0
 
 

@@ -13,8 +13,16 @@ Recipe (``RECIPE_VERSION``; everything per chunk of ``events_per_chunk`` events,
 
 * **Hard process**: Pythia 8 at 13 TeV, MPI, ISR/FSR and hadronisation on; ``ttbar``
   (``Top:gg2ttbar``, ``Top:qqbar2ttbar``, inclusive top decays, like the CMS sample), and
-  optionally ``qcd`` (``HardQCD:all``, pTHat > 15 GeV) and ``zjet`` (Z(->nu nu) + jet, pTHat >
-  15 GeV) for more quark and gluon jets. Particles with c tau0 > 10 mm are stable
+  optionally ``qcd`` (``HardQCD:all``, pTHat > 15 GeV) and ``zjet`` (Z(->nu nu) + jet:
+  ``qqbar -> Z g`` and ``q g -> Z q``, pTHat > 15 GeV) for more quark and gluon jets
+  (``--process qcd|zjet``). Measured with pile-up mu = 20, seed 0 (2026-12-06): 2,000 QCD
+  events -> 11,851 jets, 7,558 labelled (b, c, uds, g = 68, 291, 1,518, 5,681), median jet pT
+  25 GeV; 1,000 Z+jet events -> 6,737 jets, 4,107 labelled (54, 160, 994, 2,899), median
+  25 GeV (the uds jets 28 GeV); tt-bar, for comparison: median 33 GeV; the CMS file: 47 GeV.
+  Both are gluon-rich at these thresholds: near 20-30 GeV most jets are radiation (ISR, the
+  second and third jets), not the recoiling hard parton; a higher pTHat would be closer to
+  the CMS kinematics. The unlabelled rest are pile-up jets. Rates (one niced core of a 2-core
+  VM at load ~10): QCD 2.3 events/s, Z+jet 1.25 events/s. Particles with c tau0 > 10 mm are stable
   (``ParticleDecays:limitTau0``, the usual LHC setting: K0S, Lambda reach the detector).
 * **Pile-up**: Poisson(``pileup_mu``) ``SoftQCD:nonDiffractive`` events per hard event (mean 20
   by default; the CMS file has about 28 vertices, so this is *modest*). Every vertex (hard and

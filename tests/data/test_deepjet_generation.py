@@ -110,3 +110,23 @@ def test_same_seed_bit_identical_and_cli(tmp_path):
     assert len(b["jet_pt"]) > 0
     with pytest.raises(ValueError, match="process='nope'"):
         dg.simulate_chunk(dg.GenConfig(process="nope"), 0, 0)
+
+
+def test_qcd_and_zjet_processes_give_light_quark_and_gluon_jets():
+    """QCD dijets and Z(->nu nu) + jet: no top decays, so b and c hadrons only from g -> bb/cc
+    and the sea; the jets are uds or g by their hardest end-of-shower parton. In Z+jet the
+    neutrinos of the Z are not inside the jets: gen_pt_WithNu = gen_pt for nearly every jet,
+    while tt-bar's semileptonic b decays put neutrinos in some."""
+    for process, n_ev in (("qcd", 12), ("zjet", 25)):
+        c = dg.simulate_chunk(dg.GenConfig(process=process, events_per_chunk=n_ev,
+                                           pileup_mu=0.0), seed=2, chunk=0)
+        lab = np.stack([c["isB"], c["isC"], c["isUDS"], c["isG"]], 1)
+        labelled = lab.sum(1) == 1
+        counts = lab[labelled].sum(0)
+        assert labelled.sum() >= 8, (process, labelled.sum())
+        assert (counts[2] + counts[3]) / counts.sum() > 0.75, (process, counts)
+        assert counts[2] > 0 and counts[3] > 0, (process, counts)
+        assert np.all((c["jet_pt"] > 20) & (c["jet_pt"] < 100))
+        if process == "zjet":
+            m = c["gen_pt"] > 0
+            assert np.mean(np.isclose(c["gen_pt_WithNu"][m], c["gen_pt"][m])) > 0.9

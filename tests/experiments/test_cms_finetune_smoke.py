@@ -38,3 +38,22 @@ def test_cms_finetune_smoke(tmp_path, shared_data):
     full = [row for row in r["runs"] if row["n_train"] == r["cms"]["train"]][0]
     assert full["scratch"]["b_vs_udsg"] > 0.65
     assert np.isfinite(r["generated_only_on_cms_test"]["b_vs_udsg"])
+
+
+def test_read_many_mixes_generated_files_with_disjoint_events(monkeypatch):
+    from experiments.cms_finetune import run
+
+    def fake_read(path, max_jets=None):
+        n = {"a": 3, "b": 2}[str(path)]
+        ev = np.array([0, 0, 5][:n], np.uint32)
+        return ({"event_no": ev, "label": np.arange(n) % 4, "jet_pt": np.full(n, len(str(path)))},
+                {"class_counts": np.bincount(np.arange(n) % 4, minlength=4).tolist(),
+                 "n_unlabelled": n})
+    monkeypatch.setattr(run, "read", fake_read)
+    raw, info = run.read_many(["a", "b"])
+    assert raw["event_no"].tolist() == [0, 0, 5, 6, 6]     # b's events shifted past a's
+    assert raw["label"].tolist() == [0, 1, 2, 0, 1]
+    assert info["class_counts"] == [2, 2, 1, 0] and info["n_unlabelled"] == 5
+    assert [f["path"] for f in info["files"]] == ["a", "b"]
+    single, _ = run.read_many("a")
+    assert single["event_no"].tolist() == [0, 0, 5]

@@ -93,3 +93,93 @@ def test_smoke_variant_end_to_end(shared_data, tmp_path):
     assert set(r["bars"]) >= {"uds_vs_g_deepjet_beats_jet_qgl", "log_ratio_improves_resolution",
                               "gaussian_nll_response_within_1pct"}
     assert "deepjet" in u["difference"] and "deepjet" in u["on_all_uds_g_jets"]
+
+
+def test_kfold_by_event_tests_every_jet_once_with_disjoint_events():
+    events = np.repeat(np.arange(300), 1 + np.arange(300) % 4)
+    folds = cms.kfold_by_event(events, 5, 0)
+    tested = np.concatenate([f["test"] for f in folds])
+    np.testing.assert_array_equal(np.sort(tested), np.arange(len(events)))
+    for f, fold in enumerate(folds):
+        ev = {k: set(events[v]) for k, v in fold.items()}
+        assert not (ev["train"] & ev["val"]) and not (ev["train"] & ev["test"])
+        assert not (ev["val"] & ev["test"]) and len(ev["test"]) == 60
+        assert sum(len(v) for v in fold.values()) == len(events)
+        # the validation group of fold f is the test group of fold f + 1
+        np.testing.assert_array_equal(fold["val"], folds[(f + 1) % 5]["test"])
+    again = cms.kfold_by_event(events, 5, 0)
+    assert all(np.array_equal(a["test"], b["test"]) for a, b in zip(folds, again))
+    assert not np.array_equal(cms.kfold_by_event(events, 5, 1)[0]["test"], folds[0]["test"])
+    with pytest.raises(ValueError, match="k=2"):
+        cms.kfold_by_event(events, 2, 0)
+
+
+def _rank_auc(y, s):
+    """Mann-Whitney AUC by brute force over all pairs (ties count one half)."""
+    pos, neg = s[y == 1], s[y == 0]
+    d = pos[:, None] - neg[None, :]
+    return float(((d > 0) + 0.5 * (d == 0)).mean())
+
+
+def test_cv_metrics_pool_out_of_fold_scores_and_average_the_ensemble():
+    rng = np.random.default_rng(3)
+    n = 400
+    label = rng.integers(0, 4, n)
+    logits = {m: rng.normal(size=(n, 4)) + s * np.eye(4)[label] for m, s in (("a", 1.0),
+                                                                            ("b", 0.5))}
+    probs = {m: np.exp(v) / np.exp(v).sum(1, keepdims=True) for m, v in logits.items()}
+    qgl = rng.uniform(size=n) + 0.3 * (label == 2)
+    valid = rng.uniform(size=n) > 0.05
+    groups = np.array_split(rng.permutation(n), 4)
+    r = cms.cv_metrics(label, qgl, valid, probs, groups, ("a", "b"), 50, 0)
+    sel = np.isin(label, [2, 3]) & valid
+    y = (label[sel] == 2).astype(int)
+    ens = (probs["a"] + probs["b"]) / 2
+    for m, p in (("a", probs["a"]), ("b", probs["b"]), ("ensemble", ens)):
+        disc = p[sel, 2] / (p[sel, 2] + p[sel, 3])
+        assert r["uds_vs_g"][m]["auc"] == pytest.approx(_rank_auc(y, disc), abs=1e-12)
+    assert r["uds_vs_g"]["jet_qgl"]["auc"] == pytest.approx(_rank_auc(y, qgl[sel]), abs=1e-12)
+    d = r["uds_vs_g"]["difference"]["a"]
+    assert d["value"] == pytest.approx(r["uds_vs_g"]["a"]["auc"] - r["uds_vs_g"]["jet_qgl"]["auc"])
+    assert r["uds_vs_g"]["n_jets"] == sel.sum() and len(r["uds_vs_g"]["per_fold"]["a"]) == 4
+    g0 = np.zeros(n, bool)
+    g0[groups[0]] = True
+    s0 = g0 & sel
+    assert r["uds_vs_g"]["per_fold"]["jet_qgl"][0] == pytest.approx(
+        _rank_auc((label[s0] == 2).astype(int), qgl[s0]))
+    sel_b = np.isin(label, [0, 2, 3])
+    pb = ens[sel_b, 0] / (ens[sel_b, 0] + ens[sel_b, 2] + ens[sel_b, 3])
+    assert r["b_vs_udsg"]["ensemble"]["auc"] == pytest.approx(
+        _rank_auc((label[sel_b] == 0).astype(int), pb), abs=1e-12)
+    assert r["accuracy"]["a"] == pytest.approx(np.mean(probs["a"].argmax(1) == label))
+    missing = dict(probs, b=np.where(np.arange(n)[:, None] == 7, np.nan, probs["b"]))
+    with pytest.raises(ValueError, match="b has no out-of-fold prediction for 1 jets"):
+        cms.cv_metrics(label, qgl, valid, missing, groups, ("a", "b"), 10, 0)
+
+
+def test_particlenet_candidates_carry_raw_eta_phi_as_knn_coordinates():
+    from hepjax.data import deepjet_ntuple as dn
+    rng = np.random.default_rng(4)
+    b, nc, nn = 6, 5, 4
+    cpf = rng.normal(size=(b, nc, len(dn.CPF_FEATURES))).astype(np.float32)
+    npf = rng.normal(size=(b, nn, len(dn.NPF_FEATURES))).astype(np.float32)
+    ci, ni = dn.CPF_FEATURES.index("etarel"), dn.NPF_FEATURES.index("etarel")
+    cpf[..., ci:ci + 2] = rng.uniform(-0.4, 0.4, (b, nc, 2))
+    npf[..., ni:ni + 2] = rng.uniform(-0.4, 0.4, (b, nn, 2))
+    npf[..., dn.NPF_FEATURES.index("pt_over_jet")] = rng.uniform(0.01, 0.3, (b, nn))
+    cmask = rng.uniform(size=(b, nc)) > 0.3
+    nmask = rng.uniform(size=(b, nn)) > 0.3
+    raw = {"cpf": cpf, "npf": npf, "cpf_mask": cmask, "npf_mask": nmask,
+           "jet_pt": rng.uniform(20, 100, b).astype(np.float32)}
+    split = dict(raw, **cms.candidate_set(raw))
+    cms._standardise_cands(split)
+    pn, m = split["cand_pn"], split["cand_mask"]
+    assert pn.shape[-1] == split["cand"].shape[-1] + 2
+    np.testing.assert_array_equal(pn[..., :-2], split["cand"])
+    for j in range(b):   # the set of real (eta_rel, phi_rel) pairs is the reader's
+        want = np.concatenate([cpf[j, cmask[j], ci:ci + 2], npf[j, nmask[j], ni:ni + 2]])
+        got = pn[j, m[j], -2:]
+        assert len(got) == len(want)
+        np.testing.assert_allclose(np.sort(got[:, 0]), np.sort(want[:, 0]), atol=1e-6)
+        np.testing.assert_allclose(np.sort(got[:, 1]), np.sort(want[:, 1]), atol=1e-6)
+    assert np.all(pn[~m] == 0)
