@@ -1,6 +1,7 @@
 """Unsupervised anomaly detection on generated top-tagging jets: train on QCD jets only, score
-top jets as anomalies (and the inverse task: train on top jets, QCD as the anomaly; Finke et
-al., JHEP 06 (2021) 161).
+top jets as anomalies, and boosted hadronic W jets as a second anomaly scored by the same
+QCD-trained models (hepjax.anomaly.wjets: Pythia's ffbar2WW, same kinematics and pipeline); and
+the inverse task: train on top jets, QCD as the anomaly (Finke et al., JHEP 06 (2021) 161).
 
     python -m experiments.anomaly.run --variant smoke|cpu --workdir runs/anomaly
 
@@ -21,7 +22,9 @@ Data: the generated top-tagging sample cached under ~/.cache/hepjax (``hepjax ge
 recipe 2; the ``cpu`` variant reads the 150k-jet 80/10/10 sample, the ``smoke`` variant the
 1,000-jet CI sample). Training: ``n_train`` background jets of the train split; the validation
 split is scored too (methods were compared and settings chosen there), the test split gives
-the reported numbers. Writes WORKDIR/results.json and the plots (roc.png, sic.png,
+the reported numbers. The W jets (``w_jets``: the cpu variant generates 6,000 once, cached beside
+the top-tagging sample; none in the smoke variant unless ``--w-jets N``) are a test set only:
+QCD test jets vs W jets. Writes WORKDIR/results.json and the plots (roc_sic.png, roc_sic_w.png,
 latent.png, sculpting.png).
 """
 from __future__ import annotations
@@ -41,6 +44,7 @@ from flax import nnx
 from hepjax import metrics
 from hepjax.anomaly import data as adata
 from hepjax.anomaly import scores as sc
+from hepjax.anomaly import wjets
 from hepjax.anomaly.train import apply_batched, fit
 from hepjax.configs import defaults
 from hepjax.data import top_tagging
@@ -51,12 +55,14 @@ from hepjax.models import jetclr
 VARIANTS = {
     "smoke": dict(data=dict(n_jets=1000, workers=1, events_per_chunk=100), npix=16, n_train=300,
                   n_val=0, n_test=0, ecf_particles=30, steps=60, batch=64, particles=20, widths=0.25, bootstrap=5,
-                  probe_labels=(50,), channels=(4, 8), heavy_steps=60, max_particles=30),
+                  probe_labels=(50,), channels=(4, 8), heavy_steps=60, max_particles=30,
+                  w_jets=dict(n_jets=0, seed=2026, events_per_chunk=100)),
     "cpu": dict(data=dict(n_jets=150_000, workers=2, events_per_chunk=200,
                           ttv_fractions=(0.8, 0.1, 0.1)), npix=40, n_train=5_000,
                 n_val=3000, n_test=6000, steps=1500, batch=128, particles=30, widths=1.0,
                 bootstrap=30, probe_labels=(100, 1000), channels=(8, 16), heavy_steps=600,
-                max_particles=100, ecf_particles=40),
+                max_particles=100, ecf_particles=40,
+                w_jets=dict(n_jets=6000, seed=2026, events_per_chunk=200)),
 }
 
 
@@ -238,7 +244,7 @@ def run_task(name, rep, train_rows, eval_sets, v, seed, methods, log, probe_rows
         all_scores.update(out)
         extras[m] = extra
         aucs = "" if quick_auc is None else "  test AUC " + ", ".join(
-            f"{k} {quick_auc(s[-1]):.4f}" for k, s in out.items())
+            f"{k} {quick_auc(s[1]):.4f}" for k, s in out.items())
         log(f"[{name}] {m}: {timings[m]} s{aucs}")
     return all_scores, extras, timings
 
@@ -253,8 +259,16 @@ def main(argv=None) -> int:
     parser.add_argument("--tasks", default="qcd_trained,top_trained",
                         help="qcd_trained (anomaly: top) and/or top_trained (anomaly: QCD)")
     parser.add_argument("--no-plots", action="store_true")
+    parser.add_argument("--w-jets", type=int, default=None,
+                        help="number of W jets scored by the qcd_trained task (0: none; "
+                             "default: the variant's)")
     args = parser.parse_args(argv)
     v = VARIANTS[args.variant]
+    w_cfg = dict(v["w_jets"])
+    if args.w_jets is not None:
+        if args.w_jets < 0:
+            parser.error(f"--w-jets {args.w_jets}: expected a number of jets >= 0")
+        w_cfg["n_jets"] = args.w_jets
     methods = [m for m in args.methods.split(",") if m]
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
@@ -291,14 +305,26 @@ def main(argv=None) -> int:
 
     rep_val = represent(subset("val", v["n_val"], args.seed + 1), v)
     rep_test = represent(subset("test", v["n_test"], args.seed + 2), v)
-    for name, r in (("train", rep_train), ("val", rep_val), ("test", rep_test)):
+    parts = [("train", rep_train), ("val", rep_val), ("test", rep_test)]
+    w_source = None
+    if w_cfg["n_jets"] and "qcd_trained" in args.tasks.split(","):
+        w_path = wjets.cache_path(w_cfg["n_jets"], w_cfg["seed"],
+                                  events_per_chunk=w_cfg["events_per_chunk"])
+        log(f"W jets: {w_path.name}" + ("" if w_path.is_file() else " (generating)"))
+        w_jets = wjets.load_w_jets(w_cfg["n_jets"], w_cfg["seed"],
+                                   events_per_chunk=w_cfg["events_per_chunk"],
+                                   workers=v["data"]["workers"], max_particles=v["max_particles"])
+        w_source = w_path.name
+        parts.append(("w", represent(w_jets, v)))
+    for name, r in parts:
         for key in ("obs", "img", "set"):
-            adata.check_features(r[key], f"{source} {name} {key}")
-    # one array holding every jet, so a task can take rows of it
-    rep = {k: np.concatenate([rep_train[k], rep_val[k], rep_test[k]]) for k in rep_train}
+            adata.check_features(r[key], f"{w_source if name == 'w' else source} {name} {key}")
+    # one array holding every jet, so a task can take rows of it (W jets after the test jets)
+    rep = {k: np.concatenate([r[k] for _, r in parts]) for k in rep_train}
     off_val, off_test = len(keep), len(keep) + len(rep_val["label"])
     val_rows = np.arange(off_val, off_test)
     test_rows = np.arange(off_test, off_test + len(rep_test["label"]))
+    w_rows = np.arange(test_rows[-1] + 1, len(rep["label"])) if w_source else None
     probe_rows = np.arange(n_b + n_s, len(keep))
     log("representations done")
 
@@ -307,6 +333,9 @@ def main(argv=None) -> int:
                "versions": {"jax": jax.__version__, "flax": flax.__version__,
                             "python": platform.python_version(), "numpy": np.__version__},
                "host": platform.processor() or platform.machine(), "tasks": {}}
+    if w_source:
+        results["w_data"] = {"file": w_source, "n_jets": len(w_rows), "seed": w_cfg["seed"],
+                             "pythia": list(wjets.W_SETTINGS)}
     plots = {}
     for task, train_rows, anomaly in (("qcd_trained", np.arange(n_b), 1),
                                       ("top_trained", np.arange(n_b, n_b + n_s), 0)):
@@ -314,12 +343,16 @@ def main(argv=None) -> int:
             continue
         adata.check_training_data(rep["obs"][train_rows], rep["label"][train_rows],
                                   background_label=1 - anomaly, name=f"{task} training jets")
+        eval_sets = [("val", val_rows), ("test", test_rows)]
+        with_w = task == "qcd_trained" and w_rows is not None
+        if with_w:
+            eval_sets.append(("w", w_rows))   # scored by the same models, after val and test
         all_scores, extras, timings = run_task(
-            task, rep, train_rows, [("val", val_rows), ("test", test_rows)], v, args.seed,
+            task, rep, train_rows, eval_sets, v, args.seed,
             methods, log, probe_rows if task == "qcd_trained" else None,
             quick_auc=lambda s: sc.auc((rep["label"][test_rows] == anomaly).astype(int), s))
-        table = {}
-        for m, (s_val, s_test) in all_scores.items():
+        table, w_table = {}, {}
+        for m, (s_val, s_test, *s_w) in all_scores.items():
             y_val = (rep["label"][val_rows] == anomaly).astype(int)
             y_test = (rep["label"][test_rows] == anomaly).astype(int)
             table[m] = {"val_auc": sc.auc(y_val, s_val),
@@ -327,8 +360,18 @@ def main(argv=None) -> int:
             log(f"[{task}] {m}: val AUC {table[m]['val_auc']:.4f}  test AUC "
                 f"{table[m]['auc']:.4f} +- {table[m]['auc_err']:.4f}  max SIC "
                 f"{table[m]['max_sic']:.2f}")
+            if s_w:   # QCD test jets (0) vs W jets (1), same definitions as for top
+                qcd_test = rep["label"][test_rows] == 0
+                y_w = np.concatenate([np.zeros(qcd_test.sum(), int), np.ones(len(w_rows), int)])
+                w_table[m] = figures_of_merit(y_w, np.concatenate([s_test[qcd_test], s_w[0]]),
+                                              v["bootstrap"])
+                log(f"[{task}] {m}: W vs QCD test AUC {w_table[m]['auc']:.4f} +- "
+                    f"{w_table[m]['auc_err']:.4f}  max SIC {w_table[m]['max_sic']:.2f}")
         entry = {"methods": table, "train_seconds": timings,
                  "anomaly": "top" if anomaly == 1 else "qcd"}
+        if with_w:
+            entry["w_anomaly"] = {"n_qcd": int((rep["label"][test_rows] == 0).sum()),
+                                  "n_w": len(w_rows), "methods": w_table}
         if task == "qcd_trained":
             qcd = rep["label"][test_rows] == 0
             entry["mass_sculpting"] = {m: sc.mass_sculpting(rep["mass"][test_rows][qcd],
@@ -339,7 +382,8 @@ def main(argv=None) -> int:
                     extras["jetclr"], rep["label"][probe_rows], rep["label"][test_rows],
                     v["probe_labels"], rep["obs"][probe_rows], rep["obs"][test_rows], v)
             plots = {"scores": all_scores, "extras": extras, "labels": rep["label"][test_rows],
-                     "mass": rep["mass"][test_rows]}
+                     "mass": rep["mass"][test_rows],
+                     "w_mass": rep["mass"][w_rows] if with_w else None}
         results["tasks"][task] = entry
     results["seconds"] = round(time.time() - t_start, 1)
     (workdir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
@@ -376,6 +420,14 @@ def table_markdown(results) -> str:
             lines.append(f"| {m} | {r['val_auc']:.3f} | {r['auc']:.3f} ± {r['auc_err']:.3f} | "
                          f"{r['max_sic']:.2f} ± {r['max_sic_err']:.2f} ({r['sic_eps_s']:.2f}, "
                          f"{r['sic_eps_b']:.3f}) | {js:.3f} |")
+        if "w_anomaly" in entry:
+            w = entry["w_anomaly"]
+            lines += [f"\n{task} (anomaly: W jets; {w['n_w']} W vs {w['n_qcd']} QCD test jets)",
+                      "| method | test AUC | max SIC (eps_S, eps_B) |", "|---|---|---|"]
+            for m, r in w["methods"].items():
+                lines.append(f"| {m} | {r['auc']:.3f} ± {r['auc_err']:.3f} | "
+                             f"{r['max_sic']:.2f} ± {r['max_sic_err']:.2f} "
+                             f"({r['sic_eps_s']:.2f}, {r['sic_eps_b']:.3f}) |")
     return "\n".join(lines)
 
 
@@ -384,25 +436,34 @@ def make_plots(p, workdir):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    def roc_sic(y, scores, signal, filename):
+        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 5))
+        floor = max(1e-3, 10 / max((y == 0).sum(), 1))
+        for m, s in scores.items():
+            tpr, fpr, sic = sc.sic_curve(y, s)
+            ok = fpr > 0
+            ax1.plot(tpr[ok], 1 / fpr[ok], label=f"{m} ({sc.auc(y, s):.3f})")
+            ok2 = fpr >= floor
+            ax2.plot(tpr[ok2], sic[ok2], label=m)
+        ax1.set(yscale="log", xlabel=f"eps_S ({signal})", ylabel="1 / eps_B (QCD)",
+                title=f"trained on QCD only, {signal} anomalous: ROC (AUC)")
+        ax2.set(xlabel=f"eps_S ({signal})", ylabel="eps_S / sqrt(eps_B)",
+                title=f"SIC (eps_B >= {floor:.3g})")
+        ax1.legend(fontsize=7)
+        ax2.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(workdir / filename, dpi=110)
+        plt.close(fig)
+
     y = p["labels"]
     scores = {m: s[1] for m, s in p["scores"].items()}
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 5))
-    for m, s in scores.items():
-        tpr, fpr, sic = sc.sic_curve(y, s)
-        ok = fpr > 0
-        ax1.plot(tpr[ok], 1 / fpr[ok], label=f"{m} ({sc.auc(y, s):.3f})")
-        floor = max(1e-3, 10 / max((y == 0).sum(), 1))
-        ok2 = fpr >= floor
-        ax2.plot(tpr[ok2], sic[ok2], label=m)
-    ax1.set(yscale="log", xlabel="eps_S (top)", ylabel="1 / eps_B (QCD)",
-            title="trained on QCD only: ROC (AUC)")
-    ax2.set(xlabel="eps_S (top)", ylabel="eps_S / sqrt(eps_B)",
-            title=f"SIC (eps_B >= {floor:.3g})")
-    ax1.legend(fontsize=7)
-    ax2.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(workdir / "roc_sic.png", dpi=110)
-    plt.close(fig)
+    roc_sic(y, scores, "top", "roc_sic.png")
+    if p.get("w_mass") is not None:
+        qcd = y == 0
+        n_w = len(p["w_mass"])
+        roc_sic(np.concatenate([np.zeros(qcd.sum(), int), np.ones(n_w, int)]),
+                {m: np.concatenate([s[1][qcd], s[2]]) for m, s in p["scores"].items()},
+                "W", "roc_sic_w.png")
 
     lat = p["extras"].get("ae_obs", {}).get("latents")
     if lat:

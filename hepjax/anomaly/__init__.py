@@ -1,6 +1,9 @@
 """Unsupervised anomaly detection for jets: input checks and representations
 (:mod:`hepjax.anomaly.data`), a seeded training loop (:mod:`hepjax.anomaly.train`), anomaly
-scores and their figures of merit (:mod:`hepjax.anomaly.scores`). The models are in
+scores and their figures of merit (:mod:`hepjax.anomaly.scores`), a boosted W -> qq' jet
+sample for a second signal (:mod:`hepjax.anomaly.wjets`), and the event-level resonance search:
+QCD dijets with a W' -> X Y signal (:mod:`hepjax.anomaly.resonance`) and the dijet-function bump
+hunt (:mod:`hepjax.anomaly.bumphunt`). The models are in
 :mod:`hepjax.models.autoencoders` and :mod:`hepjax.models.jetclr`.
 
 References: Heimel, Kasieczka, Plehn, Thompson, "QCD or What?", SciPost Phys. 6 (2019) 030;

@@ -58,7 +58,8 @@ class Process:
     name: str
     settings: tuple[str, ...]
     label: int
-    truth: str = "none"   # "top": keep a jet only if it contains a hadronic top and its quarks
+    truth: str = "none"   # "top": keep a jet only if it contains a hadronic top and its quarks;
+                          # "w": a hadronic W and its two quarks (hepjax.anomaly.wjets)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -206,6 +207,29 @@ def _hadronic_tops(rec, start, stop):
     return tops
 
 
+def _hadronic_ws(rec, start, stop):
+    """[(W p4 (E,px,py,pz), quark etas, quark phis)] of the hadronically decaying W bosons of one
+    event: the last copy of each W (|id| 24) whose decay products include two quarks (|id| 1-5)."""
+    ids = rec["id"][start:stop]
+    d1, d2 = rec["daughter1"][start:stop], rec["daughter2"][start:stop]
+
+    def p4(i):
+        return np.array([rec[k][start + i] for k in ("E", "px", "py", "pz")])
+
+    ws = []
+    for w in np.flatnonzero(np.abs(ids) == 24):
+        ds = (list(range(d1[w], d2[w] + 1)) if d1[w] > 0 and d2[w] >= d1[w]
+              else ([d1[w]] if d1[w] > 0 else []))
+        if not ds or any(abs(ids[d]) == 24 for d in ds):
+            continue   # not the last copy
+        quarks = [d for d in ds if 1 <= abs(ids[d]) <= 5]
+        if len(quarks) != 2:
+            continue   # leptonic W
+        q = np.array([p4(d) for d in quarks])
+        ws.append((p4(w), npkin.eta(q), npkin.phi(q)))
+    return ws
+
+
 def _empty(m):
     return {"p4": np.zeros((0, m, 4), np.float32), "pid": np.zeros((0, m), np.int32),
             "charge": np.zeros((0, m), np.int8), "n_constituents": np.zeros(0, np.int32),
@@ -272,13 +296,14 @@ def simulate_chunk(task: Task | str, process_index: int, seed: int, chunk_index:
     chosen = ((rank < cuts.jets_per_event) & (cuts.pt_min < jpt) & (jpt < cuts.pt_max)
               & (np.abs(position) < cuts.eta_max))
     truth = np.zeros((len(jpt), 4))
-    if proc.truth == "top":   # the top and its three decay quarks within dR < R of the jet axis
+    if proc.truth in ("top", "w"):   # the top (W) and its 3 (2) decay quarks within dR < R
+        find = _hadronic_tops if proc.truth == "top" else _hadronic_ws
         jphi = npkin.phi(jet_p4, jpt)
         tops = {}
         for j in np.flatnonzero(chosen):
             ev = jet_event[j]
             if ev not in tops:
-                tops[ev] = _hadronic_tops(rec, offsets[ev], offsets[ev + 1])
+                tops[ev] = find(rec, offsets[ev], offsets[ev + 1])
             matched = [t for t in tops[ev]
                        if np.all(npkin.delta_r(jeta[j], jphi[j], t[1], t[2]) < cuts.radius)
                        and npkin.delta_r(jeta[j], jphi[j], npkin.eta(t[0]),
