@@ -18,6 +18,11 @@ run; the test AUC of each trial is recorded and never used to choose.
 * TPE (multivariate, 5 random start-up trials) and random search, ``N_TRIALS`` trials each, on
   the continuous space, for ``SEEDS`` sampler seeds.
 
+``--variant cpu4d``: the same trials over four parameters (``SPACE_4D``: learning rate, weight
+decay, dropout, network width/depth), a 3 x 3 x 3 x 3 = 81-point grid, 40 adaptive trials per
+seed; a grid visited in random order needs (81 + 1) / (k + 1) trials on average to hit one of
+its k best points (written as ``grid_expected_random_order``).
+
 "Trials to reach the grid best": the first trial whose validation AUC is at least the best
 grid point's (a grid search needs all 12 of its trials to know it has the best); also the first
 trial within one statistical standard error of it (Hanley-McNeil error of the validation AUC),
@@ -41,11 +46,19 @@ from hepjax import hpo
 CONFIG = "hepjax.configs.top_tagging_mlp"
 SPACE_GRID = ["optimizer.learning_rate=loguniform(1e-4, 1e-1, n=4)",
               "model.dropout=uniform(0.0, 0.5, n=3)"]
+# four parameters, 3 grid points each (81 grid trials): learning rate, decoupled weight decay,
+# dropout and the network (width and depth together)
+SPACE_4D = ["optimizer.learning_rate=loguniform(1e-4, 1e-1, n=3)",
+            "optimizer.weight_decay=loguniform(1e-5, 1e-1, n=3)",
+            "model.dropout=uniform(0.0, 0.5, n=3)",
+            "model.hidden=choice((32, 32), (64, 64, 64), (128, 128, 128))"]
+SHORT = ["--config.train.num_steps=200", "--config.train.eval_every=100",
+         "--config.train.log_every=100", "--config.train.checkpoint_every=200",
+         "--config.optimizer.schedule.warmup_steps=20"]
 VARIANTS = {
-    "cpu": {"config": CONFIG, "seeds": (0, 1, 2), "n_trials": 12,
-            "overrides": ["--config.train.num_steps=200", "--config.train.eval_every=100",
-                          "--config.train.log_every=100", "--config.train.checkpoint_every=200",
-                          "--config.optimizer.schedule.warmup_steps=20"]},
+    "cpu": {"config": CONFIG, "seeds": (0, 1, 2), "n_trials": 12, "overrides": SHORT},
+    "cpu4d": {"config": CONFIG, "seeds": (0, 1, 2), "n_trials": 40, "space": SPACE_4D,
+              "overrides": SHORT},
     "smoke": {"config": CONFIG + ":smoke", "seeds": (0,), "n_trials": 3,
               "space": ["optimizer.learning_rate=loguniform(1e-3, 1e-2, n=2)",
                         "model.dropout=uniform(0.0, 0.2, n=2)"],
@@ -71,21 +84,46 @@ def _first_reaching(values, target) -> int | None:
     return None
 
 
+def _key(params, raw: dict) -> tuple:
+    """A grid point as a hashable key: Optuna's raw parameter values (a choice's index), in
+    the space's order, floats to 12 significant digits."""
+    return tuple(float(f"{float(raw[p.path]):.12g}") for p in params)
+
+
+def _grid_points(study_dir, params) -> tuple[dict, list]:
+    """{grid point: objective} and the visiting order of the grid study in ``study_dir``."""
+    import optuna
+
+    study = optuna.load_study(study_name="hepjax", storage=f"sqlite:///{study_dir}/study.db")
+    trials = sorted(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)),
+                    key=lambda t: t.number)
+    return ({_key(params, t.params): t.value for t in trials},
+            [_key(params, t.params) for t in trials])
+
+
 def _grid_order(params, seed, n) -> list[tuple]:
-    """The order in which Optuna's GridSampler(seed) visits the grid (keys: parameter tuples)."""
+    """The order in which Optuna's GridSampler(seed) visits the grid (keys as ``_key``)."""
     import optuna
 
     grid = {p.path: p.grid(0) for p in params}
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(sampler=optuna.samplers.GridSampler(grid, seed=seed))
     order = []
 
     def record(trial):
-        order.append(tuple(trial.suggest_float(p.path, min(grid[p.path]), max(grid[p.path]))
-                           for p in params))
+        for p in params:
+            p.suggest(trial)
+        order.append(_key(params, trial.params))
         return 0.0
 
     study.optimize(record, n_trials=n)
     return order
+
+
+def _expected_first_hit(n: int, k: int) -> float:
+    """Expected position of the first of k marked points among n visited in uniformly random
+    order: (n + 1) / (k + 1)."""
+    return (n + 1) / (k + 1)
 
 
 def _auc_error(auc: float, n_pos: int, n_neg: int) -> float:
@@ -111,13 +149,15 @@ def main(argv=None) -> dict:
     grid_points = int(np.prod([len(p.grid(0)) for p in params]))
     grid = hpo.tune(v["config"], space, study_dir=workdir / "grid_seed0", sampler="grid",
                     n_trials=grid_points, seed=0, overrides=v["overrides"], pruner="none")
-    grid_values, grid_rows = _values(workdir / "grid_seed0")
-    by_point = {tuple(float(r[p.path]) for p in params): float(r["objective"]) for r in grid_rows}
-    grid_best = max(grid_values)
+    by_point, actual_order = _grid_points(workdir / "grid_seed0", params)
+    grid_best = max(by_point.values())
     curves = {"grid": {}, **{s: {} for s in args.samplers.split(",")}}
     reached = {name: {} for name in curves}
     for seed in v["seeds"]:
         order = _grid_order(params, seed, grid_points)
+        if seed == 0 and order != actual_order:   # the replay is what the grid study did
+            raise RuntimeError("experiments/hpo: GridSampler(seed=0) replay differs from the "
+                               f"grid study's own order in {workdir / 'grid_seed0'}")
         values = [by_point[point] for point in order]
         curves["grid"][seed] = values
         reached["grid"][seed] = _first_reaching(values, grid_best)
@@ -142,6 +182,11 @@ def main(argv=None) -> dict:
     sigma_val = _auc_error(grid_best, sizes["val"] // 2, sizes["val"] - sizes["val"] // 2)
     within = {name: {seed: _first_reaching(values, grid_best - sigma_val)
                      for seed, values in per_seed.items()} for name, per_seed in curves.items()}
+    n_best = sum(val >= grid_best - 1e-12 for val in by_point.values())
+    n_sigma = sum(val >= grid_best - sigma_val - 1e-12 for val in by_point.values())
+    grid_expected = {"grid_best": _expected_first_hit(grid_points, n_best),
+                     "grid_best_minus_1sigma": _expected_first_hit(grid_points, n_sigma),
+                     "points_at_grid_best": n_best, "points_within_1sigma": n_sigma}
     for name in best_test:
         for seed, entry in best_test[name].items():
             auc = entry["test_auc"]
@@ -152,6 +197,7 @@ def main(argv=None) -> dict:
               "grid_best_val_auc": grid_best, "grid_best_values": grid["best_values"],
               "val_auc_stat_error": sigma_val,
               "trials_to_grid_best_minus_1sigma": within,
+              "grid_expected_random_order": grid_expected,
               "data_sizes": sizes, "n_trials": v["n_trials"], "seeds": list(v["seeds"]),
               "trials_to_grid_best": reached, "curves": curves, "best": best_test,
               "seconds": time.perf_counter() - t0}
@@ -176,13 +222,19 @@ def plot(result, path) -> None:
     sigma = result["val_auc_stat_error"]
     ax.axhspan(result["grid_best_val_auc"] - sigma, result["grid_best_val_auc"], color="0.85",
                label="best grid point - 1 sigma (stat.)")
+    expected = result.get("grid_expected_random_order", {}).get("grid_best")
+    if expected:
+        ax.axvline(expected, color="C0", ls=":", lw=1.2,
+                   label=f"grid, random order: expected {expected:.1f} trials")
     ax.set_ylim(result["grid_best_val_auc"] - max(4 * sigma, 0.01),
                 result["grid_best_val_auc"] + max(sigma, 0.003))
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_xlabel("trial")
     ax.set_ylabel("best validation AUC so far")
-    ax.set_title(f"MLP top tagger: sampler seeds {result['seeds']}")
-    ax.legend(loc="lower right")
+    ax.set_title(f"MLP top tagger, {len(result['space_grid'])} parameters, "
+                 f"{result['grid_points']}-point grid: sampler seeds {result['seeds']}",
+                 fontsize=10)
+    ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

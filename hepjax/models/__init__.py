@@ -13,7 +13,7 @@ models are called ``model(features (B, N, F), mask (B, N), vectors (B, N, 4))``;
 | particlenet   | ParticleNet (Qu, Gouskos 2020)                       | particlenet.py  |
 | jedinet       | JEDI-net interaction network (Moreno et al. 2020)    | jedinet.py      |
 | gravnet       | GravNet (Qasim et al. 2019)                          | gravnet.py      |
-| part          | Particle Transformer (Qu, Gouskos, Li 2022)          | part.py         |
+| part          | Particle Transformer (Qu, Li, Qian 2022)             | part.py         |
 | transformer   | ParT without pair features (the paper's ablation)    | part.py         |
 | deepjet       | DeepJet-style per-particle dense + LSTM tagger       | deepjet.py      |
 | lola          | LoLa (Butter et al. 2018)                            | lola.py         |

@@ -47,6 +47,7 @@ The plain transformer of the paper's ablation is the same network without the pa
 """
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -110,8 +111,10 @@ class PairEmbedding(nnx.Module):
     """
 
     def __init__(self, dims: Sequence[int], num_heads: int, *, input_dim: int = 4,
-                 activation: str = "gelu", use_pre_activation: bool = False, rngs: nnx.Rngs):
+                 activation: str = "gelu", use_pre_activation: bool = False,
+                 m2_resolution: float = 1e-6, rngs: nnx.Rngs):
         self.num_heads = num_heads
+        self.m2_resolution = float(m2_resolution)   # pairwise_features' floor of ln m^2
         self.activation = get_activation(activation)
         self.fused_gelu = activation == "gelu"
         self.use_pre_activation = use_pre_activation
@@ -128,7 +131,8 @@ class PairEmbedding(nnx.Module):
 
     def __call__(self, vectors: Array, mask: Array, *, mask_keys: bool = False) -> Array:
         n = vectors.shape[-2]
-        feats, pmask = kernels.symmetric_pairs(pairwise_features, vectors, mask)  # (B, P, 4)
+        features = functools.partial(pairwise_features, m2_resolution=self.m2_resolution)
+        feats, pmask = kernels.symmetric_pairs(features, vectors, mask)  # (B, P, 4)
         # the features (ln m^2 of E^2 - p^2 above all) and their normalisation in the four-
         # momenta's float32; the layers in the parameters' dtype (bf16 in mixed precision)
         h = self.input_norm(feats, mask=pmask).astype(self.layers[0].kernel[...].dtype)
@@ -250,7 +254,7 @@ class ParticleTransformer(nnx.Module):
                  num_cls_layers: int = 2, ffn_ratio: int = 4, dropout: float = 0.1,
                  attn_dropout: float = 0.1, activation_dropout: float = 0.1,
                  fc_params: Sequence[tuple[int, float]] = (), activation: str = "gelu",
-                 rngs: nnx.Rngs):
+                 pair_m2_resolution: float = 1e-6, rngs: nnx.Rngs):
         if len(embed_dims) == 0:
             raise ValueError("ParticleTransformer: embed_dims must not be empty")
         embed_dim = embed_dims[-1]
@@ -264,7 +268,8 @@ class ParticleTransformer(nnx.Module):
             prev = d
         self.embed_norms, self.embed_denses = nnx.List(norms), nnx.List(denses)
         self.pair_embed = (PairEmbedding(pair_embed_dims, num_heads, activation=activation,
-                                         use_pre_activation=use_pre_activation_pair, rngs=rngs)
+                                         use_pre_activation=use_pre_activation_pair,
+                                         m2_resolution=pair_m2_resolution, rngs=rngs)
                            if use_pair_features else None)
         blk = dict(ffn_ratio=ffn_ratio, activation=activation, rngs=rngs)
         self.blocks = nnx.List([
@@ -329,7 +334,7 @@ def default_config():
         name="part", embed_dims=(128, 512, 128), pair_embed_dims=(64, 64, 64),
         use_pair_features=True, use_pre_activation_pair=False, num_heads=8, num_layers=8,
         num_cls_layers=2, ffn_ratio=4, dropout=0.1, attn_dropout=0.1, activation_dropout=0.1,
-        fc_params=(), activation="gelu"))
+        fc_params=(), activation="gelu", pair_m2_resolution=1e-6))
 
 
 _FIELDS = ("embed_dims", "pair_embed_dims", "use_pair_features", "use_pre_activation_pair",
@@ -348,6 +353,10 @@ def build(cfg, input_shape, num_outputs: int, rngs: nnx.Rngs) -> ParticleTransfo
     kw["embed_dims"] = tuple(int(d) for d in kw["embed_dims"])
     kw["pair_embed_dims"] = tuple(int(d) for d in kw["pair_embed_dims"])
     kw["fc_params"] = tuple((int(w), float(r)) for w, r in kw["fc_params"])
+    # The ln m^2 pair feature's floor (hepjax.physics.pairwise_features): new configs carry
+    # default_config's 1e-6; a config without the field (runs trained before 2026-12-06, the
+    # experiments' hand-written model dicts) keeps the unfloored feature it was trained with.
+    kw["pair_m2_resolution"] = float(cfg.get("pair_m2_resolution", 0.0))
     return ParticleTransformer(int(input_shape[1]), int(num_outputs), rngs=rngs, **kw)
 
 

@@ -99,14 +99,35 @@ PAIR_FEATURES = ("ln_delta", "ln_kt", "ln_z", "ln_m2")
 
 
 def pairwise_features(particles, mask=None, eps: float = 1e-8, pairs=None, others=None,
-                      others_mask=None):
+                      others_mask=None, m2_resolution: float = 1e-6):
     """The four ParT interaction features for every particle pair, (..., N, 4) -> (..., N, N, 4).
 
-    With rapidity y, azimuth phi and pT of particles a, b (Qu, Gouskos, Li, arXiv:2202.03772, eq. 3):
+    With rapidity y, azimuth phi and pT of particles a, b (Qu, Li, Qian, arXiv:2202.03772, eq. 3):
     Delta = sqrt((y_a - y_b)^2 + (phi_a - phi_b)^2), k_T = min(pT_a, pT_b) Delta,
     z = min(pT_a, pT_b) / (pT_a + pT_b), m^2 = (E_a + E_b)^2 - |p_a + p_b|^2, each as
     ln(max(., eps)) in the order of ``PAIR_FEATURES``. Pairs with a padded particle (``mask``
     (..., N) False) are 0. The diagonal is computed like any pair (Delta = 0 -> ln eps).
+
+    Unresolved pair masses: m^2 is floored at ``m2_resolution`` (E_a + E_b)^2 (default 1e-6),
+    i.e. the feature is ln max(m^2, m2_resolution (E_a + E_b)^2, eps). Qu, Li, Qian ("Particle
+    Transformer for Jet Tagging", ICML 2022, eq. 3) take ln m^2 of every pair, the particle with
+    itself included; for massless detector particles (and nearly collinear pairs of them)
+    E^2 - |p|^2 is a difference of two nearly equal squares, float32 rounding noise of order
+    1e-7 (E_a + E_b)^2, and ln turns that noise into O(10) feature differences: XLA:CPU (which
+    contracts the products into fused multiply-adds) and onnxruntime (which does not) gave
+    ln m^2 = -18.4 and -4.2 for the same self-pair, 5e-3 to 2e-2 apart in ParT's output. The
+    floor is far below any detector resolution: m^2 / (E_a + E_b)^2 = z (1 - z) theta^2 for
+    massless particles at a small opening angle theta (z = E_a / (E_a + E_b)), so it replaces
+    the noise of pairs closer than theta = 2 mrad at an even split (and a pion's self-pair,
+    4 m_pi^2, above E = 140 GeV) by the resolution itself: a massless self-pair's feature is
+    ln(4e-6 E^2). A floor, not a cut to 0 (ln eps): a cut makes the feature jump by ~15 where
+    m^2 crosses it, and pairs within the rounding noise of the cut (~10% of it) land on
+    different sides in the two runtimes (tried: 5.7e-3 in ParT's ONNX output); the floor is
+    continuous. Above it the relative rounding of m^2 is at most ~10%, falling as
+    1e-7 (E_a + E_b)^2 / m^2. Not invariant under longitudinal boosts below the floor (E is
+    not). ``m2_resolution=0`` gives the unfloored ln max(m^2, eps) of models trained before
+    2026-12-06: ParT's config field ``pair_m2_resolution`` (``hepjax.models.part``) is 1e-6 in
+    new configs and 0 where a saved config lacks it, so old runs evaluate as they were trained.
 
     ``pairs=(a, b)``, two integer index arrays of length P, computes only the pairs
     (a[p], b[p]): (..., N, 4) -> (..., P, 4), the same values as the full form's [..., a, b, :]
@@ -150,6 +171,8 @@ def pairwise_features(particles, mask=None, eps: float = 1e-8, pairs=None, other
     kt = pt_min * delta
     z = pt_min / jnp.where(pt_sum > 0, pt_sum, 1.0)
     m2 = mass2(summed)
+    if m2_resolution:   # unresolved pair masses: floored at the resolution (docstring)
+        m2 = jnp.maximum(m2, m2_resolution * summed[..., 0] ** 2)
     out = jnp.stack([_safe_log(delta, eps), _safe_log(kt, eps), _safe_log(z, eps),
                      _safe_log(m2, eps)], axis=-1)
     if mask is not None:

@@ -60,8 +60,33 @@ def test_pairwise_features_match_a_direct_computation():
                     ptmin = min(pt[b, i], pt[b, j])
                     s = p[b, i] + p[b, j]
                     m2 = s[0] ** 2 - s[1] ** 2 - s[2] ** 2 - s[3] ** 2
+                    # m^2 floored at 1e-6 (E_a + E_b)^2: below resolution, and otherwise
+                    # float32 rounding noise (pairwise_features' docstring); here it floors the
+                    # self-pairs (4 m_pi^2) of particles above 140 GeV (4 of the 50 pairs)
+                    m2 = max(m2, 1e-6 * s[0] ** 2)
                     expected = np.log(np.maximum([delta, ptmin * delta, ptmin / (pt[b, i] + pt[b, j]), m2], 1e-8))
                     np.testing.assert_allclose(out[b, i, j], expected, rtol=1e-9, atol=1e-9)
+
+
+def test_unresolved_pair_masses_are_floored_at_the_resolution_in_float32():
+    """Massless particles: the self-pair's m^2 = E^2 - p^2 (and that of a pair 0.1 mrad apart)
+    is float32 rounding noise; the feature is ln(1e-6 (E_a + E_b)^2) there, not the noise, and
+    resolved pairs are untouched (against float64 without the floor)."""
+    pt = np.array([[40.0, 300.0, 300.0, 120.0, 7.0]])
+    eta = np.array([[0.3, -1.2, -1.2001, 2.1, 0.0]])
+    phi = np.array([[0.1, 2.0, 2.0, -2.5, 1.0]])
+    p32 = jnp.asarray(P.from_pt_eta_phi_m(pt, eta, phi, 0.0), jnp.float32)
+    out = np.asarray(jax.jit(P.pairwise_features)(p32))[0, :, :, 3]
+    p64 = np.stack([pt * np.cosh(eta), pt * np.cos(phi), pt * np.sin(phi), pt * np.sinh(eta)], -1)
+    summed = p64[0, :, None] + p64[0, None, :]
+    m2 = summed[..., 0] ** 2 - (summed[..., 1:] ** 2).sum(-1)       # float64, no floor
+    floor = 1e-6 * summed[..., 0] ** 2
+    unresolved = np.eye(5, dtype=bool)
+    unresolved[1, 2] = unresolved[2, 1] = True                      # theta = 1e-4
+    assert np.all(np.abs(m2[unresolved]) < floor[unresolved])
+    np.testing.assert_allclose(out[unresolved], np.log(floor[unresolved]), rtol=1e-6, atol=1e-5)
+    assert np.all(m2[~unresolved] > 1.0)                            # m^2 > 1 GeV^2: kept
+    np.testing.assert_allclose(out[~unresolved], np.log(m2[~unresolved]), rtol=1e-5)
 
 
 def test_pairwise_features_on_listed_pairs_equal_the_full_form_bitwise():
@@ -80,7 +105,10 @@ def test_pairwise_features_on_listed_pairs_equal_the_full_form_bitwise():
 
 
 def test_pairwise_features_are_boost_invariant_along_the_beam_where_expected():
-    # Delta (rapidity-based), kT, z and m^2 are invariant under longitudinal boosts.
+    # Delta (rapidity-based), kT, z and m^2 are invariant under longitudinal boosts. The floor of
+    # unresolved masses, 1e-6 (E_a + E_b)^2 (a float32 resolution in E^2), is not: invariance is
+    # checked without it, and with it on the pairs above the floor in both frames (here 3 of the
+    # 16 pairs, self-pairs of particles above 140 GeV, are below it)
     with jax.enable_x64(True):
         p, *_ = _particles(np.random.default_rng(2), (1, 4))
         rap = 0.7
@@ -88,7 +116,14 @@ def test_pairwise_features_are_boost_invariant_along_the_beam_where_expected():
         boosted = p.copy()
         boosted[..., 0] = np.cosh(rap) * e + np.sinh(rap) * pz
         boosted[..., 3] = np.sinh(rap) * e + np.cosh(rap) * pz
-        np.testing.assert_allclose(P.pairwise_features(boosted), P.pairwise_features(p), atol=1e-8)
+        np.testing.assert_allclose(P.pairwise_features(boosted, m2_resolution=0),
+                                   P.pairwise_features(p, m2_resolution=0), atol=1e-8)
+        floored = [np.asarray(P.pairwise_features(q))
+                   != np.asarray(P.pairwise_features(q, m2_resolution=0)) for q in (p, boosted)]
+        above = ~(floored[0] | floored[1])
+        assert above[..., :3].all() and (~above[..., 3]).sum() == 3
+        np.testing.assert_allclose(np.asarray(P.pairwise_features(boosted))[above],
+                                   np.asarray(P.pairwise_features(p))[above], atol=1e-8)
 
 
 def test_pairwise_features_between_two_sets_equal_the_full_forms_block_bitwise():
