@@ -808,26 +808,13 @@ def load_splits(cfg, splits=("train", "val", "test")) -> dict:
     ``label_*`` branches sorted by name (``formats.read_jetclass``). Subsets as
     ``hepjax.data.top_tagging.load_splits`` (``train_fraction``, ``max_train_jets``,
     ``max_val_jets``; the test split always whole)."""
-    from hepjax.data.top_tagging import _subset
+    from hepjax.data.top_tagging import subset_splits
 
     unknown = [s for s in splits if s not in _SPLIT_CODES]
     if unknown or not splits:
         raise ValueError(f"load_splits: splits {tuple(splits)}; choose from {tuple(_SPLIT_CODES)}")
     cfg = _section(cfg)
-    jets = load_jets(cfg)
-    seed = int(cfg.seed)
-    fraction = float(cfg.train_fraction)
-    if not 0.0 < fraction <= 1.0:
-        raise ValueError(f"config.data.train_fraction={fraction}: expected 0 < fraction <= 1")
-    if fraction < 1.0:
-        n = len(jets["train"]["label"])
-        jets["train"] = _subset(jets["train"], max(1, int(round(fraction * n))), [seed, 7])
-    for split, key, stream in (("train", "max_train_jets", 7), ("val", "max_val_jets", 8)):
-        limit = int(cfg[key])
-        if limit < 0:
-            raise ValueError(f"config.data.{key}={limit}: expected >= 0 (0 = every jet)")
-        if 0 < limit < len(jets[split]["label"]):
-            jets[split] = _subset(jets[split], limit, [seed, stream])
+    jets = subset_splits(load_jets(cfg), cfg)
     out, names = {}, ()
     for split in splits:
         out[split], names = represent(jets[split], cfg)
