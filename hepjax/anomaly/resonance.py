@@ -131,8 +131,6 @@ def simulate_chunk(process: str, seed: int, chunk_index: int, events_per_chunk: 
     leading anti-kT jets by pT, ``mass`` (E, 2), ``tau`` (E, 2, 3) tau1..tau3,
     ``n_constituents`` (E, 2), ``mjj`` (E,), and ``n_generated`` (the chunk's event count,
     for efficiencies)."""
-    import awkward as ak
-
     _, fastjet = generation_lib.require_generators()
     if process not in PROCESSES:
         raise ValueError(f"process={process!r}: use one of {PROCESSES}")
@@ -156,22 +154,10 @@ def simulate_chunk(process: str, seed: int, chunk_index: int, events_per_chunk: 
         pt = np.hypot(particles["px"], particles["py"])
         keep = np.abs(np.arcsinh(particles["pz"] / pt)) < detector_lib.DetectorConfig().calo_eta_max
         objects = {key: v[keep] for key, v in particles.items()}
-    counts = np.bincount(objects["event"], minlength=n_events)
-    obj_offsets = np.concatenate([[0], np.cumsum(counts)])
-    arr = ak.unflatten(ak.zip({key: objects[key] for key in ("px", "py", "pz", "E")}), counts)
-    sequence = fastjet.ClusterSequence(
-        arr, fastjet.JetDefinition(fastjet.antikt_algorithm, cuts.radius))
-    jets = sequence.inclusive_jets(min_pt=cuts.jet_pt_min)
-    constituents = ak.flatten(sequence.constituent_index(min_pt=cuts.jet_pt_min), axis=1)
-    n_jets = ak.to_numpy(ak.num(jets)).astype(np.int64)
-    jet_p4 = np.stack([ak.to_numpy(ak.flatten(jets[c])).astype(np.float64)
-                       for c in ("E", "px", "py", "pz")], -1)
-    jet_event = np.repeat(np.arange(n_events), n_jets)
-    start = np.cumsum(n_jets) - n_jets
-    jpt = npkin.pt(jet_p4)
-    order = np.lexsort((-jpt, jet_event))           # per event, by decreasing pT
-    rank = np.empty(len(order), np.int64)
-    rank[order] = np.arange(len(order)) - np.repeat(start, n_jets)
+    jets = generation_lib.cluster_antikt(fastjet, objects, objects["event"], n_events,
+                                         cuts.radius, cuts.jet_pt_min)
+    jet_p4, jpt, jet_event, rank = jets["p4"], jets["pt"], jets["event"], jets["rank"]
+    n_jets = np.bincount(jet_event, minlength=n_events)
     two = n_jets >= 2
     lead = np.full((n_events, 2), -1, np.int64)
     for r in (0, 1):
@@ -187,13 +173,10 @@ def simulate_chunk(process: str, seed: int, chunk_index: int, events_per_chunk: 
         return out
     idx = lead[events_kept]                                  # (E, 2) global jet indices
     flat_jets = idx.reshape(-1)
-    parts = constituents[flat_jets]                          # (2E, var) object indices
-    n_parts = ak.to_numpy(ak.num(parts)).astype(np.int64)
+    obj, n_parts = generation_lib.jet_constituents(jets, flat_jets)   # object indices
     width = int(n_parts.max())
     owner = np.repeat(np.arange(len(flat_jets)), n_parts)
     slot = np.arange(n_parts.sum()) - np.repeat(np.cumsum(n_parts) - n_parts, n_parts)
-    obj = (ak.to_numpy(ak.flatten(parts)).astype(np.int64)
-           + np.repeat(obj_offsets[jet_event[flat_jets]], n_parts))
     p4 = np.zeros((len(flat_jets), width, 4))
     p4[owner, slot] = np.stack([objects[c][obj] for c in ("E", "px", "py", "pz")], -1)
     mask = np.zeros((len(flat_jets), width), bool)

@@ -249,17 +249,10 @@ def simulate_chunk(cfg: GenConfig, seed: int, chunk: int,
     p = {k: v[order] for k, v in p.items()}
 
     # --- detector, and which particle each track is (replaying the detector's first draws)
-    det_rng = np.random.default_rng([int(seed), proc_index, int(chunk), 1])
-    replay = np.random.default_rng()
-    replay.bit_generator.state = det_rng.bit_generator.state
-    objects = detector_lib.simulate(p, det_rng, det)
-    tracked = _tracked(p, replay, det)
+    objects, tracked, trk_obj = simulate_with_tracks(
+        p, np.random.default_rng([int(seed), proc_index, int(chunk), 1]), det,
+        "deepjet_generation")
     is_trk = objects["charge"] != 0
-    trk_obj = np.flatnonzero(is_trk)
-    if len(trk_obj) != len(tracked) or not np.array_equal(objects["event"][trk_obj],
-                                                          p["event"][tracked]):
-        raise RuntimeError("deepjet_generation: could not match the detector's tracks to "
-                           "particles (hepjax.data.detector changed its random draws?)")
     obj_part = np.full(len(objects["px"]), -1, np.int64)
     obj_part[trk_obj] = tracked
 
@@ -407,6 +400,24 @@ def _to_arrays(out):
     return arrays
 
 
+def simulate_with_tracks(particles: dict, det_rng: np.random.Generator,
+                         det: detector_lib.DetectorConfig, caller: str):
+    """``hepjax.data.detector.simulate`` of ``particles`` with ``det_rng``, and which particle
+    each track is: the detector's tracking draws replayed from a copy of the generator's state.
+    Returns (objects, tracked particle indices, the objects that are those tracks); a
+    RuntimeError naming ``caller`` if the replay does not match (the detector changed its draws)."""
+    replay = np.random.default_rng()
+    replay.bit_generator.state = det_rng.bit_generator.state
+    objects = detector_lib.simulate(particles, det_rng, det)
+    tracked = _tracked(particles, replay, det)
+    trk_obj = np.flatnonzero(objects["charge"] != 0)
+    if len(trk_obj) != len(tracked) or not np.array_equal(objects["event"][trk_obj],
+                                                          particles["event"][tracked]):
+        raise RuntimeError(f"{caller}: could not match the detector's tracks to "
+                           "particles (hepjax.data.detector changed its random draws?)")
+    return objects, tracked, trk_obj
+
+
 def _tracked(p, rng, det):
     """Indices of the particles the detector turned into (kept) tracks, replaying its draws."""
     pt = np.hypot(p["px"], p["py"])
@@ -463,26 +474,14 @@ def _label(ghosts, idx):
 
 
 def _cluster(fastjet, mom, event, n_ev, radius, min_pt, constituents=True):
-    import awkward as ak
-    counts = np.bincount(event, minlength=n_ev)
-    arr = ak.unflatten(ak.zip({k: mom[k] for k in ("px", "py", "pz", "E")}), counts)
-    seq = fastjet.ClusterSequence(arr, fastjet.JetDefinition(fastjet.antikt_algorithm, radius))
-    jets = seq.inclusive_jets(min_pt=min_pt)
-    n_j = ak.to_numpy(ak.num(jets)).astype(np.int64)
-    out = {k: ak.to_numpy(ak.flatten(jets[k])).astype(np.float64) for k in ("px", "py", "pz", "E")}
-    out["event"] = np.repeat(np.arange(n_ev), n_j)
-    pt = np.hypot(out["px"], out["py"])
-    order = np.lexsort((-pt, out["event"]))
-    rank = np.empty(len(order), np.int64)
-    rank[order] = np.arange(len(order)) - np.repeat(np.cumsum(n_j) - n_j, n_j)
-    out["rank"] = rank
+    """``generation.cluster_antikt`` as columns px, py, pz, E, event, rank, with each jet's
+    constituents as an array of global object indices."""
+    jets = gen_lib.cluster_antikt(fastjet, mom, event, n_ev, radius, min_pt, constituents)
+    out = {k: jets["p4"][:, i].copy() for i, k in enumerate(("E", "px", "py", "pz"))}
+    out["event"], out["rank"] = jets["event"], jets["rank"]
     if not constituents:
         return out, None
-    ci = seq.constituent_index(min_pt=min_pt)
-    starts = np.concatenate([[0], np.cumsum(counts)])[:-1]
-    per_jet = ak.flatten(ci, axis=1)
-    nc = ak.to_numpy(ak.num(per_jet)).astype(np.int64)
-    flat = ak.to_numpy(ak.flatten(per_jet)).astype(np.int64) + np.repeat(starts[out["event"]], nc)
+    flat, nc = gen_lib.jet_constituents(jets, np.arange(len(jets["event"])))
     bounds = np.concatenate([[0], np.cumsum(nc)])
     const = [flat[bounds[j]:bounds[j + 1]] for j in range(len(nc))]
     return out, const

@@ -237,6 +237,50 @@ def _empty(m):
             "event": np.zeros(0, np.int64)}
 
 
+def cluster_antikt(fastjet, momenta: dict, event: np.ndarray, n_events: int, radius: float,
+                   min_pt: float, constituents: bool = True) -> dict[str, np.ndarray]:
+    """Anti-kT jets (FastJet, ``radius``, pT > ``min_pt``) of each event's objects:
+    ``momenta`` holds px, py, pz, E per object, objects sorted by ``event`` (their event index,
+    0 <= event < n_events). Returns over the J jets ``p4`` (J, 4) float64 (E, px, py, pz),
+    ``pt``, ``event`` and ``rank`` (J,) (0 = the event's leading jet in pT); with
+    ``constituents``, also FastJet's per-jet object indices within the event
+    (``constituents``, awkward) and each event's first object (``offsets``, n_events + 1), which
+    :func:`jet_constituents` turns into object indices. Every Pythia pipeline of hepjax
+    clusters through here (top tagging / quark-gluon, DeepJet, JetClass, dijet resonances)."""
+    import awkward as ak
+
+    counts = np.bincount(event, minlength=n_events)
+    arr = ak.unflatten(ak.zip({k: momenta[k] for k in ("px", "py", "pz", "E")}), counts)
+    sequence = fastjet.ClusterSequence(arr, fastjet.JetDefinition(fastjet.antikt_algorithm,
+                                                                  radius))
+    jets = sequence.inclusive_jets(min_pt=min_pt)
+    n_jets = ak.to_numpy(ak.num(jets)).astype(np.int64)
+    p4 = np.stack([ak.to_numpy(ak.flatten(jets[k])).astype(np.float64)
+                   for k in ("E", "px", "py", "pz")], -1)
+    pt = npkin.pt(p4)
+    jet_event = np.repeat(np.arange(n_events), n_jets)
+    order = np.lexsort((-pt, jet_event))
+    rank = np.empty(len(order), np.int64)
+    rank[order] = np.arange(len(order)) - np.repeat(np.cumsum(n_jets) - n_jets, n_jets)
+    out = {"p4": p4, "pt": pt, "event": jet_event, "rank": rank}
+    if constituents:
+        out["constituents"] = ak.flatten(sequence.constituent_index(min_pt=min_pt), axis=1)
+        out["offsets"] = np.concatenate([[0], np.cumsum(counts)])
+    return out
+
+
+def jet_constituents(jets: dict, rows) -> tuple[np.ndarray, np.ndarray]:
+    """The object indices of the constituents of jets ``rows`` of :func:`cluster_antikt`'s
+    ``jets`` (in FastJet's order, jet after jet) and each jet's number of constituents."""
+    import awkward as ak
+
+    parts = jets["constituents"][rows]
+    n_parts = ak.to_numpy(ak.num(parts)).astype(np.int64)
+    index = (ak.to_numpy(ak.flatten(parts)).astype(np.int64)
+             + np.repeat(jets["offsets"][jets["event"][rows]], n_parts))
+    return index, n_parts
+
+
 def simulate_chunk(task: Task | str, process_index: int, seed: int, chunk_index: int,
                    detector: str = "fast",
                    detector_config: detector_lib.DetectorConfig = detector_lib.DetectorConfig(),
@@ -247,8 +291,6 @@ def simulate_chunk(task: Task | str, process_index: int, seed: int, chunk_index:
     ``pid`` (J, M) int32; ``charge`` (J, M) int8; ``n_constituents`` (J,) int32;
     ``jet_p4`` (J, 4) and ``truth`` (J, 4) float32 (E, px, py, pz); ``event`` (J,) int64, the
     index of the jet's event in the chunk; M = max_constituents. ``mpi`` overrides ``task.mpi``."""
-    import awkward as ak
-
     _, fastjet = require_generators()
     task = _task(task, mpi)
     if detector not in ("fast", "none"):
@@ -274,23 +316,9 @@ def simulate_chunk(task: Task | str, process_index: int, seed: int, chunk_index:
         objects["pid"] = objects["pid"].astype(np.int32)
         objects["charge"] = objects["charge"].astype(np.int8)
     n_events = len(offsets) - 1
-    counts = np.bincount(objects["event"], minlength=n_events)
-    obj_offsets = np.concatenate([[0], np.cumsum(counts)])
-    arr = ak.unflatten(ak.zip({k: objects[k] for k in ("px", "py", "pz", "E")}), counts)
-    sequence = fastjet.ClusterSequence(arr, fastjet.JetDefinition(fastjet.antikt_algorithm,
-                                                                  cuts.radius))
-    min_pt = 0.8 * cuts.pt_min
-    jets = sequence.inclusive_jets(min_pt=min_pt)
-    constituents = ak.flatten(sequence.constituent_index(min_pt=min_pt), axis=1)   # per jet
-    n_jets = ak.to_numpy(ak.num(jets)).astype(np.int64)
-    jet_event = np.repeat(np.arange(n_events), n_jets)
-    jet_p4 = np.stack([ak.to_numpy(ak.flatten(jets[k])).astype(np.float64)
-                       for k in ("E", "px", "py", "pz")], -1)
-    jpt = npkin.pt(jet_p4)
-    # the rank of each jet in pT within its event (0 = leading)
-    order = np.lexsort((-jpt, jet_event))
-    rank = np.empty(len(order), np.int64)
-    rank[order] = np.arange(len(order)) - np.repeat(np.cumsum(n_jets) - n_jets, n_jets)
+    jets = cluster_antikt(fastjet, objects, objects["event"], n_events, cuts.radius,
+                          0.8 * cuts.pt_min)
+    jet_p4, jpt, jet_event, rank = jets["p4"], jets["pt"], jets["event"], jets["rank"]
     jeta = npkin.eta(jet_p4, jpt)
     position = npkin.rapidity(jet_p4) if cuts.use_rapidity else jeta
     chosen = ((rank < cuts.jets_per_event) & (cuts.pt_min < jpt) & (jpt < cuts.pt_max)
@@ -317,10 +345,7 @@ def simulate_chunk(task: Task | str, process_index: int, seed: int, chunk_index:
     if len(selected) == 0:
         return _empty(m)
     # constituents of the selected jets, sorted by pT within each jet, the first m kept
-    parts = constituents[selected]
-    n_parts = ak.to_numpy(ak.num(parts)).astype(np.int64)
-    index = (ak.to_numpy(ak.flatten(parts)).astype(np.int64)
-             + np.repeat(obj_offsets[jet_event[selected]], n_parts))
+    index, n_parts = jet_constituents(jets, selected)
     owner = np.repeat(np.arange(len(selected)), n_parts)
     obj_pt = np.hypot(objects["px"], objects["py"])
     by_pt = np.lexsort((-obj_pt[index], owner))

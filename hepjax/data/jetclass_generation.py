@@ -306,17 +306,9 @@ def simulate_chunk(name: str, seed: int, chunk: int,
     parts["pid"] = rec["id"][final]
 
     # detector, and which particle each track comes from (replaying its tracking draws)
-    det_rng = np.random.default_rng([int(seed), _SEED_OFFSET + k, int(chunk), 1])
-    replay = np.random.default_rng()
-    replay.bit_generator.state = det_rng.bit_generator.state
-    obj = detector_lib.simulate(parts, det_rng, det)
-    tracked = deepjet._tracked(parts, replay, det)
-    is_trk = obj["charge"] != 0
-    trk_obj = np.flatnonzero(is_trk)
-    if len(trk_obj) != len(tracked) or not np.array_equal(obj["event"][trk_obj],
-                                                          parts["event"][tracked]):
-        raise RuntimeError("jetclass_generation: could not match the detector's tracks to "
-                           "particles (hepjax.data.detector changed its random draws?)")
+    obj, tracked, trk_obj = deepjet.simulate_with_tracks(
+        parts, np.random.default_rng([int(seed), _SEED_OFFSET + k, int(chunk), 1]), det,
+        "jetclass_generation")
     # impact parameters of the tracks (cm -> mm), 0 for towers
     n_obj = len(obj["px"])
     d0, dz, d0err, dzerr = (np.zeros(n_obj) for _ in range(4))
@@ -334,21 +326,8 @@ def simulate_chunk(name: str, seed: int, chunk: int,
     d0err[trk_obj], dzerr[trk_obj] = s_d0 * _CM_TO_MM, s_dz * _CM_TO_MM
 
     # anti-kT R = 0.8 on the E-flow objects
-    counts = np.bincount(obj["event"], minlength=n_ev)
-    obj_off = np.concatenate([[0], np.cumsum(counts)])
-    arr = ak.unflatten(ak.zip({c: obj[c] for c in ("px", "py", "pz", "E")}), counts)
-    seq = fastjet.ClusterSequence(arr, fastjet.JetDefinition(fastjet.antikt_algorithm, RADIUS))
-    min_pt = 0.8 * PT_MIN
-    jets = seq.inclusive_jets(min_pt=min_pt)
-    constituents = ak.flatten(seq.constituent_index(min_pt=min_pt), axis=1)
-    n_jets = ak.to_numpy(ak.num(jets)).astype(np.int64)
-    jet_event = np.repeat(np.arange(n_ev), n_jets)
-    jet_p4 = np.stack([ak.to_numpy(ak.flatten(jets[c])).astype(np.float64)
-                       for c in ("E", "px", "py", "pz")], -1)
-    jpt = npkin.pt(jet_p4)
-    order = np.lexsort((-jpt, jet_event))
-    rank = np.empty(len(order), np.int64)
-    rank[order] = np.arange(len(order)) - np.repeat(np.cumsum(n_jets) - n_jets, n_jets)
+    jets = gen_lib.cluster_antikt(fastjet, obj, obj["event"], n_ev, RADIUS, 0.8 * PT_MIN)
+    jet_p4, jpt, jet_event, rank = jets["p4"], jets["pt"], jets["event"], jets["rank"]
     jeta, jphi = npkin.eta(jet_p4, jpt), npkin.phi(jet_p4, jpt)
     chosen = ((rank < proc.jets_per_event) & (PT_MIN < jpt) & (jpt < PT_MAX)
               & (np.abs(jeta) < ETA_MAX))
@@ -388,10 +367,7 @@ def simulate_chunk(name: str, seed: int, chunk: int,
         return _empty()
 
     # constituents of the selected jets, sorted by decreasing pT
-    cons = constituents[selected]
-    n_parts = ak.to_numpy(ak.num(cons)).astype(np.int64)
-    index = (ak.to_numpy(ak.flatten(cons)).astype(np.int64)
-             + np.repeat(obj_off[jet_event[selected]], n_parts))
+    index, n_parts = gen_lib.jet_constituents(jets, selected)
     owner = np.repeat(np.arange(len(selected)), n_parts)
     o_pt = np.hypot(obj["px"], obj["py"])
     index = index[np.lexsort((-o_pt[index], owner))]
