@@ -34,10 +34,8 @@ Writes ``WORKDIR/results.json``, ``table.md``, ``learning_curve.png``.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import pathlib
-import platform
 import time
 
 import numpy as np
@@ -288,6 +286,7 @@ def run(variant="cpu", workdir="runs/cms_finetune", data=None, gen=None, log=pri
     """``gen``: one generated file or a list (mixed into one pre-training sample);
     ``sizes``: CMS training sizes (None = all jets) instead of the variant's."""
     from hepjax.train import finetune as ft
+    from hepjax.train.logging import environment
 
     cfg = VARIANTS[variant]
     if sizes is not None:
@@ -393,22 +392,12 @@ def run(variant="cpu", workdir="runs/cms_finetune", data=None, gen=None, log=pri
         "generated_only_on_cms_test": gen_only, "runs": rows, "summary": summary,
         "bars": {f"finetune_beats_scratch_{m}_N{s['n_train']}": bool(
             s[f"diff_{m}"]["mean"] > 0) for s in small for m in ("b_vs_udsg", "uds_vs_g")},
-        "wall_s": time.perf_counter() - t_start, "environment": _environment()}
+        "wall_s": time.perf_counter() - t_start, "environment": environment()}
     (workdir / "results.json").write_text(json.dumps(results, indent=1, default=str))
     (workdir / "table.md").write_text(table(results))
     _plot(results, workdir)
     log(table(results))
     return results
-
-
-def _environment():
-    import flax
-    import jax
-    import optax
-    return {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "python": platform.python_version(), "jax": jax.__version__,
-            "flax": flax.__version__, "optax": optax.__version__,
-            "machine": platform.processor() or platform.machine()}
 
 
 def table(r) -> str:

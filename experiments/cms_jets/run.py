@@ -35,10 +35,8 @@ out-of-fold prediction from each network, uds vs g (and b, c vs udsg) on all of 
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import pathlib
-import platform
 import time
 
 import numpy as np
@@ -506,6 +504,7 @@ def run(variant="cpu", workdir="runs/cms_jets", data=None, seed=0, log=print,
     import jax
 
     from hepjax.metrics import confusion_matrix, roc_curve
+    from hepjax.train.logging import environment
 
     cfg = VARIANTS[variant]
     if models:
@@ -569,7 +568,7 @@ def run(variant="cpu", workdir="runs/cms_jets", data=None, seed=0, log=print,
     if not regression:     # flavour networks only (e.g. one more network on the same split)
         results["bars"] = uds_bars
         results["wall_s"] = time.perf_counter() - t_start
-        results["environment"] = _environment()
+        results["environment"] = environment("uproot")
         (workdir / "results.json").write_text(json.dumps(results, indent=1))
         (workdir / "table.md").write_text(table(results))
         log(table(results))
@@ -627,7 +626,7 @@ def run(variant="cpu", workdir="runs/cms_jets", data=None, seed=0, log=print,
         **{f"{k}_response_within_1pct": bool(abs(v["response"] - 1) < 0.01)
            for k, v in best_reg.items()}}
     results["wall_s"] = time.perf_counter() - t_start
-    results["environment"] = _environment()
+    results["environment"] = environment("uproot")
     (workdir / "results.json").write_text(json.dumps(results, indent=1))
     (workdir / "table.md").write_text(table(results))
     _plots(results, rocs, ratios, ter["gen_pt"], workdir)
@@ -649,6 +648,7 @@ def cross_validate(variant="cpu", workdir="runs/cms_jets", data=None, seed=0, k=
     and the per-fold uds-vs-g AUCs. ``available_only``: train nothing, evaluate the folds
     whose predictions are all cached (a run cut short). Writes ``cv_results.json``,
     ``cv_table.md``, ``cv_roc.png``."""
+    from hepjax.train.logging import environment
     import jax
 
     cfg = VARIANTS[variant]
@@ -702,7 +702,7 @@ def cross_validate(variant="cpu", workdir="runs/cms_jets", data=None, seed=0, k=
                 "epoch_caps": cfg["cv_epochs"], "patience": cfg["cv_patience"],
                 "epochs_run_best": {m: [[len(h), int(np.argmin([e["val_loss"] for e in h])) + 1]
                                         for h in hist[m]] for m in models},
-                "wall_s": time.perf_counter() - t_start, "environment": _environment()})
+                "wall_s": time.perf_counter() - t_start, "environment": environment("uproot")})
     (workdir / "cv_results.json").write_text(json.dumps(res, indent=1))
     (workdir / "cv_table.md").write_text(cv_table(res))
     _cv_plot(res, raw["label"][keep], raw["jet_qgl"][keep], raw["qgl_valid"][keep],
@@ -822,18 +822,6 @@ def _cv_plot(r, label, qgl, qgl_valid, probs, ensemble, workdir):
     fig.tight_layout()
     fig.savefig(workdir / "cv_roc.png", dpi=110)
     plt.close(fig)
-
-
-def _environment():
-    import flax
-    import jax
-    import optax
-    import uproot
-    return {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "python": platform.python_version(), "jax": jax.__version__, "flax": flax.__version__,
-            "optax": optax.__version__, "uproot": uproot.__version__,
-            "devices": [str(d) for d in jax.devices()][:1], "machine": platform.processor()
-            or platform.machine()}
 
 
 def table(r) -> str:

@@ -32,10 +32,8 @@ Writes ``WORKDIR/results.json``, ``table.md``, ``learning_curve.png`` (and every
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import pathlib
-import platform
 import time
 
 import numpy as np
@@ -193,6 +191,7 @@ def _train(config, workdir, log):
 def run(variant="cpu", workdir="runs/jetclass_finetune", jetclass=None, top=None,
         init_from=None, log=print) -> dict:
     from hepjax.data import jetclass_generation, top_tagging
+    from hepjax.train.logging import environment
     cfg = VARIANTS[variant]
     workdir = pathlib.Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -259,22 +258,12 @@ def run(variant="cpu", workdir="runs/jetclass_finetune", jetclass=None, top=None
         "pretrain": pre, "runs": rows, "summary": summary,
         "bar": {"n_train": small["n_train"], "auc_margin": margin, "largest_seed_spread": spread,
                 "finetune_beats_scratch_beyond_spread": bool(margin > spread)},
-        "wall_s": time.perf_counter() - t_start, "environment": _environment()}
+        "wall_s": time.perf_counter() - t_start, "environment": environment()}
     (workdir / "results.json").write_text(json.dumps(results, indent=1, default=str))
     (workdir / "table.md").write_text(table(results))
     _plot(results, workdir)
     log(table(results))
     return results
-
-
-def _environment():
-    import flax
-    import jax
-    import optax
-    return {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "python": platform.python_version(), "jax": jax.__version__,
-            "flax": flax.__version__, "optax": optax.__version__,
-            "machine": platform.processor() or platform.machine()}
 
 
 def table(r) -> str:

@@ -28,6 +28,22 @@ def versions() -> dict[str, str]:
     return out
 
 
+def environment(*packages: str) -> dict:
+    """When and on what an experiment ran, for its results file: the UTC date, the versions of
+    Python, of ``VERSIONED`` and of ``packages`` (distribution names), the CPU and JAX's first
+    device."""
+    out = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+           **versions()}
+    for name in packages:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    out["machine"] = platform.processor() or platform.machine()
+    out["device"] = str(jax.devices()[0])
+    return out
+
+
 def run_info(seed: int) -> dict:
     """Everything needed to reproduce a result besides the config: seed, versions, host, devices."""
     devices = jax.devices()
