@@ -16,10 +16,16 @@ alternatives: Ray Tune brings a cluster runtime we do not need; Hyperopt has TPE
     optimizer.learning_rate=loguniform(1e-4, 1e-1)
     optimizer.weight_decay=uniform(0, 1e-3)
     model.dropout=choice(0.0, 0.1, 0.3)
+    optimizer.learning_rate=ordered(1e-4, 3e-3, 0.1)   # increasing numbers, by their index
     model.hidden=choice((32, 32), (64, 64, 64))
     train.batch_size=int(32, 256)          # integers lo..hi (inclusive); intlog(lo, hi): log scale
     seed=int(0, 9)
 
+``choice`` values are unordered (categorical); ``ordered`` values are searched by their index
+(Optuna's ``suggest_int``), so TPE's kernel treats neighbouring values as close: on the
+3 x 3 x 3 x 3 grid of the MLP top tagger TPE needed 26.7 +- 1.2 trials (mean over 400 sampler
+seeds) to reach the grid's best point with ``ordered`` and 39.4 +- 1.4 with ``choice``, against
+41 for the grid in random order (``experiments/hpo/README.md``, experiment 3). Specs are
 given as repeated ``--space`` arguments or in a YAML / JSON file (a mapping ``PATH: "DIST(...)"``
 or a list of ``PATH=DIST(...)`` strings). The grid sampler needs finite values: ``choice``
 values are used as they are, integer ranges every integer (or ``grid-points`` log-spaced ones
@@ -74,7 +80,7 @@ import numpy as np
 
 SAMPLERS = ("grid", "random", "tpe", "gp")
 PRUNERS = ("median", "hyperband", "none")
-KINDS = ("uniform", "loguniform", "int", "intlog", "choice")
+KINDS = ("uniform", "loguniform", "int", "intlog", "choice", "ordered")
 POPULATION_FIELDS = ("optimizer.learning_rate", "optimizer.weight_decay", "seed")
 
 
@@ -97,6 +103,8 @@ class Param:
         if self.kind == "choice":
             index = trial.suggest_categorical(self.path, list(range(len(self.choices))))
             return self.choices[index]
+        if self.kind == "ordered":      # an integer index: the sampler knows which are neighbours
+            return self.choices[trial.suggest_int(self.path, 0, len(self.choices) - 1)]
         if self.kind in ("int", "intlog"):
             return trial.suggest_int(self.path, int(self.low), int(self.high), log=self.kind == "intlog")
         return trial.suggest_float(self.path, float(self.low), float(self.high),
@@ -105,7 +113,7 @@ class Param:
     def grid(self, points: int) -> list:
         """Finite values for the grid sampler (choices: their indices)."""
         n = self.n or points
-        if self.kind == "choice":
+        if self.kind in ("choice", "ordered"):
             return list(range(len(self.choices)))
         if self.kind == "int":
             return list(range(int(self.low), int(self.high) + 1))
@@ -117,11 +125,12 @@ class Param:
 
     def value(self, raw):
         """The config value of an Optuna parameter value (a choice's index -> the choice)."""
-        return self.choices[int(raw)] if self.kind == "choice" else raw
+        return self.choices[int(raw)] if self.kind in ("choice", "ordered") else raw
 
     @property
     def log(self) -> bool:
-        return self.kind in ("loguniform", "intlog")
+        return self.kind in ("loguniform", "intlog") or (
+            self.kind == "ordered" and self.choices[0] > 0 and self.choices[-1] >= 100 * self.choices[0])
 
 
 _SPEC = re.compile(r"^\s*([A-Za-z_][\w.]*)\s*[=:]\s*([a-z]+)\s*\((.*)\)\s*$", re.S)
@@ -150,6 +159,12 @@ def parse_param(text: str, where: str = "--space") -> Param:
         if not args:
             raise ValueError(f"{where} {text!r}: choice() needs at least one value")
         return Param(path, kind, choices=tuple(tuple(a) if isinstance(a, list) else a for a in args))
+    if kind == "ordered":
+        if len(args) < 2 or not all(isinstance(a, (int, float)) and not isinstance(a, bool)
+                                    for a in args) or list(args) != sorted(set(args)):
+            raise ValueError(f"{where} {text!r}: ordered() takes two or more distinct numbers in "
+                             f"increasing order, got {args}")
+        return Param(path, kind, choices=tuple(args))
     if len(args) != 2 or not all(isinstance(a, (int, float)) for a in args):
         raise ValueError(f"{where} {text!r}: {kind}(low, high) takes two numbers, got {args}")
     low, high = args
@@ -206,7 +221,7 @@ def apply_values(config, values: dict):
 def check_space(config, params: Sequence[Param]) -> None:
     """Every searched field exists in the config (each path tried on a copy)."""
     for p in params:
-        example = p.choices[0] if p.kind == "choice" else (
+        example = p.choices[0] if p.kind in ("choice", "ordered") else (
             int(p.low) if p.kind in ("int", "intlog") else float(p.low))
         try:
             apply_values(config, {p.path: example})

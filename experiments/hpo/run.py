@@ -18,6 +18,10 @@ run; the test AUC of each trial is recorded and never used to choose.
 * TPE (multivariate, 5 random start-up trials) and random search, ``N_TRIALS`` trials each, on
   the continuous space, for ``SEEDS`` sampler seeds.
 
+``--variant cpu4d-discrete`` (or ``smoke-discrete``): TPE, random search and the grid's order
+replayed for many sampler seeds on the 81-point grid's own discrete space, with the stored grid
+objectives as a look-up (``discrete.py``; arguments there).
+
 ``--variant cpu4d``: the same trials over four parameters (``SPACE_4D``: learning rate, weight
 decay, dropout, network width/depth), a 3 x 3 x 3 x 3 = 81-point grid, 40 adaptive trials per
 seed; a grid visited in random order needs (81 + 1) / (k + 1) trials on average to hit one of
@@ -134,12 +138,27 @@ def _auc_error(auc: float, n_pos: int, n_neg: int) -> float:
 
 
 def main(argv=None) -> dict:
+    from experiments.hpo import discrete
+
+    first = argparse.ArgumentParser(add_help=False)
+    first.add_argument("--variant", default="cpu")
+    if first.parse_known_args(argv)[0].variant in discrete.VARIANTS:
+        return discrete.main(argv)      # the grid's own discrete space (discrete.py)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--variant", choices=sorted(VARIANTS), default="cpu")
+    parser.add_argument("--variant", choices=sorted(VARIANTS) + sorted(discrete.VARIANTS),
+                        default="cpu")
     parser.add_argument("--workdir", default="runs/hpo")
     parser.add_argument("--samplers", default="tpe,random")
+    parser.add_argument("--seeds", default=None,
+                        help="sampler seeds, comma-separated (default: the variant's); studies "
+                             "already in WORKDIR resume")
     args = parser.parse_args(argv)
-    v = VARIANTS[args.variant]
+    v = dict(VARIANTS[args.variant])
+    if args.seeds:
+        try:
+            v["seeds"] = tuple(int(s) for s in args.seeds.split(","))
+        except ValueError:
+            raise SystemExit(f"--seeds {args.seeds!r}: expected comma-separated integers") from None
     workdir = pathlib.Path(args.workdir)
     space = v.get("space", SPACE_GRID)
     params = hpo.load_space(space)
