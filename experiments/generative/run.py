@@ -1,8 +1,8 @@
-"""Generative models for fast calorimeter simulation: flow, diffusion, WGAN-GP and VAE learn
+"""Generative models for fast calorimeter simulation: two flows, diffusion, WGAN-GP and VAE learn
 single-photon showers of ``hepjax.sim`` and are evaluated with the CaloChallenge metrics.
 
     python -m experiments.generative.run --dataset calo [--variant smoke|cpu|full]
-        [--workdir DIR] [--seed S] [--models flow,diffusion,gan,vae]
+        [--workdir DIR] [--seed S] [--models flow,flow_affine,diffusion,gan,vae]
 
 Steps (each writes into DIR, default runs/generative_calo_<variant>; the simulated showers are
 cached there as ``showers.npz``, so a rerun only retrains):
@@ -29,6 +29,7 @@ import argparse
 import dataclasses
 import json
 import math
+import os
 import pathlib
 import pickle
 import sys
@@ -38,7 +39,7 @@ import numpy as np
 
 from experiments.generative.config import Variant, get
 
-MODELS = ("flow", "diffusion", "gan", "vae")
+MODELS = ("flow", "flow_affine", "diffusion", "gan", "vae")
 
 
 def log(msg: str) -> None:
@@ -105,11 +106,13 @@ def build_and_train(name: str, v: Variant, x: np.ndarray, cond: np.ndarray, seed
             log(f"  {name} step {row['step']}: " + ", ".join(
                 f"{k} {val:.4g}" for k, val in row.items() if k not in ("step",)))
 
-    if name == "flow":
-        cfg = v.flow
+    if name in ("flow", "flow_affine"):
+        cfg = getattr(v, name)
         model = G.ConditionalFlow(dim, cdim, n_layers=cfg["n_layers"], kind=cfg["kind"],
-                                  hidden=tuple(cfg["hidden"]), bins=cfg["bins"],
-                                  perm_seed=seed, rngs=rngs)
+                                  hidden=tuple(cfg["hidden"]), bins=cfg.get("bins", 8),
+                                  layout=cfg.get("layout", "per_dim"), perm_seed=seed,
+                                  marginal_splines=cfg.get("marginal_splines", 0),
+                                  marginal_bins=cfg.get("marginal_bins", 16), rngs=rngs)
         model, _, hist = trained(model, G.flow_loss)
         return (lambda m, k, c: m.sample(k, c)), model, hist, time.perf_counter() - t0
     if name == "diffusion":
@@ -165,7 +168,7 @@ def save_params(model, path: pathlib.Path) -> None:
 
 
 def sample_and_time(sample_fn, model, cond: np.ndarray, seed: int) -> tuple[np.ndarray, dict]:
-    """Samples one vector per condition row in one batch; the time per shower is the best of
+    """Samples one vector per condition row in one batch; the time per shower is the median of
     three jitted runs after compilation (block_until_ready)."""
     import jax
     from hepjax.models.generative.training import make_sampler
@@ -179,7 +182,9 @@ def sample_and_time(sample_fn, model, cond: np.ndarray, seed: int) -> tuple[np.n
         t0 = time.perf_counter()
         jax.block_until_ready(sampler(jax.random.fold_in(key, r + 1), cond))
         times.append(time.perf_counter() - t0)
-    return x, {"batch": len(cond), "first_call_s": first, "s_per_shower": min(times) / len(cond)}
+    return x, {"batch": len(cond), "first_call_s": first,
+               "s_per_shower": float(np.median(times)) / len(cond),
+               "load_average": os.getloadavg()[0]}
 
 
 # ------------------------------------------------------------------------------------- report
@@ -240,7 +245,7 @@ def plots(workdir: pathlib.Path, feats: dict, voxels: dict, histories: dict) -> 
     fig = plt.figure(figsize=(4 * ncol, 4 * nrow))
     outer = fig.add_gridspec(nrow, ncol, hspace=0.35, wspace=0.3)
     colours = {"truth": "k", "reference": "grey", "flow": "C0", "diffusion": "C1", "gan": "C2",
-               "vae": "C3"}
+               "vae": "C3", "flow_affine": "C4"}
     for idx, f in enumerate(names):
         inner = outer[idx // ncol, idx % ncol].subgridspec(2, 1, height_ratios=(3, 1), hspace=0)
         ax, axr = fig.add_subplot(inner[0]), fig.add_subplot(inner[1])

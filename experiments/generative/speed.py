@@ -1,84 +1,119 @@
-"""Sampling speed of the generative models against the simulator, in one process, one after the
-other (so both see the same machine load):
+"""Sampling speed of the generative models against the simulator, in one process and
+interleaved (so both see the same machine load):
 
-    python -m experiments.generative.speed [--variant cpu] [--n-sim 300] [--batch 5000]
-        [--out runs/generative_calo_cpu/speed.json]
+    python -m experiments.generative.speed [--variant cpu] [--models flow,flow_affine,...]
+        [--repeats 5] [--n-sim 60] [--batch 5000] [--out runs/generative_calo_cpu/speed.json]
+    taskset -c 0 python -m experiments.generative.speed ...     # one core for both
 
 Sampling cost does not depend on the parameter values (fixed architectures, fixed numbers of
 coupling layers and DDIM steps), so the models are built with the variant's sizes and freshly
-initialised; the simulator's time is that of ``simulate_showers`` (simulation + voxelisation)
-in this process. Times per shower: best of 3 jitted calls after compilation; ``inverse_us``
-is the numpy preprocessing inverse (vectors to voxels) per shower, reported apart.
+initialised. Each of ``repeats`` rounds simulates ``n_sim`` showers (``simulate_showers``:
+simulation + voxelisation, one process) and then times one jitted batch of ``batch`` showers per
+model (after compilation, ``block_until_ready``); the report gives the medians over the rounds,
+the median of the per-round speed-ups with their range, the load average before and after and
+the CPUs the process may use (``taskset`` restricts both the simulator and XLA's threads).
+``inverse_us`` is the numpy preprocessing inverse (vectors to voxels) per shower, reported apart.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import pathlib
 import time
 
 import numpy as np
 
 
+def build(name: str, v, dim: int, rngs):
+    from hepjax.models import generative as G
+    if name in ("flow", "flow_affine"):
+        c = getattr(v, name)
+        m = G.ConditionalFlow(dim, 1, n_layers=c["n_layers"], kind=c["kind"],
+                              hidden=tuple(c["hidden"]), bins=c.get("bins", 8),
+                              layout=c.get("layout", "per_dim"),
+                              marginal_splines=c.get("marginal_splines", 0),
+                              marginal_bins=c.get("marginal_bins", 16), rngs=rngs)
+        return m, (lambda m, k, c: m.sample(k, c))
+    if name == "diffusion":
+        c = v.diffusion
+        m = G.Diffusion(dim, 1, T=c["T"], width=c["width"], depth=c["depth"], rngs=rngs)
+        return m, (lambda m, k, cc, s=c["ddim_steps"]: G.ddim_sample(m, k, cc, s))
+    if name == "gan":
+        c = v.gan
+        return (G.Generator(dim, 1, latent=c["latent"], hidden=tuple(c["hidden"]), rngs=rngs),
+                lambda m, k, c: m.sample(k, c))
+    if name == "vae":
+        c = v.vae
+        return (G.ConditionalVAE(dim, 1, latent=c["latent"], hidden=tuple(c["hidden"]),
+                                 rngs=rngs), lambda m, k, c: m.sample(k, c))
+    raise ValueError(f"--models: unknown model {name!r}")
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--variant", default="cpu")
-    ap.add_argument("--n-sim", type=int, default=300)
+    ap.add_argument("--n-sim", type=int, default=60, help="showers simulated per round")
+    ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--batch", type=int, default=5000)
-    ap.add_argument("--models", default="flow,diffusion,gan,vae")
+    ap.add_argument("--models", default="flow,flow_affine,diffusion,gan,vae")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
+    import jax
     from flax import nnx
 
     from experiments.generative.config import get
-    from experiments.generative.run import sample_and_time
-    from hepjax.models import generative as G
     from hepjax.models.generative.calo_data import CaloPreprocessor, simulate_showers
+    from hepjax.models.generative.training import make_sampler
     v = get(args.variant)
-    sim = simulate_showers(args.n_sim, 12345, v.data, workers=1)
-    pre = CaloPreprocessor(energy=v.data.energy).fit(sim["voxels"], sim["e_inc"],
+    load_before = os.getloadavg()
+    warm = simulate_showers(args.n_sim, 12345, v.data, workers=1)
+    pre = CaloPreprocessor(energy=v.data.energy).fit(warm["voxels"], warm["e_inc"],
                                                      np.random.default_rng(0))
     rng = np.random.default_rng(1)
     e = np.exp(rng.uniform(np.log(v.data.energy[0]), np.log(v.data.energy[1]), args.batch))
     cond = pre.condition(e)
-    dim, out = 4 + int(np.prod(v.data.shape)), {"variant": v.name,
-                                                 "sim_s_per_shower": sim["sim_s_per_shower"],
-                                                 "n_sim": args.n_sim, "batch": args.batch}
-    print(f"simulator: {1e3 * sim['sim_s_per_shower']:.2f} ms per shower", flush=True)
-    rngs = nnx.Rngs(0)
-    for name in args.models.split(","):
-        if name == "flow":
-            c = v.flow
-            m = G.ConditionalFlow(dim, 1, n_layers=c["n_layers"], kind=c["kind"],
-                                  hidden=tuple(c["hidden"]), bins=c["bins"], rngs=rngs)
-            fn = lambda m, k, c: m.sample(k, c)   # noqa: E731
-        elif name == "diffusion":
-            c = v.diffusion
-            m = G.Diffusion(dim, 1, T=c["T"], width=c["width"], depth=c["depth"], rngs=rngs)
-            fn = lambda m, k, cc, s=c["ddim_steps"]: G.ddim_sample(m, k, cc, s)  # noqa: E731
-        elif name == "gan":
-            c = v.gan
-            m = G.Generator(dim, 1, latent=c["latent"], hidden=tuple(c["hidden"]), rngs=rngs)
-            fn = lambda m, k, c: m.sample(k, c)   # noqa: E731
-        elif name == "vae":
-            c = v.vae
-            m = G.ConditionalVAE(dim, 1, latent=c["latent"], hidden=tuple(c["hidden"]),
-                                 rngs=rngs)
-            fn = lambda m, k, c: m.sample(k, c)   # noqa: E731
-        else:
-            raise ValueError(name)
-        x, t = sample_and_time(fn, m, cond, 0)
+    dim = 4 + int(np.prod(v.data.shape))
+    names = args.models.split(",")
+    samplers = {}
+    for name in names:
+        model, fn = build(name, v, dim, nnx.Rngs(0))
+        samplers[name] = make_sampler(model, fn, batch_size=args.batch)
+        jax.block_until_ready(samplers[name](jax.random.key(0), cond))     # compile
+    sim_t, times = [], {n: [] for n in names}
+    for r in range(args.repeats):
+        sim_t.append(simulate_showers(args.n_sim, 1000 + r, v.data, workers=1)
+                     ["sim_s_per_shower"])
+        for name in names:
+            t0 = time.perf_counter()
+            x = jax.block_until_ready(samplers[name](jax.random.key(r + 1), cond))
+            times[name].append((time.perf_counter() - t0) / args.batch)
+    sim_s = float(np.median(sim_t))
+    out = {"variant": v.name, "batch": args.batch, "n_sim_per_round": args.n_sim,
+           "repeats": args.repeats, "sim_s_per_shower": sim_s, "sim_s_rounds": sim_t,
+           "load_average_before": load_before, "load_average_after": os.getloadavg(),
+           "cpus": sorted(os.sched_getaffinity(0)), "cpu_count": os.cpu_count(),
+           "models": {}}
+    print(f"simulator: {1e3 * sim_s:.2f} ms per shower (median of {args.repeats} rounds of "
+          f"{args.n_sim}); load average {load_before[0]:.1f} -> {os.getloadavg()[0]:.1f}; "
+          f"cpus {out['cpus']}", flush=True)
+    for name in names:
+        x = np.asarray(samplers[name](jax.random.key(0), cond))
         t0 = time.perf_counter()
         pre.inverse(x, e, v.data.shape)
-        t["inverse_us"] = 1e6 * (time.perf_counter() - t0) / len(e)
-        t["speedup"] = sim["sim_s_per_shower"] / t["s_per_shower"]
-        t["speedup_with_inverse"] = sim["sim_s_per_shower"] / (t["s_per_shower"]
-                                                               + 1e-6 * t["inverse_us"])
-        out[name] = t
-        print(f"{name}: {1e6 * t['s_per_shower']:.1f} us per shower ({t['speedup']:.0f}x), "
-              f"+ inverse {t['inverse_us']:.1f} us ({t['speedup_with_inverse']:.0f}x)",
-              flush=True)
+        inv_us = 1e6 * (time.perf_counter() - t0) / len(e)
+        s = float(np.median(times[name]))
+        ratios = np.asarray(sim_t) / np.asarray(times[name])
+        t = {"s_per_shower": s, "s_rounds": times[name], "inverse_us": inv_us,
+             "speedup": float(np.median(ratios)),
+             "speedup_range": [float(ratios.min()), float(ratios.max())],
+             "speedup_with_inverse": sim_s / (s + 1e-6 * inv_us)}
+        out["models"][name] = t
+        print(f"{name}: {1e6 * s:.1f} us per shower; speed-up {t['speedup']:.0f}x "
+              f"(rounds {ratios.min():.0f}-{ratios.max():.0f}x); with the numpy inverse "
+              f"({inv_us:.1f} us) {t['speedup_with_inverse']:.0f}x", flush=True)
     if args.out:
+        pathlib.Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         pathlib.Path(args.out).write_text(json.dumps(out, indent=1, default=float))
     return out
 

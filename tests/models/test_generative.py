@@ -25,8 +25,9 @@ def _perturbed(model, scale, seed):
 
 @pytest.mark.parametrize("kind", ["spline", "affine"])
 def test_flow_log_likelihood_is_the_change_of_variables_and_inverts(kind):
+    # the affine flow also carries an elementwise (marginal) spline layer at the data end
     flow = flows.ConditionalFlow(6, 2, n_layers=2, kind=kind, hidden=(8,), bins=5, bound=3.0,
-                                 rngs=nnx.Rngs(0))
+                                 marginal_splines=int(kind == "affine"), rngs=nnx.Rngs(0))
     flow = _perturbed(flow, 0.1, 1)     # away from the identity start
     rng = np.random.default_rng(2)
     x = (1.5 * rng.normal(size=(5, 6))).astype(np.float32)
@@ -71,6 +72,34 @@ def test_rational_quadratic_spline_inverse_and_derivative():
     outside = jnp.abs(x) > 4.0
     assert bool(outside.any())
     np.testing.assert_array_equal(y[outside], x[outside])
+    # the bins-first layout (..., K, D) is the same function of the same parameters
+    yt, ldt = jax.jit(lambda x, w, h, d: flows.rational_quadratic_spline(
+        x.reshape(40, 50), w.reshape(40, 50, 8).transpose(0, 2, 1),
+        h.reshape(40, 50, 8).transpose(0, 2, 1), d.reshape(40, 50, 7).transpose(0, 2, 1),
+        bound=4.0, bin_axis=-2))(x, w, h, d)
+    np.testing.assert_allclose(yt.reshape(-1), y, rtol=1e-6, atol=1e-5)
+    np.testing.assert_allclose(ldt.reshape(-1), ld, rtol=1e-6, atol=1e-5)
+
+
+def test_flow_layouts_are_a_permutation_of_the_output_units():
+    """layout="per_param" reads the conditioner's outputs parameter-major: the per_dim flow
+    with its output units permuted to that order is the same function."""
+    kw = dict(n_layers=1, kind="spline", hidden=(8,), bins=4)
+    a = _perturbed(flows.ConditionalFlow(5, 1, rngs=nnx.Rngs(0), **kw), 0.2, 1)
+    b = flows.ConditionalFlow(5, 1, layout="per_param", rngs=nnx.Rngs(0), **kw)
+    d_b, per = 3, 11                                  # dim 5 -> 3 transformed, 3K - 1 params
+    order = np.arange(d_b * per).reshape(d_b, per).T.reshape(-1)   # new unit j <- old order[j]
+    for la, lb in zip(a.layers, b.layers):
+        nnx.update(lb.net, nnx.state(la.net))
+        lb.net.out.kernel[...] = la.net.out.kernel[...][:, order]
+        lb.net.out.bias[...] = la.net.out.bias[...][order]
+    x = np.random.default_rng(0).normal(size=(7, 5)).astype(np.float32)
+    c = np.linspace(-1, 1, 7, dtype=np.float32)[:, None]
+    with pytest.raises(ValueError, match="layout"):
+        flows.ConditionalFlow(5, 1, layout="bins", rngs=nnx.Rngs(0))
+    (za, lda), (zb, ldb) = jax.jit(lambda x, c: (a.forward(x, c), b.forward(x, c)))(x, c)
+    np.testing.assert_allclose(zb, za, atol=1e-5)
+    np.testing.assert_allclose(ldb, lda, atol=1e-5)
 
 
 @pytest.mark.parametrize("kind", ["cosine", "linear"])
@@ -174,6 +203,36 @@ def test_calo_preprocessing_round_trip():
     np.testing.assert_allclose(back, np.where(vox >= pre.noise, vox, 0.0), rtol=2e-3, atol=2e-4)
     c = pre.condition(np.array([10.0, 100.0]))
     np.testing.assert_allclose(c[:, 0], [-1.0, 1.0], atol=1e-6)
+
+
+@pytest.mark.parametrize("dequantise", ["zeros_log", "uniform"])
+def test_calo_dequantisation_and_threshold(dequantise):
+    """With the zero voxels dequantised below the read-out threshold (the default), the
+    threshold of the inverse gives back every zero and every energy of a zero-suppressed shower;
+    CaloFlow-style uniform noise on every voxel biases each read-out voxel upwards."""
+    rng = np.random.default_rng(0)
+    cfg = calo_data.CaloDataConfig()
+    pre = calo_data.CaloPreprocessor(dequantise=dequantise)
+    t = pre.noise
+    vox = t * np.exp(rng.exponential(2.0, (400,) + cfg.shape))     # all at or above threshold
+    vox[rng.uniform(size=vox.shape) < 0.5] = 0.0                    # zero-suppressed voxels
+    vox[:, :, 0, 0], vox[0, 0, 1, 1] = 0.0, t                       # exactly at threshold
+    vox = vox.astype(np.float32)
+    e = (vox.sum((1, 2, 3)) / rng.uniform(0.8, 1.0, 400)).astype(np.float32)   # response < 1
+    pre.fit(vox, e, np.random.default_rng(1))
+    x = pre.transform(vox, e, np.random.default_rng(2))
+    back = pre.inverse(x, e, cfg.shape)
+    assert np.isfinite(x).all()
+    if dequantise == "zeros_log":
+        np.testing.assert_array_equal(back == 0, vox == 0)
+        np.testing.assert_allclose(back, vox, rtol=1e-3, atol=0)    # float32 vectors
+        assert math.isclose(pre.cut, t * math.exp(-0.5))      # the middle of the gap
+    else:
+        # every read-out voxel keeps its t/2 noise on average
+        bias = (back[vox > 0] - vox[vox > 0]).mean()
+        assert 0.4 * t < bias < 0.6 * t
+    with pytest.raises(ValueError, match="dequantise"):
+        calo_data.CaloPreprocessor(dequantise="gaussian")
 
 
 def test_voxelise_sums_hits_into_the_grid():
