@@ -18,6 +18,7 @@
                     [--process ttbar|qcd|zjet] [--out PATH]
     hepjax generate particle-flow --n-events N --seed S --out PATH [--process ttbar|qcd]
                     [--pileup 10]
+    hepjax generate zjets --n-events N --seed S --out DIR [--events-per-chunk 500] [--workers W]
 
 ``generate`` writes top-tagging jets in the Top Tagging Reference Dataset layout (pandas HDF5,
 key 'table') by default and quark/gluon jets in the energyflow .npz layout; ``native`` is
@@ -149,6 +150,11 @@ def _generate(args) -> int:
 
         print(_json_line(calorimeter.run_cli(args)))
         return 0
+    if args.task == "zjets":
+        from hepjax.data import zjets_generation
+
+        print(_json_line(zjets_generation.main(args)))
+        return 0
     if args.task == "dijet-resonance":
         from hepjax.anomaly import resonance
 
@@ -254,6 +260,11 @@ def build_parser() -> argparse.ArgumentParser:
     resonance.add_arguments(tasks.add_parser(
         "dijet-resonance", help="13 TeV QCD dijets and a W' -> X Y -> 4 quarks signal, two "
                                 "leading R = 1.0 jets per event (LHC Olympics R&D style)"))
+    from hepjax.data import zjets_generation
+
+    zjets_generation.add_arguments(tasks.add_parser(
+        "zjets", help="13 TeV Z(-> mu mu) + 1-3 jets at hadron level (Pythia 8 + FastJet "
+                      "anti-kT R = 0.4), for event generation with flows (issue 27)"))
     return parser
 
 
