@@ -1,0 +1,213 @@
+"""Point-cloud jet generation (issue 27, item 3): JetNet-style jets and a permutation-equivariant
+conditional flow-matching generator.
+
+* **Data** (Kansal et al., "Particle Cloud Generation with Message Passing Generative Adversarial
+  Networks", arXiv:2106.11535, the JetNet format): the ``n_particles`` (30) hardest constituents
+  of a jet as (eta_rel, phi_rel, pT_rel) = (eta - eta_jet, phi - phi_jet wrapped to (-pi, pi],
+  pT / pT_jet), with the jet axis and pT of the whole jet (``jet_p4``), and a mask for jets with
+  fewer constituents (``jetnet_clouds``).
+* **Preprocessing** (``CloudScaler``): eta_rel, phi_rel and ln pT_rel standardised with the means
+  and standard deviations of the real training particles; padded particles are 0.
+* **Model** (``SetTransformerVelocity``): a transformer without positional encoding (a
+  set-attention network, Lee et al. "Set Transformer", 2019; as the attention backbones of Buhmann
+  et al. "EPiC-ly fast particle cloud generation with flow-matching and diffusion",
+  arXiv:2310.00049): per-particle embedding, ``depth`` pre-norm blocks of masked multi-head
+  self-attention and a feed-forward layer, each block adding a projection of the embedding of
+  (t, multiplicity); a zero-initialised output. Padded particles are masked as keys and their
+  outputs zeroed, so the velocity field is permutation equivariant in the particles.
+* **Training** (``flow_matching_loss``; Lipman et al. "Flow Matching for Generative Modeling",
+  arXiv:2210.02747, the optimal-transport conditional path with sigma_min = 0; Liu et al.
+  "Rectified flow"): x_t = (1 - t) x_0 + t x_1 with x_0 ~ N(0, 1) per particle and x_1 the data,
+  regress v(x_t, t, n) on x_1 - x_0, squared error averaged over the real particles.
+* **Sampling** (``sample_clouds``): the multiplicity n drawn from the training distribution,
+  the first n slots marked real (the order of slots is immaterial to an equivariant model),
+  the ODE dx/dt = v integrated from t = 0 to 1 with ``steps`` fixed Euler or midpoint steps,
+  all inside one jitted ``lax.fori_loop``.
+"""
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from hepjax.nn import Dense, MultiHeadAttention
+from hepjax.nn import initializers as inits
+from hepjax.models.generative.nets import sinusoidal_embedding
+
+Array = jax.Array
+
+__all__ = ["jetnet_clouds", "CloudScaler", "SetTransformerVelocity", "flow_matching_loss",
+           "sample_clouds", "multiplicity_probs", "draw_counts", "param_count"]
+
+
+def jetnet_clouds(p4: np.ndarray, mask: np.ndarray, jet_p4: np.ndarray,
+                  n_particles: int = 30) -> tuple[np.ndarray, np.ndarray]:
+    """(N, P, 4) constituent (E, px, py, pz), (N, P) mask, (N, 4) jet four-momenta ->
+    clouds (N, n, 3) float32 (eta_rel, phi_rel, pT_rel; zeros where padded) and mask (N, n) bool,
+    the ``n`` hardest constituents in decreasing pT."""
+    p4, mask, jet_p4 = np.asarray(p4, np.float64), np.asarray(mask, bool), np.asarray(jet_p4,
+                                                                                     np.float64)
+    if p4.ndim != 3 or p4.shape[-1] != 4 or mask.shape != p4.shape[:2]:
+        raise ValueError(f"jetnet_clouds: p4 must be (N, P, 4) and mask (N, P); got p4 "
+                         f"{p4.shape}, mask {mask.shape}")
+    if jet_p4.shape != (p4.shape[0], 4):
+        raise ValueError(f"jetnet_clouds: jet_p4 must be (N, 4) = ({p4.shape[0]}, 4); got "
+                         f"{jet_p4.shape}")
+    pt = np.hypot(p4[..., 1], p4[..., 2])
+    order = np.argsort(-np.where(mask, pt, -1.0), axis=1, kind="stable")[:, :n_particles]
+    take = lambda a: np.take_along_axis(a, order, axis=1)  # noqa: E731
+    p4 = np.take_along_axis(p4, order[..., None], axis=1)
+    mask, pt = take(mask), take(pt)
+    if p4.shape[1] < n_particles:
+        pad = n_particles - p4.shape[1]
+        p4 = np.pad(p4, ((0, 0), (0, pad), (0, 0)))
+        mask, pt = np.pad(mask, ((0, 0), (0, pad))), np.pad(pt, ((0, 0), (0, pad)))
+    eta = np.arcsinh(np.divide(p4[..., 3], pt, out=np.zeros_like(pt), where=pt > 0))
+    phi = np.arctan2(p4[..., 2], p4[..., 1])
+    jpt = np.hypot(jet_p4[:, 1], jet_p4[:, 2])
+    if (jpt <= 0).any():
+        raise ValueError(f"jetnet_clouds: {int((jpt <= 0).sum())} jets with pT <= 0 in jet_p4")
+    jeta = np.arcsinh(jet_p4[:, 3] / jpt)
+    jphi = np.arctan2(jet_p4[:, 2], jet_p4[:, 1])
+    dphi = (phi - jphi[:, None] + np.pi) % (2 * np.pi) - np.pi
+    cloud = np.stack([eta - jeta[:, None], dphi, pt / jpt[:, None]], -1)
+    cloud = np.where(mask[..., None], cloud, 0.0)
+    return cloud.astype(np.float32), mask
+
+
+class CloudScaler:
+    """Standardises (eta_rel, phi_rel, ln pT_rel) with the real training particles' statistics;
+    ``inverse`` maps back to (eta_rel, phi_rel, pT_rel) and zeroes padded particles."""
+
+    def __init__(self, clouds: np.ndarray, mask: np.ndarray):
+        feats = self._features(np.asarray(clouds, np.float64))[np.asarray(mask, bool)]
+        if len(feats) < 2:
+            raise ValueError("CloudScaler: fewer than two real particles to fit the scaling")
+        self.mean = feats.mean(0)
+        self.std = feats.std(0) + 1e-8
+
+    @staticmethod
+    def _features(clouds):
+        pt = np.maximum(clouds[..., 2], 1e-12)
+        return np.stack([clouds[..., 0], clouds[..., 1], np.log(pt)], -1)
+
+    def transform(self, clouds, mask) -> np.ndarray:
+        x = (self._features(np.asarray(clouds, np.float64)) - self.mean) / self.std
+        return np.where(np.asarray(mask, bool)[..., None], x, 0.0).astype(np.float32)
+
+    def inverse(self, x, mask) -> np.ndarray:
+        y = np.asarray(x, np.float64) * self.std + self.mean
+        cloud = np.stack([y[..., 0], y[..., 1], np.exp(y[..., 2])], -1)
+        return np.where(np.asarray(mask, bool)[..., None], cloud, 0.0).astype(np.float32)
+
+    def state(self) -> dict:
+        return {"mean": self.mean.tolist(), "std": self.std.tolist()}
+
+
+def multiplicity_probs(mask: np.ndarray) -> np.ndarray:
+    """Empirical distribution (n_particles + 1,) of the number of real particles per jet."""
+    mask = np.asarray(mask, bool)
+    counts = np.bincount(mask.sum(1), minlength=mask.shape[1] + 1).astype(np.float64)
+    return counts / counts.sum()
+
+
+class _Block(nnx.Module):
+    def __init__(self, width: int, heads: int, emb: int, rngs: nnx.Rngs):
+        self.norm1 = nnx.LayerNorm(width, rngs=rngs)
+        self.attn = MultiHeadAttention(width, heads, rngs=rngs)
+        self.norm2 = nnx.LayerNorm(width, rngs=rngs)
+        self.cond = Dense(emb, width, rngs=rngs)
+        self.fc1 = Dense(width, 2 * width, kernel_init=inits.he_uniform, rngs=rngs)
+        self.fc2 = Dense(2 * width, width, kernel_init=inits.zeros, rngs=rngs)
+
+    def __call__(self, h, e, attn_mask):
+        h = h + self.attn(self.norm1(h), mask=attn_mask)
+        y = self.norm2(h) + self.cond(e)[:, None, :]
+        return h + self.fc2(jax.nn.gelu(self.fc1(y)))
+
+
+class SetTransformerVelocity(nnx.Module):
+    """``v(x (B, P, F), t (B,), mask (B, P)) -> (B, P, F)``: the flow-matching velocity field,
+    conditioned on t and the multiplicity n / P (computed from the mask). Permutation
+    equivariant in P; padded particles get 0."""
+
+    def __init__(self, features: int = 3, *, width: int = 96, depth: int = 3, heads: int = 4,
+                 time_dim: int = 32, rngs: nnx.Rngs):
+        self.time_dim = time_dim
+        self.inp = Dense(features, width, rngs=rngs)
+        emb = width
+        self.emb1 = Dense(time_dim + 1, emb, kernel_init=inits.he_uniform, rngs=rngs)
+        self.emb2 = Dense(emb, emb, rngs=rngs)
+        self.blocks = nnx.List([_Block(width, heads, emb, rngs) for _ in range(depth)])
+        self.norm = nnx.LayerNorm(width, rngs=rngs)
+        self.out = Dense(width, features, kernel_init=inits.zeros, rngs=rngs)
+
+    def __call__(self, x: Array, t: Array, mask: Array) -> Array:
+        mask = jnp.asarray(mask, bool)
+        n = jnp.sum(mask, -1, keepdims=True).astype(jnp.float32) / mask.shape[-1]
+        e = jnp.concatenate([sinusoidal_embedding(1000.0 * t, self.time_dim), n], -1)
+        e = self.emb2(jax.nn.silu(self.emb1(e)))
+        attn_mask = mask[:, None, None, :]
+        h = self.inp(x) + e[:, None, :]
+        for block in self.blocks:
+            h = block(h, e, attn_mask)
+        v = self.out(jax.nn.gelu(self.norm(h)))
+        return jnp.where(mask[..., None], v, 0.0)
+
+
+def flow_matching_loss(model: SetTransformerVelocity, batch, key) -> Array:
+    """Conditional flow matching (Lipman et al. 2022, OT path, sigma_min = 0) on a batch
+    (x (B, P, F) standardised with padded entries 0, mask (B, P)): mean squared error of the
+    velocity over the real particles."""
+    x1, mask = batch
+    kt, kn = jax.random.split(key)
+    t = jax.random.uniform(kt, (x1.shape[0],))
+    x0 = jax.random.normal(kn, x1.shape)
+    m = mask[..., None].astype(x1.dtype)
+    x0 = x0 * m
+    xt = (1.0 - t[:, None, None]) * x0 + t[:, None, None] * x1
+    err = (model(xt, t, mask) - (x1 - x0)) ** 2 * m
+    return jnp.sum(err) / (jnp.sum(m) * x1.shape[-1])
+
+
+def _masks_from_counts(counts: Array, n_particles: int) -> Array:
+    return jnp.arange(n_particles)[None, :] < counts[:, None]
+
+
+def sample_clouds(model: SetTransformerVelocity, key, counts: Array, *, n_particles: int,
+                  features: int = 3, steps: int = 40, method: str = "midpoint"):
+    """Integrates the flow-matching ODE for jets with ``counts`` (B,) real particles: returns
+    (x (B, P, F) in the standardised space, mask (B, P)). ``method``: 'euler' or 'midpoint'."""
+    if method not in ("euler", "midpoint"):
+        raise ValueError(f"sample_clouds: method={method!r}; use 'euler' or 'midpoint'")
+    if steps < 1:
+        raise ValueError(f"sample_clouds: steps={steps}; expected >= 1")
+    mask = _masks_from_counts(counts, n_particles)
+    m = mask[..., None].astype(jnp.float32)
+    x = jax.random.normal(key, (counts.shape[0], n_particles, features)) * m
+    dt = 1.0 / steps
+    ones = jnp.ones((counts.shape[0],))
+
+    def step(i, x):
+        t = i * dt
+        v = model(x, t * ones, mask)
+        if method == "midpoint":
+            v = model(x + 0.5 * dt * v, (t + 0.5 * dt) * ones, mask)
+        return x + dt * v
+
+    x = jax.lax.fori_loop(0, steps, step, x)
+    return x * m, mask
+
+
+def draw_counts(key, probs, size: int) -> Array:
+    """``size`` multiplicities drawn from ``probs`` (n_particles + 1,) (at least 1 particle)."""
+    p = jnp.asarray(probs, jnp.float32).at[0].set(0.0)
+    return jax.random.choice(key, p.shape[0], (size,), p=p / jnp.sum(p))
+
+
+def param_count(model: nnx.Module) -> int:
+    return int(sum(math.prod(a.shape) for a in jax.tree_util.tree_leaves(nnx.state(model,
+                                                                                    nnx.Param))))
