@@ -1,8 +1,9 @@
 """Quark/gluon discrimination with a Particle Flow Network, with or without particle ID.
 
 Komiske, Metodiev, Thaler, "Energy Flow Networks: Deep Sets for Particle Jets", JHEP 01 (2019)
-121 (arXiv:1810.05165), section 4: Pythia 8 Z + q (label 1) vs Z + g (label 0) jets, R = 0.4,
-500 < pT < 550 GeV, |y| < 2 (``hepjax.data.quark_gluon``, generated and cached on first use).
+121 (arXiv:1810.05165), section 4: Pythia 8 Z + q (u, d, s; label 1) vs Z + g (label 0) jets,
+R = 0.4, 500 < pT < 550 GeV, |y| < 1.7 (``hepjax.data.quark_gluon``, generated and cached on
+first use).
 Per-particle inputs (z, y, phi) centred on the jet's pT-weighted centroid, z = pT / sum pT
 (the paper's PFN); ``:id`` adds energyflow's PDG-id float (the paper's PFN-ID), ``:onehot``
 eight one-hot detector classes (photon, charged hadron +/-, neutral hadron, e-/e+, mu-/mu+;

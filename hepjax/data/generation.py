@@ -15,10 +15,17 @@ jet keeps its 200 hardest constituents sorted by pT, and the truth top four-mome
 QCD). Hard-process pT is generated in [500, 700] GeV (``PhaseSpace:pTHatMin/Max``) for
 efficiency.
 
-The quark/gluon task follows the energyflow Pythia sample (Komiske, Metodiev, Thaler,
-arXiv:1810.05165): Z(->nu nu) + gluon (label 0) and Z(->nu nu) + light quark (label 1) at 14 TeV,
-with multi-parton interactions (as that sample), the hardest anti-kt R = 0.4 jet with
-500 < pT < 550 GeV and |y| < 2.
+The quark/gluon task follows the energyflow Pythia sample of the Energy Flow Networks paper
+(Komiske, Metodiev, Thaler, "Energy Flow Networks: Deep Sets for Particle Jets", JHEP 01 (2019)
+121, arXiv:1810.05165; energyflow's ``qg_jets`` docstring: Pythia 8.226, 14 TeV,
+qqbar -> Z(->nu nu) + g and qg -> Z(->nu nu) + (uds), hadronisation and MPI on, default tune,
+anti-kT R = 0.4 on all final non-neutrino particles, 500 < pT < 550 GeV, |y| < 1.7, no
+detector): Z(->nu nu) + gluon (label 0) and Z(->nu nu) + light quark (label 1), the hardest
+anti-kt R = 0.4 jet with 500 < pT < 550 GeV and |y| < 1.7. Pythia's qg -> Z q has no switch for
+the quark flavour, so the quark process carries ``Process.veto_outgoing = (4, 5)``: an event
+whose outgoing hard-process parton (Pythia status -23, the hardest subprocess; MPI partons have
+status -31 to -33) is a c or b quark (|id| 4 or 5) gives no jet, leaving u, d, s (and their
+antiquarks). Its cache version is ``QUARK_GLUON_RECIPE_VERSION``.
 
 Determinism: events are made in chunks of ``events_per_chunk``; chunk ``c`` of process ``k`` runs
 a fresh Pythia seeded with ``chunk_seed(seed, k, c)``, and so does the detector. A class takes the
@@ -44,8 +51,13 @@ from hepjax.physics import numpy_kinematics as npkin
 # jets: cached samples are named by it (hepjax.data.top_tagging.cache_path).
 # 2: top tagging without MPI, leading jet only, Delphes-ATLAS-like energy flow.
 RECIPE_VERSION = 2
+# The quark/gluon task's own version (hepjax.data.quark_gluon names its cache by it), so that a
+# change to it leaves the top-tagging caches valid. 2: Z + q/g with |y| < 2, quarks u-b;
+# 3: the energyflow sample's |y| < 1.7 and light quarks only (Process.veto_outgoing).
+QUARK_GLUON_RECIPE_VERSION = 3
 
-__all__ = ["Process", "JetCuts", "Task", "TASKS", "chunk_seed", "pythia_settings",
+__all__ = ["Process", "JetCuts", "Task", "TASKS", "QUARK_GLUON_RECIPE_VERSION", "chunk_seed",
+           "pythia_settings", "hard_process_vetoed",
            "simulate_chunk", "generate", "require_generators"]
 
 _PYTHIA_COMMON = ("Beams:eCM = 14000.", "Next:numberCount = 0", "Print:quiet = on",
@@ -60,6 +72,8 @@ class Process:
     label: int
     truth: str = "none"   # "top": keep a jet only if it contains a hadronic top and its quarks;
                           # "w": a hadronic W and its two quarks (hepjax.anomaly.wjets)
+    veto_outgoing: tuple[int, ...] = ()   # |PDG id|s: an event whose outgoing hard-process
+                          # parton (status -23) has one of them gives no jet (hard_process_vetoed)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,8 +111,8 @@ TASKS = {
                              "PhaseSpace:pTHatMax = 650."), label=0),
          Process("z_quark", ("WeakBosonAndParton:qg2gmZq = on", "23:onMode = off",
                              "23:onIfAny = 12 14 16", "PhaseSpace:pTHatMin = 450.",
-                             "PhaseSpace:pTHatMax = 650."), label=1)),
-        JetCuts(radius=0.4, pt_min=500.0, pt_max=550.0, eta_max=2.0, use_rapidity=True,
+                             "PhaseSpace:pTHatMax = 650."), label=1, veto_outgoing=(4, 5))),
+        JetCuts(radius=0.4, pt_min=500.0, pt_max=550.0, eta_max=1.7, use_rapidity=True,
                 jets_per_event=1), mpi=True),
 }
 
@@ -230,6 +244,17 @@ def _hadronic_ws(rec, start, stop):
     return ws
 
 
+def hard_process_vetoed(rec, offsets, veto_ids) -> np.ndarray:
+    """(n_events,) bool: the events of the flat record ``rec`` (``offsets`` per event) with an
+    outgoing parton of the hardest subprocess (Pythia status -23) whose |PDG id| is in
+    ``veto_ids``. All False when ``veto_ids`` is empty."""
+    n_events = len(offsets) - 1
+    if not veto_ids:
+        return np.zeros(n_events, bool)
+    hit = (rec["status"] == -23) & np.isin(np.abs(rec["id"]), np.asarray(veto_ids))
+    return np.bincount(rec["event"][hit], minlength=n_events) > 0
+
+
 def _empty(m):
     return {"p4": np.zeros((0, m, 4), np.float32), "pid": np.zeros((0, m), np.int32),
             "charge": np.zeros((0, m), np.int8), "n_constituents": np.zeros(0, np.int32),
@@ -323,6 +348,8 @@ def simulate_chunk(task: Task | str, process_index: int, seed: int, chunk_index:
     position = npkin.rapidity(jet_p4) if cuts.use_rapidity else jeta
     chosen = ((rank < cuts.jets_per_event) & (cuts.pt_min < jpt) & (jpt < cuts.pt_max)
               & (np.abs(position) < cuts.eta_max))
+    if proc.veto_outgoing:
+        chosen &= ~hard_process_vetoed(rec, offsets, proc.veto_outgoing)[jet_event]
     truth = np.zeros((len(jpt), 4))
     if proc.truth in ("top", "w"):   # the top (W) and its 3 (2) decay quarks within dR < R
         find = _hadronic_tops if proc.truth == "top" else _hadronic_ws

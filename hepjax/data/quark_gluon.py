@@ -1,10 +1,12 @@
 """The quark/gluon dataset of the Energy Flow Networks paper, generated here and cached.
 
 Komiske, Metodiev, Thaler, "Energy Flow Networks: Deep Sets for Particle Jets", JHEP 01 (2019)
-121 (arXiv:1810.05165): Pythia 8 Z(->nu nu) + g (label 0) and Z(->nu nu) + q (label 1) at 14 TeV
-with multi-parton interactions, the hardest anti-kT R = 0.4 jet with 500 < pT < 550 GeV and
-|y| < 2, every final-state particle but neutrinos (no detector), as the energyflow package's
-``qg_jets`` sample (``hepjax.data.generation.TASKS['quark-gluon']``).
+121 (arXiv:1810.05165): Pythia 8 qqbar -> Z(->nu nu) + g (label 0) and qg -> Z(->nu nu) + q with
+q = u, d, s (label 1; events whose hard-process quark is c or b are vetoed) at 14 TeV with
+multi-parton interactions, the hardest anti-kT R = 0.4 jet with 500 < pT < 550 GeV and
+|y| < 1.7, every final-state particle but neutrinos (no detector), as the energyflow package's
+``qg_jets`` sample (``hepjax.data.generation.TASKS['quark-gluon']``, cached under the
+quark/gluon recipe version ``generation.QUARK_GLUON_RECIPE_VERSION``).
 
 ``load_splits(cfg)`` (``cfg`` = ``config.data`` with ``name = 'quark_gluon'``, the fields of
 ``hepjax.configs.defaults.quark_gluon_data``) returns ``{"train", "val", "test"}`` dicts and
@@ -90,7 +92,7 @@ def _stem(cfg) -> str:
 
     mpi = "_mpi" if cfg.mpi else "_nompi"
     return (f"seed{int(cfg.seed)}_{cfg.detector}{mpi}_epc{int(cfg.events_per_chunk)}_recipe"
-            f"{generation.RECIPE_VERSION}_pythia{_pythia_version()}")
+            f"{generation.QUARK_GLUON_RECIPE_VERSION}_pythia{_pythia_version()}")
 
 
 def cache_path(cfg) -> pathlib.Path:
