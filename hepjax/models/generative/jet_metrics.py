@@ -219,15 +219,20 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
     return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * np.trace(covmean))
 
 
+def _feature_pair(real, gen, metric: str, normalise: bool):
+    """(real, gen) as float64 (N, F) arrays with equal F, normalised together if asked."""
+    x, y = np.asarray(real, np.float64), np.asarray(gen, np.float64)
+    if x.ndim != 2 or y.ndim != 2 or x.shape[1] != y.shape[1]:
+        raise ValueError(f"{metric}: expected (N, F) features with equal F; got {x.shape}, "
+                         f"{y.shape}")
+    return normalise_features(x, y) if normalise else (x, y)
+
+
 def fpd(real, gen, *, min_samples: int = 20_000, max_samples: int = 50_000, num_batches: int = 20,
         num_points: int = 10, normalise: bool = True, seed: int = 42):
     """Frechet physics distance extrapolated to infinite sample size (2211.10295,
     ``jetnet.evaluation.fpd``): (value, error). Sizes are capped at the samples' size."""
-    x, y = np.asarray(real, np.float64), np.asarray(gen, np.float64)
-    if x.ndim != 2 or y.ndim != 2 or x.shape[1] != y.shape[1]:
-        raise ValueError(f"fpd: expected (N, F) features with equal F; got {x.shape}, {y.shape}")
-    if normalise:
-        x, y = normalise_features(x, y)
+    x, y = _feature_pair(real, gen, "fpd", normalise)
     n_max = min(max_samples, len(x), len(y))
     n_min = min(min_samples, n_max // 2)
     if n_min < 10:
@@ -263,11 +268,7 @@ def kpd(real, gen, *, num_batches: int = 10, batch_size: int = 5_000, normalise:
         degree: int = 4, seed: int = 42):
     """Kernel physics distance (2211.10295, ``jetnet.evaluation.kpd``): median over batches of
     the unbiased MMD^2, error = IQR / 2. ``batch_size`` is capped at the samples' size."""
-    x, y = np.asarray(real, np.float64), np.asarray(gen, np.float64)
-    if x.ndim != 2 or y.ndim != 2 or x.shape[1] != y.shape[1]:
-        raise ValueError(f"kpd: expected (N, F) features with equal F; got {x.shape}, {y.shape}")
-    if normalise:
-        x, y = normalise_features(x, y)
+    x, y = _feature_pair(real, gen, "kpd", normalise)
     size = min(batch_size, len(x), len(y))
     rng = np.random.default_rng(seed)
     vals = [mmd_poly_unbiased(x[rng.integers(0, len(x), size)], y[rng.integers(0, len(y), size)],
