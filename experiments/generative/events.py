@@ -1,7 +1,10 @@
 """Event generation with a conditional flow (issue 27, item 4): Z(-> mu mu) + {1, 2, 3} jets from
 Pythia 8 at hadron level (``hepjax.data.zjets_generation``), learned by one flow per jet
-multiplicity (or, ``--model padded``, one flow conditioned on it; ``EventFlow`` in
-``hepjax.models.generative.events``), checked as in Butter, Heimel, Hummerich, Krebs, Plehn,
+multiplicity in the dimuon representation (the dimuon's pT, rapidity and Breit-Wigner-mapped
+mass plus the Collins-Soper decay angles; generated events failing the truth's selection are
+re-drawn; ``--model dimuon``, the default), or in the muons' own columns (``--model per-n``), or
+one flow conditioned on the multiplicity (``--model padded``); ``EventFlow`` and the
+preprocessors in ``hepjax.models.generative.events``), checked as in Butter, Heimel, Hummerich, Krebs, Plehn,
 Rousselot, Vent, "Generative networks for precision enthusiasts" (arXiv:2110.13632):
 distributions and their ratio to the truth, tails included.
 
@@ -41,11 +44,11 @@ import numpy as np
 VARIANTS = {
     # smoke: one small Pythia sample (one chunk) split in order, a tiny flow, a few hundred steps
     "smoke": dict(n_train=150, n_test=60, n_ref=60, split_one=True, events_per_chunk=1000,
-                  model="per-n", kind="affine", n_layers=4, hidden=(64, 64), bins=8,
+                  model="dimuon", kind="affine", n_layers=4, hidden=(64, 64), bins=8,
                   steps_per_n=(400, 200, 100), steps=400, batch=128, lr=2e-3,
                   warmup=50, chunk=100, bootstrap=5, workers=1),
     "cpu": dict(n_train=15000, n_test=5000, n_ref=5000, split_one=False, events_per_chunk=500,
-                model="per-n", kind="spline", n_layers=6, hidden=(64, 64), bins=8,
+                model="dimuon", kind="spline", n_layers=6, hidden=(64, 64), bins=8,
                 steps_per_n=(4000, 1500, 500), steps=5000, batch=256, lr=1e-3,
                 weight_decay=1e-4,
                 warmup=300, chunk=500, bootstrap=20, workers=2),
@@ -53,12 +56,16 @@ VARIANTS = {
 
 TAILS = (("pT_j1", ">", 150.0), ("pT_j1", ">", 300.0), ("pT_mu1", ">", 100.0),
          ("pT_mumu", ">", 150.0), ("m_mumu", "<", 80.0), ("m_mumu", ">", 100.0),
-         ("m_mumu outside 66-116", "out", (66.0, 116.0)), ("dR_j1j2", "<", 0.4))
+         ("m_mumu outside 66-116", "out", (66.0, 116.0)), ("dR_j1j2", "<", 0.4),
+         ("pT_imbalance", ">", 50.0))
 
 PLOTS = (("pT_mu1", "log"), ("pT_j1", "log"), ("pT_j2", "log"), ("eta_j1", "lin"),
          ("m_mumu", "mll"), ("pT_mumu", "log"), ("dR_j1j2", "lin"), ("dphi_j1j2", "lin"))
 TABLE_OBS = ("pT_mu1", "pT_mu2", "eta_mu1", "m_mumu", "pT_mumu", "dphi_mumu", "pT_j1", "eta_j1",
-             "m_j1", "pT_j2", "eta_j2", "dR_j1j2", "dphi_j1j2", "m_j1j2", "pT_j3", "eta_j3")
+             "m_j1", "pT_j2", "eta_j2", "dR_j1j2", "dphi_j1j2", "m_j1j2", "pT_j3", "eta_j3",
+             "pT_imbalance")
+MODELS = {"mass": ("mass", "per-n", True), "dimuon": ("dimuon", "per-n", True), "per-n": ("muons", "per-n", False),
+          "padded": ("muons", "padded", False)}   # representation, EventFlow mode, rejection
 
 
 @dataclasses.dataclass
@@ -66,12 +73,13 @@ class Sample:
     mu: np.ndarray
     jets: np.ndarray
     n_jets: np.ndarray
+    charge: np.ndarray
 
     def events(self):
         return {"mu": self.mu, "jets": self.jets, "n_jets": self.n_jets}
 
     def take(self, rows):
-        return Sample(self.mu[rows], self.jets[rows], self.n_jets[rows])
+        return Sample(self.mu[rows], self.jets[rows], self.n_jets[rows], self.charge[rows])
 
 
 class _Loader:
@@ -96,7 +104,7 @@ class _Loader:
         self.n_acc += n
         for k in ("n_generated", "n_fail_muons", "n_fail_window", "n_0jet", "n_4jet"):
             self.counts[k] = self.counts.get(k, 0) + int(d[k])
-        return Sample(d["mu"], d["jets"], d["n_jets"])
+        return Sample(d["mu"], d["jets"], d["n_jets"], d["mu_charge"])
 
     def train(self) -> Sample:
         cfg, s = self.cfg, self.args.seed
@@ -159,7 +167,7 @@ def _tail(obs, name, op, cut):
 def _shuffled_reference(ref: Sample, pre, seed):
     """The reference with every representation column permuted independently among events of
     the same multiplicity (a wrong reference: right marginals, no correlations)."""
-    x, mask, _, phi0 = pre.transform(ref.mu, ref.jets, ref.n_jets)
+    x, mask, _, phi0 = pre.transform(ref.mu, ref.jets, ref.n_jets, ref.charge)
     rng = np.random.default_rng(seed)
     x = x.copy()
     for n in (1, 2, 3):
@@ -170,7 +178,7 @@ def _shuffled_reference(ref: Sample, pre, seed):
     from hepjax.models.generative.events import sort_objects
     mu, jets = pre.inverse(np.nan_to_num(x), ref.n_jets, phi0)
     mu, jets, _, _ = sort_objects(mu, jets, ref.n_jets)
-    return Sample(mu, jets, ref.n_jets)
+    return Sample(mu, jets, ref.n_jets, np.zeros((len(mu), 2), np.int64))
 
 
 def _stat(v):
@@ -183,7 +191,7 @@ def _nll(model, pre, sample: Sample, seed, wrong_n=False):
     Gaussian with independent standardised columns) and their difference, per event averaged;
     and the flow's per multiplicity."""
     from hepjax.models.generative.flows import standard_normal_logpdf
-    x, mask, _, _ = pre.transform(sample.mu, sample.jets, sample.n_jets)
+    x, mask, _, _ = pre.transform(sample.mu, sample.jets, sample.n_jets, sample.charge)
     lp, dim = model.log_prob(x, mask, sample.n_jets, seed=seed, wrong_n=wrong_n)
     if model.mode == "padded":
         filled = np.where(mask, np.nan_to_num(x),
@@ -197,6 +205,20 @@ def _nll(model, pre, sample: Sample, seed, wrong_n=False):
     out["flow_by_n"] = {str(n): _stat(-lp[sample.n_jets == n] / dim[sample.n_jets == n])
                         for n in (1, 2, 3) if (sample.n_jets == n).sum() > 1}
     return out
+
+
+def _round_trip(pre, s: Sample) -> float:
+    """Max relative error of the muons' and jets' (pT, eta, phi, m) after the representation
+    and back (phi errors relative to pi; eta and phi absolute over max(1, |value|))."""
+    from hepjax.models.generative.events import sort_objects
+    x, _, _, phi0 = pre.transform(s.mu, s.jets, s.n_jets, s.charge)
+    mu, jets = pre.inverse(np.nan_to_num(x), s.n_jets, phi0)
+    mu, jets, _, _ = sort_objects(mu, jets, s.n_jets)
+    err = [np.abs(mu[:, :, 0] / s.mu[:, :, 0] - 1),
+           np.abs(mu[:, :, 1] - s.mu[:, :, 1]) / np.maximum(1, np.abs(s.mu[:, :, 1])),
+           np.abs(np.mod(mu[:, :, 2] - s.mu[:, :, 2] + math.pi, 2 * math.pi) - math.pi) / math.pi,
+           np.abs(jets - s.jets) / np.maximum(1, np.abs(s.jets))]
+    return float(max(e.max() for e in err))
 
 
 def _bins(name, kind, truth):
@@ -304,8 +326,22 @@ def _table(res) -> str:
              f"{res['sizes']['ref']}, generated {res['sizes']['generated']} (seed {res['seed']}).",
              "",
              f"Model: {res['config']['model']} ({res['config']['n_layers']} {res['config']['kind']} "
-             f"couplings per flow, hidden {res['config']['hidden']}).", "",
-             f"Test NLL per dimension [nats]: flow {nll['flow']}, standard normal in the same "
+             f"couplings per flow, hidden {res['config']['hidden']}; representation "
+             f"{res['representation']}, round trip to the events and back: max relative error "
+             + ", ".join(f"{k} {v:.1e}" for k, v in res["round_trip_max_rel"].items()) + ").",
+             "",
+             (("Generated events failing the truth selection (muon pT/eta, 66-116 GeV window, "
+               "jet Delta R >= 0.4), re-drawn: " + _fmt(res["sampling"]["rejected_fraction"]
+                                                         ["fraction"],
+                                                         res["sampling"]["rejected_fraction"]
+                                                         ["err"])
+               + " of the first draw (" + ", ".join(
+                   f"{n} jet(s) {_fmt(v['fraction'], v['err'])}"
+                   for n, v in res["sampling"]["rejected_fraction_by_n"].items())
+               + f"; {res['sampling']['rounds']} re-draw rounds).")
+              if res["rejection"] else "No rejection of generated events."), "",
+             f"Test NLL per dimension [nats] (in this representation's columns: not comparable "
+             f"between representations): flow {nll['flow']}, standard normal in the same "
              f"standardised columns {nll['standard_normal']}, flow - standard normal "
              f"{nll['flow_minus_normal']}"
              + (f", padded flow given the wrong multiplicity {nll['flow_wrong_n']}"
@@ -367,9 +403,12 @@ def main(argv=None) -> dict:
     ap.add_argument("--workdir", required=True)
     ap.add_argument("--seed", type=int, default=27)
     ap.add_argument("--workers", type=int, default=0, help="Pythia processes (0: the variant's)")
-    ap.add_argument("--model", choices=("per-n", "padded"), default=None,
-                    help="one flow per multiplicity (the variants' default) or one flow "
-                         "conditioned on n with N(0, 1) padding")
+    ap.add_argument("--model", choices=tuple(MODELS), default=None,
+                    help="dimuon: one flow per multiplicity in the dimuon + Collins-Soper "
+                         "representation with rejection of events failing the selection (the "
+                         "variants' default); per-n: one flow per multiplicity in the muons' "
+                         "(log pT, eta, phi) columns; padded: one flow conditioned on n with "
+                         "N(0, 1) padding (both without rejection)")
     ap.add_argument("--reuse-model", action="store_true",
                     help="load workdir/model.pkl (and the training history from results.json) "
                          "instead of training")
@@ -392,9 +431,11 @@ def main(argv=None) -> dict:
 
     loader = _Loader(args, cfg, log)
     train = loader.train()
-    pre = ev.EventPreprocessor().fit(train.mu, train.jets, train.n_jets)
-    x, mask, cond, _ = pre.transform(train.mu, train.jets, train.n_jets)
-    model = ev.EventFlow(cfg["model"], n_layers=cfg["n_layers"], kind=cfg["kind"],
+    representation, mode, reject = MODELS[cfg["model"]]
+    pre = ev.make_preprocessor(representation).fit(train.mu, train.jets, train.n_jets,
+                                                   train.charge)
+    x, mask, cond, _ = pre.transform(train.mu, train.jets, train.n_jets, train.charge)
+    model = ev.EventFlow(mode, n_layers=cfg["n_layers"], kind=cfg["kind"],
                          hidden=cfg["hidden"], bins=cfg["bins"], seed=args.seed)
     t0 = time.perf_counter()
     if args.reuse_model:
@@ -409,7 +450,7 @@ def main(argv=None) -> dict:
         history, train_s = old["history"], old["time_s"]
         log(f"reusing {workdir / 'model.pkl'} (trained in {train_s:.0f} s)")
     else:
-        steps = cfg["steps"] if cfg["model"] == "padded" else dict(zip((1, 2, 3),
+        steps = cfg["steps"] if mode == "padded" else dict(zip((1, 2, 3),
                                                                         cfg["steps_per_n"]))
         history = model.fit(x, mask, train.n_jets, steps=steps, batch_size=cfg["batch"],
                             key=jax.random.key(args.seed), lr=cfg["lr"], warmup=cfg["warmup"],
@@ -431,14 +472,16 @@ def main(argv=None) -> dict:
         model.sample(key, n_cond)
         times.append(time.perf_counter() - t)
     t = time.perf_counter()
-    gen_events, samp_info = ev.sample_event_flow(model, key, n_cond, pre, phi_seed=args.seed + 7)
+    gen_events, samp_info = ev.sample_event_flow(model, key, n_cond, pre, phi_seed=args.seed + 7,
+                                                 reject=reject)
     total_s = time.perf_counter() - t
     flow_s = min(times) / n_gen
     inverse_s = max(total_s - min(times), 0.0) / n_gen
     speed.update({"flow_s_per_event": flow_s, "inverse_s_per_event": inverse_s,
                   "speedup": speed["pythia_s_per_accepted_event"] / (flow_s + inverse_s),
                   "flow_batch": min(8192, n_gen), "n_timed": n_gen})
-    gen = Sample(gen_events["mu"], gen_events["jets"], gen_events["n_jets"])
+    gen = Sample(gen_events["mu"], gen_events["jets"], gen_events["n_jets"],
+                 gen_events.get("mu_charge", np.zeros((n_gen, 2), np.int64)))
     shuffled = _shuffled_reference(ref.take(slice(0, n_gen)), pre, args.seed + 9)
     log(f"trained {train_s:.0f} s; sampled {n_gen} events, {flow_s * 1e6:.1f} µs/event")
 
@@ -468,7 +511,9 @@ def main(argv=None) -> dict:
     nll["train_flow_by_n"] = nll_train["flow_by_n"]
     if model.mode == "padded":
         nll["flow_wrong_n"] = _nll(model, pre, test, args.seed + 11, wrong_n=True)["flow"]
-    log("metrics done")
+    round_trip = {k: _round_trip(pre, smp) for k, smp in (("train", train), ("truth", test),
+                                                          ("reference", ref))}
+    log(f"metrics done; representation round trip, max relative error {round_trip}")
     mult = {k: np.bincount(s.n_jets, minlength=4)[1:].tolist()
             for k, s in (("train", train), ("truth", test), ("reference", ref))}
     results = {
@@ -486,7 +531,9 @@ def main(argv=None) -> dict:
         "sizes": {"train": len(train.n_jets), "test": len(test.n_jets), "ref": len(ref.n_jets),
                   "generated": n_gen},
         "multiplicities": mult, "counts": counts, "speed": speed,
-        "training": {"steps": (cfg["steps"] if cfg["model"] == "padded"
+        "representation": representation, "rejection": reject,
+        "round_trip_max_rel": round_trip,
+        "training": {"steps": (cfg["steps"] if mode == "padded"
                                else list(cfg["steps_per_n"])),
                      "batch": cfg["batch"], "time_s": train_s,
                      "history": history},

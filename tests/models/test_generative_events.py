@@ -1,6 +1,8 @@
 """Event generation with a conditional flow (hepjax.models.generative.events): the azimuthal
-rotation is exact, the preprocessing round trip, the observables against
-hepjax.physics.numpy_kinematics, and the padded likelihood ignores the absent columns."""
+rotation is exact, the preprocessing round trips (the muons' own columns, the dimuon +
+Collins-Soper columns against the closed-form Collins-Soper angles, the muons-plus-mass columns),
+the observables against hepjax.physics.numpy_kinematics, the truth selection, and the padded
+likelihood ignores the absent columns."""
 import math
 
 import jax
@@ -122,3 +124,134 @@ def test_padded_loss_ignores_absent_columns():
     filled = np.where(mask, np.nan_to_num(x), noise)
     ref = 0.5 * np.mean(np.sum(filled ** 2, 1)) / x.shape[1] + 0.5 * math.log(2 * math.pi)
     assert float(loss) == pytest.approx(ref, rel=1e-5)
+
+
+def _z_events(n=300, seed=6):
+    """Z -> mu mu decays built independently of hepjax: a dimuon (pT, y, phi, m), the mu- drawn
+    isotropically in the dimuon rest frame and boosted with the textbook formula; 1-3 jets."""
+    rng = np.random.default_rng(seed)
+    pt, y = rng.exponential(30, n) + 0.5, rng.uniform(-2, 2, n)
+    phi, m = rng.uniform(-math.pi, math.pi, n), rng.uniform(67, 115, n)
+    c, a = rng.uniform(-1, 1, n), rng.uniform(0, 2 * math.pi, n)
+    s = np.sqrt(1 - c ** 2)
+    rest = 0.5 * m[:, None] * np.stack([np.ones(n), s * np.cos(a), s * np.sin(a), c], -1)
+    mt = np.sqrt(m ** 2 + pt ** 2)
+    q = np.stack([mt * np.cosh(y), pt * np.cos(phi), pt * np.sin(phi), mt * np.sinh(y)], -1)
+    beta = q[:, 1:] / q[:, :1]
+    g = 1 / np.sqrt(1 - np.sum(beta ** 2, 1))
+    bp = np.sum(beta * rest[:, 1:], 1)
+    p_minus = np.concatenate([(g * (rest[:, 0] + bp))[:, None], rest[:, 1:] + (
+        (g - 1) * bp / np.sum(beta ** 2, 1) + g * rest[:, 0])[:, None] * beta], 1)
+    p_plus = q - p_minus
+
+    def ptetaphi(p):
+        pt_ = np.hypot(p[:, 1], p[:, 2])
+        return np.stack([pt_, np.arcsinh(p[:, 3] / pt_), np.arctan2(p[:, 2], p[:, 1])], -1)
+
+    mu = np.stack([ptetaphi(p_minus), ptetaphi(p_plus)], 1)
+    charge = np.tile([-1, 1], (n, 1))
+    swap = mu[:, 1, 0] > mu[:, 0, 0]
+    mu[swap], charge[swap] = mu[swap][:, ::-1], charge[swap][:, ::-1]
+    _, jets, n_jets = _events(n, seed)
+    return mu, jets, n_jets, charge, p_minus, p_plus, (pt, y, m)
+
+
+def _cs_closed_form(p1, p2):
+    """Collins-Soper angles of lepton p1 (antilepton p2) from Collins and Soper, Phys. Rev. D 16
+    (1977) 2219: cos theta = 2 (p1+ p2- - p1- p2+) / (Q sqrt(Q^2 + QT^2)) with p+- = (E +- pz)
+    / sqrt(2); tan phi = sqrt(Q^2 + QT^2) / Q * (Delta . R_T) / (Delta . Q_T), Delta = p1 - p2,
+    R = P_beam x Q (unit), Q_T unit."""
+    q = p1 + p2
+    qq = np.sqrt(q[:, 0] ** 2 - np.sum(q[:, 1:] ** 2, 1))
+    qt = np.hypot(q[:, 1], q[:, 2])
+    pp = lambda p, s: (p[:, 0] + s * p[:, 3]) / math.sqrt(2)   # noqa: E731
+    cos = 2 * (pp(p1, 1) * pp(p2, -1) - pp(p1, -1) * pp(p2, 1)) / (qq * np.sqrt(qq ** 2 + qt ** 2))
+    d = (p1 - p2)[:, 1:3]
+    qt_hat = q[:, 1:3] / qt[:, None]
+    r_hat = np.stack([-qt_hat[:, 1], qt_hat[:, 0]], 1)        # z x Q_T, transverse unit vector
+    phi = np.arctan2(np.sqrt(qq ** 2 + qt ** 2) / qq * np.sum(d * r_hat, 1),
+                     np.sum(d * qt_hat, 1))
+    return cos, np.mod(phi, 2 * math.pi)
+
+
+def test_dimuon_representation_collins_soper_and_round_trip():
+    mu, jets, n, charge, p_minus, p_plus, (pt, y, m) = _z_events()
+    cos, phi = ev.collins_soper(p_minus, p_plus)
+    cos_ref, phi_ref = _cs_closed_form(p_minus, p_plus)
+    np.testing.assert_allclose(cos, cos_ref, atol=1e-9)
+    np.testing.assert_allclose(np.cos(phi - phi_ref), 1, atol=1e-9)
+    # the columns are the dimuon's pT, rapidity, BW-mapped mass and the angles
+    pre = ev.DimuonPreprocessor().fit(mu, jets, n, charge)
+    raw, mask, phi0 = pre.raw(mu, jets, n, charge)
+    np.testing.assert_allclose(raw[:, 0], np.log(pt), rtol=1e-9)
+    np.testing.assert_allclose(raw[:, 1], y, atol=1e-9)
+    u = 1 / (1 + np.exp(-raw[:, 2]))
+    np.testing.assert_allclose(ev.bw_cdf_inverse(u), m, rtol=1e-9)
+    np.testing.assert_allclose(np.tanh(raw[:, 3]), cos_ref, atol=1e-9)
+    # the Breit-Wigner CDF: 0 and 1 at the window's edges, 1/2 near the pole
+    np.testing.assert_allclose(ev.bw_cdf(np.array([66.0, 116.0])), [0, 1], atol=1e-15)
+    assert abs(ev.bw_cdf(91.1876) - 0.5) < 0.02
+    # exact round trip (pT relative, angles absolute), muons re-sorted by pT
+    x, mask, cond, phi0 = pre.transform(mu, jets, n, charge)
+    mu_b, jets_b = pre.inverse(np.nan_to_num(x), n, phi0)
+    mu_b, jets_b, _, _ = ev.sort_objects(mu_b, jets_b, n)
+    np.testing.assert_allclose(mu_b[:, :, 0], mu[:, :, 0], rtol=1e-9)
+    np.testing.assert_allclose(mu_b[:, :, 1], mu[:, :, 1], atol=1e-9)
+    np.testing.assert_allclose(np.cos(mu_b[:, :, 2] - mu[:, :, 2]), 1, atol=1e-12)
+    np.testing.assert_allclose(jets_b, jets, rtol=1e-9, atol=1e-9)
+    # any standardised vector maps into the mass window (its edges where the logit saturates in
+    # float64), and reproduces the column's mass exactly with massless muons
+    z = np.random.default_rng(7).normal(0, 1, x.shape)
+    z[:, 2] *= 4                                     # the mass column far into its tails
+    mu_g, _ = pre.inverse(z, n, phi0)
+    o = ev.observables({"mu": mu_g, "jets": jets, "n_jets": n})
+    assert ((o["m_mumu"] > 66 - 1e-6) & (o["m_mumu"] < 116 + 1e-6)).all()
+    m_col = ev.bw_cdf_inverse(1 / (1 + np.exp(-(z[:, 2] * pre.std[2] + pre.mean[2]))))
+    np.testing.assert_allclose(o["m_mumu"], m_col, rtol=1e-7)
+    with pytest.raises(ValueError, match="charge"):
+        pre.transform(mu, jets, n)
+    with pytest.raises(ValueError, match="opposite charges"):
+        pre.transform(mu, jets, n, np.ones((len(n), 2)))
+
+
+def test_passes_selection_and_pt_imbalance():
+    mu, jets, n, charge, *_ = _z_events(n=200, seed=8)
+    ok = ev.passes_selection(mu, jets, n)
+    o = ev.observables({"mu": mu, "jets": jets, "n_jets": n})
+    dr = [np.hypot(jets[:, a, 1] - jets[:, b, 1],
+                   np.abs(np.mod(jets[:, a, 2] - jets[:, b, 2] + math.pi, 2 * math.pi) - math.pi))
+          for a, b in ((0, 1), (0, 2), (1, 2))]
+    expect = ((mu[:, :, 0] > 20).all(1) & (np.abs(mu[:, :, 1]) < 2.5).all(1)
+              & (o["m_mumu"] > 66) & (o["m_mumu"] < 116)
+              & ((n < 2) | (dr[0] >= 0.4)) & ((n < 3) | ((dr[1] >= 0.4) & (dr[2] >= 0.4))))
+    np.testing.assert_array_equal(ok, expect)
+    assert 0 < ok.mean() < 1
+    # the imbalance against the vector sum written out
+    px = sum(a[:, 0] * np.cos(a[:, 2]) for a in (mu[:, 0], mu[:, 1]))
+    py = sum(a[:, 0] * np.sin(a[:, 2]) for a in (mu[:, 0], mu[:, 1]))
+    for j in range(3):
+        px = px + np.where(n > j, jets[:, j, 0] * np.cos(jets[:, j, 2]), 0)
+        py = py + np.where(n > j, jets[:, j, 0] * np.sin(jets[:, j, 2]), 0)
+    np.testing.assert_allclose(o["pT_imbalance"], np.hypot(px, py), rtol=1e-9)
+
+
+def test_mass_representation_round_trip():
+    mu, jets, n, charge, p_minus, p_plus, (pt, y, m) = _z_events(seed=9)
+    keep = (mu[:, :, 0] > 20).all(1) & (np.abs(mu[:, :, 1]) < 2.5).all(1)   # the acceptance
+    mu, jets, n, m = mu[keep], jets[keep], n[keep], m[keep]
+    assert len(n) > 100
+    pre = ev.MassPreprocessor().fit(mu, jets, n)
+    raw, mask, phi0 = pre.raw(mu, jets, n)
+    np.testing.assert_allclose(ev.bw_cdf_inverse(1 / (1 + np.exp(-raw[:, 4]))), m, rtol=1e-9)
+    np.testing.assert_allclose(raw[:, 0], np.log(mu[:, 1, 0] - 20), rtol=1e-12)
+    x, mask, cond, phi0 = pre.transform(mu, jets, n)
+    mu_b, jets_b = pre.inverse(np.nan_to_num(x), n, phi0)
+    np.testing.assert_allclose(mu_b[:, :, :2], mu[:, :, :2], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(np.cos(mu_b[:, :, 2] - mu[:, :, 2]), 1, atol=1e-12)
+    np.testing.assert_allclose(jets_b, jets, rtol=1e-9, atol=1e-9)
+    # any standardised vector: the window, both muons' eta and the subleading pT built in
+    z = np.random.default_rng(10).normal(0, 1, x.shape)
+    mu_g, _ = pre.inverse(z, n, phi0)
+    o = ev.observables({"mu": mu_g, "jets": jets, "n_jets": n})
+    assert ((o["m_mumu"] > 66 - 1e-6) & (o["m_mumu"] < 116 + 1e-6)).all()
+    assert (np.abs(mu_g[:, :, 1]) <= 2.5).all() and (mu_g[:, 1, 0] > 20).all()

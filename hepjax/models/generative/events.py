@@ -17,7 +17,7 @@ Representation (``EventPreprocessor``) of an event with n jets (``hepjax.data.zj
 
 Models (``EventFlow``):
 
-* ``"per-n"`` (the experiment's default): one unconditional ``ConditionalFlow`` per
+* ``"per-n"`` (the experiment's flows, in every representation): one unconditional ``ConditionalFlow`` per
   multiplicity n over its own 5 + 4n columns (9, 13, 17 dimensions); the multiplicity is the
   choice of flow, p(x | n), and p(n) is taken from the sample to be matched (as the anchor's
   per-multiplicity networks).
@@ -31,6 +31,38 @@ Models (``EventFlow``):
 
 Generated events are then put in the truth's conventions: muons and jets re-sorted by pT (a
 flow does not know the ordering; ``sample_events`` counts how often it had to swap).
+
+The dimuon representation (``DimuonPreprocessor``, the experiment's default): in the muon
+columns above the Z peak is a narrow ridge in a five-dimensional correlation (m_mumu of two
+massless muons is sqrt(2 pT1 pT2 (cosh d_eta - cos d_phi))), which the flow smears (W1 of m_mumu
+10x the truth-vs-truth scale, 2 % of the events outside the 66-116 GeV window). As physicists
+parametrise a resonance decay, the muon pair is represented instead by the dimuon system and
+the decay angles, so that the line shape is one learned marginal:
+
+* log pT_mumu, the rapidity y_mumu, and m_mumu mapped to an unbounded variable over the
+  selection window: u = the relativistic Breit-Wigner CDF in m^2 (m_Z 91.1876 GeV,
+  Gamma_Z 2.4952 GeV, PDG) normalised on 66-116 GeV, then logit(u). The CDF flattens the peak
+  (a pure Breit-Wigner becomes uniform in u, logistic after the logit); the logit sends the
+  window's edges to infinity, so every generated m_mumu is inside the window.
+* the Collins-Soper angles of the negative muon (Collins, Soper, Phys. Rev. D 16 (1977) 2219):
+  in the dimuon rest frame z bisects the beam direction and the negative of the other beam's,
+  x is in the beams' plane along the dimuon pT (no flip by the sign of y_mumu, so the frame is a
+  smooth function of the dimuon momentum), cos theta* -> artanh(cos theta*) and
+  phi* in [0, 2 pi) -> logit(phi* / 2 pi).
+* every phi is measured from the dimuon's phi (instead of the leading muon's), jets as above.
+
+The muons are reconstructed exactly (massless, as in the observables): mu- = (m/2)(1, n) in the
+rest frame, boosted back; mu+ = p_mumu - mu-. The muon acceptance (pT > 20 GeV, |eta| < 2.5) is
+no longer built into the representation, so generated events are passed through the truth's
+selection (``passes_selection``: muon cuts, window, Delta R_jj >= 0.4) and the failing ones
+re-drawn (``sample_event_flow(..., reject=True)``, which reports the rejection fraction): the
+truth sample passed the same selection, so this is the same conditional distribution.
+The muons-plus-mass representation (``MassPreprocessor``) keeps the muons' columns but replaces
+the leading muon's pT by the same Breit-Wigner logit of m_mumu and solves the pT back from
+m^2 = 2 pT1 pT2 (cosh d_eta - cos d_phi): the acceptance stays built in, but the solved pT
+carries the other columns' errors (experiments/generative/README.md compares the three).
+Butter et al. fixed the same failure differently, with a maximum-mean-discrepancy (MMD) loss on
+m_mumu added to the likelihood loss (arXiv:2110.13632, their section on the Z-peak).
 """
 from __future__ import annotations
 
@@ -44,15 +76,22 @@ from hepjax.models.generative.flows import ConditionalFlow
 
 Array = jax.Array
 
-__all__ = ["N_MAX_JETS", "COLUMNS", "rotate", "unrotate", "EventPreprocessor", "padded_flow_loss",
+__all__ = ["N_MAX_JETS", "COLUMNS", "DIMUON_COLUMNS", "MASS_COLUMNS", "MassPreprocessor",
+           "bw_cdf", "bw_cdf_inverse", "DimuonPreprocessor", "collins_soper",
+           "dimuon_decay", "passes_selection", "make_preprocessor", "rotate", "unrotate", "EventPreprocessor", "padded_flow_loss",
            "EventFlow", "sample_event_flow", "column_mask", "one_hot", "sort_objects",
            "make_flow", "sample_events", "observables", "OBSERVABLES"]
 
 N_MAX_JETS = 3
 MU_PT_MIN, MU_ETA_MAX = 20.0, 2.5
 JET_PT_MIN, JET_ETA_MAX = 20.0, 5.0
-COLUMNS = (("mu1_logpt", "mu1_eta", "mu2_logpt", "mu2_eta", "mu2_phi")
-           + tuple(f"j{i}_{v}" for i in (1, 2, 3) for v in ("logpt", "eta", "phi", "logm")))
+JET_RADIUS, MLL_WINDOW = 0.4, (66.0, 116.0)
+M_Z, GAMMA_Z = 91.1876, 2.4952
+_JET_COLUMNS = tuple(f"j{i}_{v}" for i in (1, 2, 3) for v in ("logpt", "eta", "phi", "logm"))
+COLUMNS = ("mu1_logpt", "mu1_eta", "mu2_logpt", "mu2_eta", "mu2_phi") + _JET_COLUMNS
+MASS_COLUMNS = ("mu2_logpt", "mu1_eta", "mu2_eta", "mu2_phi", "ll_logit_bw") + _JET_COLUMNS
+DIMUON_COLUMNS = ("ll_logpt", "ll_y", "ll_logit_bw", "atanh_cos_theta_cs",
+                  "logit_phi_cs") + _JET_COLUMNS
 _TWO_PI = 2.0 * math.pi
 
 
@@ -110,17 +149,41 @@ def column_mask(n_jets: np.ndarray) -> np.ndarray:
     return np.concatenate([np.ones((len(n_jets), 5), bool), np.repeat(jet_present, 4, 1)], 1)
 
 
+def _jet_raw(jets_r):
+    cols = []
+    for j in range(N_MAX_JETS):
+        cols += [np.log(np.maximum(jets_r[:, j, 0] - JET_PT_MIN, 1e-12)),
+                 np.arctanh(np.clip(jets_r[:, j, 1] / JET_ETA_MAX, -1 + 1e-12, 1 - 1e-12)),
+                 jets_r[:, j, 2], np.log1p(np.maximum(jets_r[:, j, 3], 0.0))]
+    return cols
+
+
+def _jet_unraw(x, n_jets):
+    jets = np.zeros((len(x), N_MAX_JETS, 4))
+    for j in range(N_MAX_JETS):
+        c = 5 + 4 * j
+        present = j < n_jets
+        jets[:, j, 0] = np.where(present, JET_PT_MIN + np.exp(x[:, c]), 0.0)
+        jets[:, j, 1] = np.where(present, JET_ETA_MAX * np.tanh(x[:, c + 1]), 0.0)
+        jets[:, j, 2] = np.where(present, x[:, c + 2], 0.0)
+        jets[:, j, 3] = np.where(present, np.maximum(np.expm1(x[:, c + 3]), 0.0), 0.0)
+    return jets
+
+
 class EventPreprocessor:
     """Events <-> standardised 17-column vectors (module docstring). ``fit`` on training events,
     then ``transform`` (-> x (N, 17) with NaN in absent columns, mask, condition, phi_mu1) and
-    ``inverse`` (x, n_jets, phi_mu1 -> mu, jets)."""
+    ``inverse`` (x, n_jets, phi_mu1 -> mu, jets). ``charge`` (N, 2) is accepted everywhere and
+    ignored here (the dimuon representation needs it)."""
+
+    columns = COLUMNS
+    representation = "muons"
 
     def __init__(self):
         self.mean = None
         self.std = None
 
-    @staticmethod
-    def raw(mu, jets, n_jets):
+    def raw(self, mu, jets, n_jets, charge=None):
         """Unstandardised columns (NaN where absent) and the leading muon's phi."""
         mu, jets, n_jets = _check(mu, jets, n_jets)
         mu_r, jets_r, phi0 = rotate(mu, jets, n_jets)
@@ -129,38 +192,32 @@ class EventPreprocessor:
                 np.arctanh(np.clip(mu_r[:, 0, 1] / MU_ETA_MAX, -1 + 1e-12, 1 - 1e-12)),
                 np.log(np.maximum(mu_r[:, 1, 0] - MU_PT_MIN, eps)),
                 np.arctanh(np.clip(mu_r[:, 1, 1] / MU_ETA_MAX, -1 + 1e-12, 1 - 1e-12)),
-                mu_r[:, 1, 2]]
-        for j in range(N_MAX_JETS):
-            cols += [np.log(np.maximum(jets_r[:, j, 0] - JET_PT_MIN, eps)),
-                     np.arctanh(np.clip(jets_r[:, j, 1] / JET_ETA_MAX, -1 + 1e-12, 1 - 1e-12)),
-                     jets_r[:, j, 2], np.log1p(np.maximum(jets_r[:, j, 3], 0.0))]
+                mu_r[:, 1, 2]] + _jet_raw(jets_r)
         x = np.stack(cols, 1)
         mask = column_mask(n_jets)
         return np.where(mask, x, np.nan), mask, phi0
 
-    def fit(self, mu, jets, n_jets) -> "EventPreprocessor":
-        x, mask, _ = self.raw(mu, jets, n_jets)
-        missing = [COLUMNS[i] for i in np.flatnonzero(~mask.any(0))]
+    def fit(self, mu, jets, n_jets, charge=None) -> "EventPreprocessor":
+        x, mask, _ = self.raw(mu, jets, n_jets, charge)
+        missing = [self.columns[i] for i in np.flatnonzero(~mask.any(0))]
         if missing:
-            raise ValueError(f"EventPreprocessor.fit: no training event has {missing}; "
+            raise ValueError(f"{type(self).__name__}.fit: no training event has {missing}; "
                              f"every multiplicity 1..{N_MAX_JETS} must be present")
         self.mean = np.nanmean(x, 0)
         self.std = np.maximum(np.nanstd(x, 0), 1e-6)
         return self
 
-    def transform(self, mu, jets, n_jets):
+    def transform(self, mu, jets, n_jets, charge=None):
         """(x (N, 17) standardised, NaN where absent; mask (N, 17); cond (N, 3) one-hot of n;
-        phi_mu1 (N,))."""
+        phi0 (N,), the azimuth the event was rotated by)."""
         if self.mean is None:
-            raise RuntimeError("EventPreprocessor.transform before fit")
-        x, mask, phi0 = self.raw(mu, jets, n_jets)
+            raise RuntimeError(f"{type(self).__name__}.transform before fit")
+        x, mask, phi0 = self.raw(mu, jets, n_jets, charge)
         n_jets = np.asarray(n_jets)
         return (x - self.mean) / self.std, mask, one_hot(n_jets), phi0
 
-    def inverse(self, x, n_jets, phi0):
-        """Standardised columns -> (mu (N, 2, 3), jets (N, 3, 4)) in the lab frame (phi of the
-        leading muon = phi0; absent jets zero). Does not re-sort (``sort_objects`` does)."""
-        x = np.asarray(x, np.float64) * self.std + self.mean
+    def unraw(self, x, n_jets, phi0):
+        """Unstandardised columns -> (mu, jets) in the lab frame."""
         n = len(x)
         n_jets = np.asarray(n_jets)
         mu = np.zeros((n, 2, 3))
@@ -169,18 +226,220 @@ class EventPreprocessor:
         mu[:, 1, 0] = MU_PT_MIN + np.exp(x[:, 2])
         mu[:, 1, 1] = MU_ETA_MAX * np.tanh(x[:, 3])
         mu[:, 1, 2] = x[:, 4]
-        jets = np.zeros((n, N_MAX_JETS, 4))
-        for j in range(N_MAX_JETS):
-            c = 5 + 4 * j
-            present = j < n_jets
-            jets[:, j, 0] = np.where(present, JET_PT_MIN + np.exp(x[:, c]), 0.0)
-            jets[:, j, 1] = np.where(present, JET_ETA_MAX * np.tanh(x[:, c + 1]), 0.0)
-            jets[:, j, 2] = np.where(present, x[:, c + 2], 0.0)
-            jets[:, j, 3] = np.where(present, np.maximum(np.expm1(x[:, c + 3]), 0.0), 0.0)
-        return unrotate(mu, jets, n_jets, np.asarray(phi0, np.float64))
+        return unrotate(mu, _jet_unraw(x, n_jets), n_jets, np.asarray(phi0, np.float64))
+
+    def inverse(self, x, n_jets, phi0):
+        """Standardised columns -> (mu (N, 2, 3), jets (N, 3, 4)) in the lab frame (phi of the
+        leading muon = phi0; absent jets zero). Does not re-sort (``sort_objects`` does)."""
+        return self.unraw(np.asarray(x, np.float64) * self.std + self.mean, n_jets, phi0)
 
     def state(self) -> dict:
-        return {"mean": self.mean.tolist(), "std": self.std.tolist(), "columns": list(COLUMNS)}
+        return {"representation": self.representation, "mean": self.mean.tolist(),
+                "std": self.std.tolist(), "columns": list(self.columns)}
+
+
+# ------------------------------------------------------------------ the dimuon representation
+
+def _boost(p, beta):
+    """Lorentz boost of four-vectors p (..., 4) = (E, px, py, pz) into the frame moving with
+    velocity beta (..., 3)."""
+    b2 = np.sum(beta ** 2, -1)
+    gamma = 1.0 / np.sqrt(1.0 - b2)
+    bp = np.sum(beta * p[..., 1:], -1)
+    coef = np.where(b2 > 0, (gamma - 1.0) / np.where(b2 > 0, b2, 1.0), 0.0) * bp - gamma * p[..., 0]
+    return np.concatenate([(gamma * (p[..., 0] - bp))[..., None],
+                           p[..., 1:] + coef[..., None] * beta], -1)
+
+
+def _cs_axes(p_ll):
+    """The Collins-Soper axes (x, y, z), each (N, 3), in the rest frame of p_ll (N, 4)."""
+    beta = p_ll[:, 1:] / p_ll[:, :1]
+    one = np.ones(len(p_ll))
+    zero = np.zeros(len(p_ll))
+    a = _boost(np.stack([one, zero, zero, one], -1), beta)[:, 1:]
+    b = _boost(np.stack([one, zero, zero, -one], -1), beta)[:, 1:]
+    a /= np.linalg.norm(a, axis=-1, keepdims=True)
+    b /= np.linalg.norm(b, axis=-1, keepdims=True)
+    z = a - b
+    z /= np.linalg.norm(z, axis=-1, keepdims=True)
+    x = -(a + b)
+    nx = np.linalg.norm(x, axis=-1, keepdims=True)
+    # pT_mumu = 0 (never in these samples: a >= 20 GeV jet recoils): the lab x axis
+    x = np.where(nx > 1e-12, x / np.maximum(nx, 1e-300), np.array([1.0, 0.0, 0.0]))
+    y = np.cross(z, x)
+    return x, y, z
+
+
+def collins_soper(p_minus, p_plus):
+    """(cos theta*, phi* in [0, 2 pi)) of the negative lepton p_minus (N, 4) in the
+    Collins-Soper frame of p_minus + p_plus (module docstring)."""
+    p_ll = p_minus + p_plus
+    x, y, z = _cs_axes(p_ll)
+    q = _boost(p_minus, p_ll[:, 1:] / p_ll[:, :1])[:, 1:]
+    q = q / np.linalg.norm(q, axis=-1, keepdims=True)
+    cos_t = np.clip(np.sum(q * z, -1), -1.0, 1.0)
+    phi = np.mod(np.arctan2(np.sum(q * y, -1), np.sum(q * x, -1)), _TWO_PI)
+    return cos_t, phi
+
+
+def dimuon_decay(pt, y, phi, m, cos_t, phi_cs):
+    """The two massless muons (mu-, mu+), each (N, 4) = (E, px, py, pz), of a dimuon system with
+    transverse momentum pt, rapidity y, azimuth phi and mass m whose negative muon has the
+    Collins-Soper angles (cos_t, phi_cs): the inverse of :func:`collins_soper`."""
+    mt = np.sqrt(m ** 2 + pt ** 2)
+    p_ll = np.stack([mt * np.cosh(y), pt * np.cos(phi), pt * np.sin(phi), mt * np.sinh(y)], -1)
+    x, y_ax, z = _cs_axes(p_ll)
+    sin_t = np.sqrt(np.maximum(1.0 - cos_t ** 2, 0.0))
+    n = ((sin_t * np.cos(phi_cs))[:, None] * x + (sin_t * np.sin(phi_cs))[:, None] * y_ax
+         + cos_t[:, None] * z)
+    q = 0.5 * m[:, None] * np.concatenate([np.ones((len(m), 1)), n], -1)
+    p_minus = _boost(q, -p_ll[:, 1:] / p_ll[:, :1])
+    return p_minus, p_ll - p_minus
+
+
+def _bw_atan(m):
+    return np.arctan((np.asarray(m) ** 2 - M_Z ** 2) / (M_Z * GAMMA_Z))
+
+
+def bw_cdf(m):
+    """The relativistic Breit-Wigner CDF in m^2, normalised on the selection window."""
+    lo, hi = _bw_atan(MLL_WINDOW[0]), _bw_atan(MLL_WINDOW[1])
+    return (_bw_atan(m) - lo) / (hi - lo)
+
+
+def bw_cdf_inverse(u):
+    lo, hi = _bw_atan(MLL_WINDOW[0]), _bw_atan(MLL_WINDOW[1])
+    return np.sqrt(M_Z ** 2 + M_Z * GAMMA_Z * np.tan(lo + np.asarray(u) * (hi - lo)))
+
+
+def _logit(u, eps=1e-15):
+    u = np.clip(u, eps, 1 - eps)
+    return np.log(u) - np.log1p(-u)
+
+
+def _expit(t):
+    return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(t)))
+
+
+def _pt_eta_phi(p):
+    pt = np.hypot(p[:, 1], p[:, 2])
+    return np.stack([pt, np.arcsinh(p[:, 3] / np.maximum(pt, 1e-300)),
+                     np.arctan2(p[:, 2], p[:, 1])], -1)
+
+
+class DimuonPreprocessor(EventPreprocessor):
+    """Events <-> standardised columns of the dimuon representation (module docstring): log
+    pT_mumu, y_mumu, logit of the Breit-Wigner CDF of m_mumu, artanh cos theta*_CS, logit of
+    phi*_CS / 2 pi, then the jets as in ``EventPreprocessor`` with phi measured from the dimuon's.
+    ``charge`` (N, 2) is required (which muon is negative); ``inverse`` returns mu[:, 0] = mu-,
+    mu[:, 1] = mu+ (not pT-ordered)."""
+
+    columns = DIMUON_COLUMNS
+    representation = "dimuon"
+
+    def raw(self, mu, jets, n_jets, charge=None):
+        mu, jets, n_jets = _check(mu, jets, n_jets)
+        if charge is None:
+            raise ValueError("DimuonPreprocessor: charge (N, 2) of the muons is required")
+        charge = np.asarray(charge)
+        if charge.shape != (len(mu), 2) or not np.all(charge[:, 0] * charge[:, 1] < 0):
+            raise ValueError(f"charge: expected shape ({len(mu)}, 2) with opposite charges per "
+                             f"event, got {charge.shape}")
+        p = _p4(mu[..., 0], mu[..., 1], mu[..., 2])
+        neg = charge[:, 0] < 0
+        p_minus = np.where(neg[:, None], p[:, 0], p[:, 1])
+        p_plus = np.where(neg[:, None], p[:, 1], p[:, 0])
+        p_ll = p_minus + p_plus
+        pt_ll = np.hypot(p_ll[:, 1], p_ll[:, 2])
+        phi0 = np.arctan2(p_ll[:, 2], p_ll[:, 1])
+        y_ll = 0.5 * np.log((p_ll[:, 0] + p_ll[:, 3]) / (p_ll[:, 0] - p_ll[:, 3]))
+        cos_t, phi_cs = collins_soper(p_minus, p_plus)
+        present = np.arange(N_MAX_JETS)[None, :] < n_jets[:, None]
+        jets_r = np.array(jets, np.float64)
+        jets_r[:, :, 2] = np.where(present, _wrap_0_2pi(jets_r[:, :, 2] - phi0[:, None]), 0.0)
+        cols = [np.log(np.maximum(pt_ll, 1e-12)), y_ll, _logit(bw_cdf(_mass(p_ll))),
+                np.arctanh(np.clip(cos_t, -1 + 1e-15, 1 - 1e-15)),
+                _logit(phi_cs / _TWO_PI)] + _jet_raw(jets_r)
+        x = np.stack(cols, 1)
+        mask = column_mask(n_jets)
+        return np.where(mask, x, np.nan), mask, phi0
+
+    def unraw(self, x, n_jets, phi0):
+        n_jets = np.asarray(n_jets)
+        phi0 = np.asarray(phi0, np.float64)
+        p_minus, p_plus = dimuon_decay(np.exp(x[:, 0]), x[:, 1], phi0,
+                                       bw_cdf_inverse(_expit(x[:, 2])), np.tanh(x[:, 3]),
+                                       _TWO_PI * _expit(x[:, 4]))
+        mu = np.stack([_pt_eta_phi(p_minus), _pt_eta_phi(p_plus)], 1)
+        jets = _jet_unraw(x, n_jets)
+        present = np.arange(N_MAX_JETS)[None, :] < n_jets[:, None]
+        jets[:, :, 2] = np.where(present, _wrap_pm_pi(jets[:, :, 2] + phi0[:, None]), 0.0)
+        return mu, jets
+
+
+class MassPreprocessor(EventPreprocessor):
+    """Events <-> standardised columns of the muons-plus-mass representation (module docstring):
+    the subleading muon's log(pT - 20 GeV), both muons' artanh(eta / 2.5), the subleading muon's
+    phi measured from the leading muon's, and the logit of the Breit-Wigner CDF of m_mumu; the
+    leading muon's pT is solved from the mass of two massless muons,
+    m^2 = 2 pT1 pT2 (cosh(eta1 - eta2) - cos(phi1 - phi2)). Jets as in ``EventPreprocessor``."""
+
+    columns = MASS_COLUMNS
+    representation = "mass"
+
+    def raw(self, mu, jets, n_jets, charge=None):
+        mu, jets, n_jets = _check(mu, jets, n_jets)
+        mu_r, jets_r, phi0 = rotate(mu, jets, n_jets)
+        m = _mass(_p4(mu[:, 0, 0], mu[:, 0, 1], mu[:, 0, 2])
+                  + _p4(mu[:, 1, 0], mu[:, 1, 1], mu[:, 1, 2]))
+        cols = [np.log(np.maximum(mu_r[:, 1, 0] - MU_PT_MIN, 1e-12)),
+                np.arctanh(np.clip(mu_r[:, 0, 1] / MU_ETA_MAX, -1 + 1e-12, 1 - 1e-12)),
+                np.arctanh(np.clip(mu_r[:, 1, 1] / MU_ETA_MAX, -1 + 1e-12, 1 - 1e-12)),
+                mu_r[:, 1, 2], _logit(bw_cdf(m))] + _jet_raw(jets_r)
+        x = np.stack(cols, 1)
+        mask = column_mask(n_jets)
+        return np.where(mask, x, np.nan), mask, phi0
+
+    def unraw(self, x, n_jets, phi0):
+        n_jets = np.asarray(n_jets)
+        mu = np.zeros((len(x), 2, 3))
+        pt2 = MU_PT_MIN + np.exp(x[:, 0])
+        eta1, eta2 = MU_ETA_MAX * np.tanh(x[:, 1]), MU_ETA_MAX * np.tanh(x[:, 2])
+        m = bw_cdf_inverse(_expit(x[:, 4]))
+        den = 2.0 * pt2 * (np.cosh(eta1 - eta2) - np.cos(x[:, 3]))
+        mu[:, 0, 0] = m ** 2 / np.maximum(den, 1e-300)
+        mu[:, 0, 1], mu[:, 1, 0], mu[:, 1, 1], mu[:, 1, 2] = eta1, pt2, eta2, x[:, 3]
+        return unrotate(mu, _jet_unraw(x, n_jets), n_jets, np.asarray(phi0, np.float64))
+
+
+def make_preprocessor(representation: str) -> EventPreprocessor:
+    """``"muons"`` (``EventPreprocessor``), ``"dimuon"`` (``DimuonPreprocessor``) or ``"mass"``
+    (``MassPreprocessor``)."""
+    kinds = {"muons": EventPreprocessor, "dimuon": DimuonPreprocessor, "mass": MassPreprocessor}
+    if representation not in kinds:
+        raise ValueError(f"representation {representation!r}: use one of {sorted(kinds)}")
+    return kinds[representation]()
+
+
+def passes_selection(mu, jets, n_jets) -> np.ndarray:
+    """(N,) bool: the truth sample's selection (``hepjax.data.zjets_generation``) on generated
+    events: both muons pT > 20 GeV and |eta| < 2.5, 66 < m_mumu < 116 GeV, every present jet
+    pT > 20 GeV and |eta| < 5, and every pair of jets Delta R >= 0.4 (anti-kT R = 0.4: when a
+    jet is declared final every other pseudojet is at least R away; all 25,000 events of the
+    cpu samples pass it)."""
+    mu, jets, n_jets = np.asarray(mu), np.asarray(jets), np.asarray(n_jets)
+    ok = np.all((mu[:, :, 0] > MU_PT_MIN) & (np.abs(mu[:, :, 1]) < MU_ETA_MAX), 1)
+    m = _mass(_p4(mu[:, 0, 0], mu[:, 0, 1], mu[:, 0, 2]) + _p4(mu[:, 1, 0], mu[:, 1, 1],
+                                                                mu[:, 1, 2]))
+    ok &= (m > MLL_WINDOW[0]) & (m < MLL_WINDOW[1])
+    present = np.arange(N_MAX_JETS)[None, :] < n_jets[:, None]
+    ok &= np.all(~present | ((jets[:, :, 0] > JET_PT_MIN) & (np.abs(jets[:, :, 1]) < JET_ETA_MAX)),
+                 1)
+    for a in range(N_MAX_JETS):
+        for b in range(a + 1, N_MAX_JETS):
+            dr = np.hypot(jets[:, a, 1] - jets[:, b, 1], _dphi(jets[:, a, 2], jets[:, b, 2]))
+            ok &= (n_jets <= b) | (dr >= JET_RADIUS)
+    return ok
 
 
 def one_hot(n_jets) -> np.ndarray:
@@ -250,13 +509,16 @@ def _dphi(a, b):
 
 
 OBSERVABLES = ("pT_mu1", "pT_mu2", "eta_mu1", "m_mumu", "pT_mumu", "dphi_mumu", "pT_j1", "eta_j1",
-               "m_j1", "pT_j2", "eta_j2", "dR_j1j2", "dphi_j1j2", "m_j1j2", "pT_j3", "eta_j3")
+               "m_j1", "pT_j2", "eta_j2", "dR_j1j2", "dphi_j1j2", "m_j1j2", "pT_j3", "eta_j3",
+               "pT_imbalance")
 
 
 def observables(events: dict) -> dict[str, np.ndarray]:
     """Per event (NaN where undefined, e.g. pT_j2 of a 1-jet event): the muons' pT, the leading
     muon's eta, m_mumu, pT_mumu, |Delta phi_mumu|, each jet's pT and eta, m_j1, Delta R and
-    |Delta phi| between the two leading jets and their invariant mass."""
+    |Delta phi| between the two leading jets and their invariant mass, and the transverse
+    imbalance |pT(mu mu) + sum of the jets' pT| (small: the jets recoil against the dimuon; it
+    needs the dimuon-jet correlation, which no marginal carries)."""
     mu, jets, n = np.asarray(events["mu"]), np.asarray(events["jets"]), np.asarray(events["n_jets"])
     p_mu = _p4(mu[..., 0], mu[..., 1], mu[..., 2])
     ll = p_mu[:, 0] + p_mu[:, 1]
@@ -276,6 +538,9 @@ def observables(events: dict) -> dict[str, np.ndarray]:
     out["dphi_j1j2"] = np.where(two, dphi, nan)
     pj = _p4(jets[..., 0], jets[..., 1], jets[..., 2], jets[..., 3])
     out["m_j1j2"] = np.where(two, _mass(pj[:, 0] + pj[:, 1]), nan)
+    present = (np.arange(N_MAX_JETS)[None, :] < n[:, None])[..., None]
+    total = ll[:, 1:3] + np.sum(np.where(present, pj[:, :, 1:3], 0.0), 1)
+    out["pT_imbalance"] = np.hypot(total[:, 0], total[:, 1])
     return {k: out[k] for k in OBSERVABLES}
 
 
@@ -409,12 +674,51 @@ class EventFlow:
         self._samplers, self._logp = {}, {}
 
 
-def sample_event_flow(model: EventFlow, key, n_jets, pre: EventPreprocessor, phi_seed: int):
-    """Like :func:`sample_events` for an :class:`EventFlow`."""
+def sample_event_flow(model: EventFlow, key, n_jets, pre: EventPreprocessor, phi_seed: int,
+                      reject: bool = False, max_rounds: int = 50):
+    """Like :func:`sample_events` for an :class:`EventFlow`. ``reject``: generated events that
+    fail :func:`passes_selection` are re-drawn (round r draws a whole batch with the same
+    multiplicities from fold_in(key, r) and fills the failing rows whose new draw passes; the
+    phi0 of a row is kept); ``info`` then has the rejection fraction of the first draw (overall
+    and per multiplicity, binomial errors) and the number of rounds. With a
+    ``DimuonPreprocessor`` the events carry ``mu_charge`` (after the pT re-sorting)."""
     n_jets = np.asarray(n_jets, np.int64)
-    x = np.nan_to_num(model.sample(key, n_jets))
     phi0 = np.random.default_rng(phi_seed).uniform(-math.pi, math.pi, len(n_jets))
-    mu, jets = pre.inverse(x, n_jets, phi0)
+
+    def draw(k):
+        return pre.inverse(np.nan_to_num(model.sample(k, n_jets)), n_jets, phi0)
+
+    mu, jets = draw(key)
+    info = {}
+    if reject:
+        ok = passes_selection(mu, jets, n_jets)
+        info["rejected_fraction"] = _binomial(int((~ok).sum()), len(ok))
+        info["rejected_fraction_by_n"] = {str(n): _binomial(int((~ok[n_jets == n]).sum()),
+                                                            int((n_jets == n).sum()))
+                                          for n in range(1, N_MAX_JETS + 1)}
+        rounds = 0
+        while not ok.all():
+            rounds += 1
+            if rounds > max_rounds:
+                raise RuntimeError(f"sample_event_flow: {int((~ok).sum())} events still fail the "
+                                   f"selection after {max_rounds} rounds")
+            mu2, jets2 = draw(jax.random.fold_in(key, rounds))
+            fill = ~ok & passes_selection(mu2, jets2, n_jets)
+            mu[fill], jets[fill] = mu2[fill], jets2[fill]
+            ok |= fill
+        info["rounds"] = rounds
+    charge = None
+    if isinstance(pre, DimuonPreprocessor):
+        swap = mu[:, 1, 0] > mu[:, 0, 0]
+        charge = np.where(swap[:, None], [1, -1], [-1, 1])
     mu, jets, f_mu, f_j = sort_objects(mu, jets, n_jets)
-    return ({"mu": mu, "jets": jets, "n_jets": n_jets},
-            {"frac_muons_swapped": f_mu, "frac_jets_reordered": f_j})
+    events = {"mu": mu, "jets": jets, "n_jets": n_jets}
+    if charge is not None:
+        events["mu_charge"] = charge
+    return events, {"frac_muons_swapped": f_mu, "frac_jets_reordered": f_j, **info}
+
+
+def _binomial(k: int, n: int) -> dict:
+    p = k / max(n, 1)
+    return {"k": k, "n": n, "fraction": p,
+            "err": math.sqrt(max(p * (1 - p), 1.0 / max(n, 1) ** 2) / max(n, 1))}
