@@ -43,7 +43,7 @@ def cache_path(n_jets: int, seed: int, detector: str = "fast", events_per_chunk:
                cache_dir: str | os.PathLike | None = None) -> pathlib.Path:
     root = pathlib.Path(cache_dir) if cache_dir else top_tagging.cache_dir()
     return root / (f"w-jets_n{int(n_jets)}_seed{int(seed)}_{detector}_epc{int(events_per_chunk)}_"
-                   f"recipe{generation.RECIPE_VERSION}_pythia{top_tagging._pythia_version()}.h5")
+                   f"recipe{generation.RECIPE_VERSION}_pythia{generation.pythia_version()}.h5")
 
 
 def load_w_jets(n_jets: int, seed: int, *, detector: str = "fast", events_per_chunk: int = 200,

@@ -117,6 +117,17 @@ TASKS = {
 }
 
 
+def pythia_version() -> str:
+    """The installed pythia8mc version ('none' without it): part of every cached sample's name,
+    so a sample is never reused across Pythia versions."""
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version("pythia8mc")
+    except importlib.metadata.PackageNotFoundError:
+        return "none"
+
+
 def require_generators():
     """Imports (pythia8mc, fastjet) or raises an ImportError naming the extra to install."""
     try:

@@ -70,14 +70,6 @@ def cache_dir(cfg=None) -> pathlib.Path:
                         or pathlib.Path.home() / ".cache" / "hepjax").expanduser()
 
 
-def _pythia_version() -> str:
-    import importlib.metadata
-
-    try:
-        return importlib.metadata.version("pythia8mc")
-    except importlib.metadata.PackageNotFoundError:
-        return "none"
-
 
 def ttv_fractions(cfg) -> tuple[float, float, float]:
     fractions = tuple(float(f) for f in _section(cfg).ttv_fractions)
@@ -92,7 +84,7 @@ def _stem(cfg) -> str:
 
     mpi = "_mpi" if cfg.mpi else "_nompi"
     return (f"seed{int(cfg.seed)}_{cfg.detector}{mpi}_epc{int(cfg.events_per_chunk)}_recipe"
-            f"{generation.QUARK_GLUON_RECIPE_VERSION}_pythia{_pythia_version()}")
+            f"{generation.QUARK_GLUON_RECIPE_VERSION}_pythia{generation.pythia_version()}")
 
 
 def cache_path(cfg) -> pathlib.Path:

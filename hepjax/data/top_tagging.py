@@ -67,7 +67,7 @@ def cache_path(cfg) -> pathlib.Path:
     mpi = "_mpi" if cfg.mpi else ""
     return cache_dir(cfg) / (f"top-tagging_n{int(cfg.n_jets)}_seed{int(cfg.seed)}_"
                              f"{cfg.detector}{mpi}_epc{epc}{split}_"
-                             f"recipe{generation.RECIPE_VERSION}_pythia{_pythia_version()}.h5")
+                             f"recipe{generation.RECIPE_VERSION}_pythia{generation.pythia_version()}.h5")
 
 
 # train, test, val: the reference dataset's 1.2M/400k/400k (the declared default of the section)
@@ -82,14 +82,6 @@ def ttv_fractions(cfg) -> tuple[float, float, float]:
                          "fractions (train, test, val) summing to 1")
     return fractions
 
-
-def _pythia_version() -> str:
-    import importlib.metadata
-
-    try:
-        return importlib.metadata.version("pythia8mc")
-    except importlib.metadata.PackageNotFoundError:
-        return "none"
 
 
 def generate_cached(cfg, progress=None) -> pathlib.Path:

@@ -43,7 +43,6 @@ over chunks, for the speed comparison).
 from __future__ import annotations
 
 import concurrent.futures
-import importlib.metadata
 import multiprocessing
 import os
 import pathlib
@@ -74,20 +73,13 @@ MAX_JETS = 3
 _COUNTS = ("n_generated", "n_fail_muons", "n_fail_window", "n_0jet", "n_4jet")
 
 
-def pythia_version() -> str:
-    try:
-        return importlib.metadata.version("pythia8mc")
-    except importlib.metadata.PackageNotFoundError:
-        return "none"
+pythia_version = generation.pythia_version
 
 
 def _ptetaphim(p4):
     """(E, px, py, pz) (..., 4) -> (pT, eta, phi, m) (..., 4)."""
-    pt = np.hypot(p4[..., 1], p4[..., 2])
-    eta = np.arcsinh(p4[..., 3] / np.where(pt > 0, pt, 1e-12))
-    phi = np.arctan2(p4[..., 2], p4[..., 1])
-    m = np.sqrt(np.maximum(p4[..., 0] ** 2 - np.sum(p4[..., 1:] ** 2, -1), 0.0))
-    return np.stack([pt, eta, phi, m], -1)
+    pt = npkin.pt(p4)
+    return np.stack([pt, npkin.eta(p4, pt), npkin.phi(p4, pt), npkin.mass(p4)], -1)
 
 
 def select_events(rec: dict, n_events: int, fastjet) -> dict[str, np.ndarray]:

@@ -73,6 +73,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from hepjax.models.generative.flows import ConditionalFlow
+from hepjax.physics import numpy_kinematics as npkin
 
 Array = jax.Array
 
@@ -322,9 +323,8 @@ def _expit(t):
 
 
 def _pt_eta_phi(p):
-    pt = np.hypot(p[:, 1], p[:, 2])
-    return np.stack([pt, np.arcsinh(p[:, 3] / np.maximum(pt, 1e-300)),
-                     np.arctan2(p[:, 2], p[:, 1])], -1)
+    pt = npkin.pt(p)
+    return np.stack([pt, npkin.eta(p, pt), npkin.phi(p, pt)], -1)
 
 
 class DimuonPreprocessor(EventPreprocessor):
@@ -357,7 +357,7 @@ class DimuonPreprocessor(EventPreprocessor):
         present = np.arange(N_MAX_JETS)[None, :] < n_jets[:, None]
         jets_r = np.array(jets, np.float64)
         jets_r[:, :, 2] = np.where(present, _wrap_0_2pi(jets_r[:, :, 2] - phi0[:, None]), 0.0)
-        cols = [np.log(np.maximum(pt_ll, 1e-12)), y_ll, _logit(bw_cdf(_mass(p_ll))),
+        cols = [np.log(np.maximum(pt_ll, 1e-12)), y_ll, _logit(bw_cdf(npkin.mass(p_ll))),
                 np.arctanh(np.clip(cos_t, -1 + 1e-15, 1 - 1e-15)),
                 _logit(phi_cs / _TWO_PI)] + _jet_raw(jets_r)
         x = np.stack(cols, 1)
@@ -390,7 +390,7 @@ class MassPreprocessor(EventPreprocessor):
     def raw(self, mu, jets, n_jets, charge=None):
         mu, jets, n_jets = _check(mu, jets, n_jets)
         mu_r, jets_r, phi0 = rotate(mu, jets, n_jets)
-        m = _mass(_p4(mu[:, 0, 0], mu[:, 0, 1], mu[:, 0, 2])
+        m = npkin.mass(_p4(mu[:, 0, 0], mu[:, 0, 1], mu[:, 0, 2])
                   + _p4(mu[:, 1, 0], mu[:, 1, 1], mu[:, 1, 2]))
         cols = [np.log(np.maximum(mu_r[:, 1, 0] - MU_PT_MIN, 1e-12)),
                 np.arctanh(np.clip(mu_r[:, 0, 1] / MU_ETA_MAX, -1 + 1e-12, 1 - 1e-12)),
@@ -429,7 +429,7 @@ def passes_selection(mu, jets, n_jets) -> np.ndarray:
     cpu samples pass it)."""
     mu, jets, n_jets = np.asarray(mu), np.asarray(jets), np.asarray(n_jets)
     ok = np.all((mu[:, :, 0] > MU_PT_MIN) & (np.abs(mu[:, :, 1]) < MU_ETA_MAX), 1)
-    m = _mass(_p4(mu[:, 0, 0], mu[:, 0, 1], mu[:, 0, 2]) + _p4(mu[:, 1, 0], mu[:, 1, 1],
+    m = npkin.mass(_p4(mu[:, 0, 0], mu[:, 0, 1], mu[:, 0, 2]) + _p4(mu[:, 1, 0], mu[:, 1, 1],
                                                                 mu[:, 1, 2]))
     ok &= (m > MLL_WINDOW[0]) & (m < MLL_WINDOW[1])
     present = np.arange(N_MAX_JETS)[None, :] < n_jets[:, None]
@@ -500,12 +500,8 @@ def _p4(pt, eta, phi, m=0.0):
     return np.stack([e, pt * np.cos(phi), pt * np.sin(phi), pz], -1)
 
 
-def _mass(p):
-    return np.sqrt(np.maximum(p[..., 0] ** 2 - np.sum(p[..., 1:] ** 2, -1), 0.0))
-
-
 def _dphi(a, b):
-    return np.abs(_wrap_pm_pi(np.asarray(a) - np.asarray(b)))
+    return np.abs(npkin.delta_phi(np.asarray(a), np.asarray(b)))
 
 
 OBSERVABLES = ("pT_mu1", "pT_mu2", "eta_mu1", "m_mumu", "pT_mumu", "dphi_mumu", "pT_j1", "eta_j1",
@@ -523,7 +519,7 @@ def observables(events: dict) -> dict[str, np.ndarray]:
     p_mu = _p4(mu[..., 0], mu[..., 1], mu[..., 2])
     ll = p_mu[:, 0] + p_mu[:, 1]
     out = {"pT_mu1": mu[:, 0, 0], "pT_mu2": mu[:, 1, 0], "eta_mu1": mu[:, 0, 1],
-           "m_mumu": _mass(ll), "pT_mumu": np.hypot(ll[:, 1], ll[:, 2]),
+           "m_mumu": npkin.mass(ll), "pT_mumu": np.hypot(ll[:, 1], ll[:, 2]),
            "dphi_mumu": _dphi(mu[:, 0, 2], mu[:, 1, 2])}
     nan = np.full(len(n), np.nan)
     for j in range(N_MAX_JETS):
@@ -537,7 +533,7 @@ def observables(events: dict) -> dict[str, np.ndarray]:
     out["dR_j1j2"] = np.where(two, np.hypot(deta, dphi), nan)
     out["dphi_j1j2"] = np.where(two, dphi, nan)
     pj = _p4(jets[..., 0], jets[..., 1], jets[..., 2], jets[..., 3])
-    out["m_j1j2"] = np.where(two, _mass(pj[:, 0] + pj[:, 1]), nan)
+    out["m_j1j2"] = np.where(two, npkin.mass(pj[:, 0] + pj[:, 1]), nan)
     present = (np.arange(N_MAX_JETS)[None, :] < n[:, None])[..., None]
     total = ll[:, 1:3] + np.sum(np.where(present, pj[:, :, 1:3], 0.0), 1)
     out["pT_imbalance"] = np.hypot(total[:, 0], total[:, 1])
