@@ -82,6 +82,9 @@ def test_ordered_kind():
     trial = study.ask()
     value = p.suggest(trial)
     assert value == p.choices[trial.params[p.path]] and isinstance(trial.params[p.path], int)
+    # the suggested index covers every value, no more (Optuna records the int range it drew from)
+    dist = trial.distributions[p.path]
+    assert (dist.low, dist.high) == (0, len(p.choices) - 1)
     for bad in ("x=ordered(0.1, 1e-4)", "x=ordered(1)", "x=ordered('a', 'b')"):
         with pytest.raises(ValueError, match="increasing order"):
             hpo.parse_param(bad)
