@@ -9,7 +9,9 @@ cached there as ``showers.npz``, so a rerun only retrains):
 
 1. showers (``hepjax.models.generative.calo_data``): training (seed S), test (S + 1) and an
    independent reference sample (S + 2), with the simulator's time per shower;
-2. preprocessing fitted on the training showers (CaloFlow-style, ``CaloPreprocessor``);
+2. preprocessing fitted on the training showers (CaloFlow-style, ``CaloPreprocessor``); a flow
+   with ``dequantise_per_step`` trains on the raw showers and redraws the dequantisation noise
+   in its loss at every step;
 3. each model trained (``hepjax.models.generative.training``), then sampled conditioned on the
    reference sample's energies (so generated and reference samples are alike in everything but
    their origin), with the batch sampling time per shower;
@@ -78,9 +80,12 @@ def ensure_showers(v: Variant, workdir: pathlib.Path, seed: int) -> dict:
 # ------------------------------------------------------------------------------------- models
 
 def build_and_train(name: str, v: Variant, x: np.ndarray, cond: np.ndarray, seed: int,
-                    load: pathlib.Path | None = None):
+                    load: pathlib.Path | None = None, showers: tuple | None = None, pre=None):
     """Returns (sample_fn(model, key, cond), model used for sampling, history, train seconds).
-    ``load``: a ``save_params`` file; the model is restored from it instead of trained."""
+    ``load``: a ``save_params`` file; the model is restored from it instead of trained.
+    ``showers`` (training voxels, E_inc) and ``pre`` (the fitted ``CaloPreprocessor``): a flow
+    whose config sets ``dequantise_per_step`` trains on them, dequantised afresh at every step
+    (``flows.dequantised_flow_loss``), instead of on the once-dequantised vectors ``x``."""
     import jax
     from flax import nnx
 
@@ -91,7 +96,7 @@ def build_and_train(name: str, v: Variant, x: np.ndarray, cond: np.ndarray, seed
     data = (x, cond)
     t0 = time.perf_counter()
 
-    def trained(model, loss_fn, **kw):
+    def trained(model, loss_fn, data=data, **kw):
         if load is not None:
             with open(load, "rb") as f:
                 params = pickle.load(f)
@@ -100,7 +105,8 @@ def build_and_train(name: str, v: Variant, x: np.ndarray, cond: np.ndarray, seed
             nnx.update(model, state)
             return model, model, []
         return G.fit(model, loss_fn, data, steps=cfg["steps"], batch_size=cfg["batch"],
-                     key=key, lr=cfg["lr"], chunk=cfg["chunk"], log=logger, **kw)
+                     key=key, lr=cfg["lr"], chunk=cfg["chunk"], log=logger,
+                     weight_decay=cfg.get("weight_decay", 0.0), **kw)
 
     def logger(row):
         if row["step"] % max(1, cfg["chunk"] * 4) == 0 or row["step"] >= cfg["steps"]:
@@ -112,9 +118,18 @@ def build_and_train(name: str, v: Variant, x: np.ndarray, cond: np.ndarray, seed
         model = G.ConditionalFlow(dim, cdim, n_layers=cfg["n_layers"], kind=cfg["kind"],
                                   hidden=tuple(cfg["hidden"]), bins=cfg.get("bins", 8),
                                   layout=cfg.get("layout", "per_dim"), perm_seed=seed,
+                                  bound=cfg.get("bound", 4.0),
                                   marginal_splines=cfg.get("marginal_splines", 0),
                                   marginal_bins=cfg.get("marginal_bins", 16), rngs=rngs)
-        model, _, hist = trained(model, G.flow_loss)
+        if cfg.get("dequantise_per_step", False):
+            if showers is None or pre is None:
+                raise ValueError(f"{name}: dequantise_per_step needs the training showers and "
+                                 f"the fitted preprocessor")
+            loss_fn = G.flows.dequantised_flow_loss(pre.transform_jax)
+            model, _, hist = trained(model, loss_fn, data=(
+                (np.asarray(showers[0], np.float32), np.asarray(showers[1], np.float32)), cond))
+        else:
+            model, _, hist = trained(model, G.flow_loss)
         return (lambda m, k, c: m.sample(k, c)), model, hist, time.perf_counter() - t0
     if name == "diffusion":
         cfg = v.diffusion
@@ -166,6 +181,22 @@ def save_params(model, path: pathlib.Path) -> None:
     pure = jax.tree_util.tree_map(np.asarray, nnx.to_pure_dict(nnx.state(model)))
     with open(path, "wb") as f:
         pickle.dump(pure, f)
+
+
+def flow_nll(model, vectors: dict) -> dict:
+    """The flow's negative log-likelihood per dimension (nats) of each set of standardised
+    vectors, with its statistical error (std / sqrt(N) of the per-shower values)."""
+    import jax
+    from flax import nnx
+    graphdef, params = nnx.split(model)
+    lp = jax.jit(lambda p, x, c: nnx.merge(graphdef, p).log_prob(x, c))
+    out = {}
+    for name, (x, c) in vectors.items():
+        vals = np.concatenate([np.asarray(lp(params, x[i:i + 2500], c[i:i + 2500]))
+                               for i in range(0, len(x), 2500)]) / -x.shape[1]
+        out[name] = {"nll": float(vals.mean()), "error": float(vals.std() / np.sqrt(len(vals))),
+                     "n": len(vals)}
+    return out
 
 
 def sample_and_time(sample_fn, model, cond: np.ndarray, seed: int) -> tuple[np.ndarray, dict]:
@@ -343,7 +374,7 @@ def main(argv=None) -> dict:
     data = ensure_showers(v, workdir, seed)
     sim_s = float(data["sim_s_per_shower"])
     shape = v.data.shape
-    pre = CaloPreprocessor(energy=v.data.energy).fit(
+    pre = CaloPreprocessor(energy=v.data.energy, box=tuple(v.dequant_box)).fit(
         data["train_voxels"], data["train_e"], np.random.default_rng(seed))
     x = pre.transform(data["train_voxels"], data["train_e"], np.random.default_rng(seed + 3))
     cond = pre.condition(data["train_e"])
@@ -352,15 +383,32 @@ def main(argv=None) -> dict:
 
     voxels = {"truth": data["test_voxels"], "reference": data["ref_voxels"]}
     energies = {"truth": data["test_e"], "reference": data["ref_e"]}
-    timing, train_s, histories = {}, {}, {}
+    timing, train_s, histories, nll = {}, {}, {}, {}
+    # the flows' NLL on 5,000 showers each (at most): the training vectors as dequantised once
+    # (what a flow without dequantise_per_step trains on), the same training showers with a
+    # fresh dequantisation draw, and the test showers (held out; their own draw)
+    m = min(5000, len(x), len(data["test_e"]))
+    nll_sets = {
+        "train_fixed": (x[:m], cond[:m]),
+        "train_fresh": (pre.transform(data["train_voxels"][:m], data["train_e"][:m],
+                                      np.random.default_rng(seed + 4)), cond[:m]),
+        "test": (pre.transform(data["test_voxels"][:m], data["test_e"][:m],
+                               np.random.default_rng(seed + 5)),
+                 pre.condition(data["test_e"][:m]))}
     for i, name in enumerate(models):
         log(f"training {name}")
         saved = workdir / "models" / f"{name}.pkl"
         load = saved if args.reuse_models and saved.exists() else None
-        sample_fn, model, hist, secs = build_and_train(name, v, x, cond, seed + 10 + i, load)
+        sample_fn, model, hist, secs = build_and_train(
+            name, v, x, cond, seed + 10 + i, load,
+            showers=(data["train_voxels"], data["train_e"]), pre=pre)
         histories[name], train_s[name] = hist, (math.nan if load else secs)
         if load is None:
             save_params(model, saved)
+        if name in ("flow", "flow_affine"):
+            nll[name] = flow_nll(model, nll_sets)
+            log(f"  {name}: NLL per dimension " + ", ".join(
+                f"{k} {r['nll']:.3f} +- {r['error']:.3f}" for k, r in nll[name].items()))
         gen, timing[name] = sample_and_time(sample_fn, model, ref_cond, seed + 20 + i)
         bad = int((~np.isfinite(gen)).any(1).sum())
         voxels[name] = pre.inverse(gen, data["ref_e"], shape)
@@ -388,6 +436,12 @@ def main(argv=None) -> dict:
             samples[name]["timing"] = timing[name]
             samples[name]["train_s"] = train_s[name]
             samples[name]["history"] = histories[name]
+        if name in nll:
+            samples[name]["nll"] = nll[name]
+        # fraction of showers in which each voxel is empty (L, G, G), with the binomial error
+        zf = (voxels[name] == 0).mean(0)
+        samples[name]["zero_fraction"] = {
+            "value": zf.tolist(), "error": np.sqrt(zf * (1 - zf) / len(voxels[name])).tolist()}
         log(f"{name}: AUC {samples[name]['classifier']['auc']:.3f} (low level), "
             f"{samples[name]['classifier_high']['auc']:.3f} (high level); features in band "
             f"{sum(f['in_band'] for f in samples[name]['features'].values())}/"
@@ -398,7 +452,8 @@ def main(argv=None) -> dict:
            "data": {"description": v.data.describe(), "n_train": v.n_train,
                     "n_test": v.n_test, "n_ref": v.n_ref, "config": dataclasses.asdict(v.data)},
            "models_config": {m: getattr(v, m) for m in models},
-           "sim_s_per_shower": sim_s, "samples": samples}
+           "sim_s_per_shower": sim_s, "samples": samples,
+           "truth_zero_fraction": (voxels["truth"] == 0).mean(0).tolist()}
     if best:
         b = samples[best]
         res["best"] = {"model": best, "auc": b["classifier"]["auc"],

@@ -33,6 +33,7 @@ def build(name: str, v, dim: int, rngs):
                               hidden=tuple(c["hidden"]), bins=c.get("bins", 8),
                               layout=c.get("layout", "per_dim"),
                               marginal_splines=c.get("marginal_splines", 0),
+                              bound=c.get("bound", 4.0),
                               marginal_bins=c.get("marginal_bins", 16), rngs=rngs)
         return m, (lambda m, k, c: m.sample(k, c))
     if name == "diffusion":
@@ -68,8 +69,8 @@ def main(argv=None) -> dict:
     v = get(args.variant)
     load_before = os.getloadavg()
     warm = simulate_showers(args.n_sim, 12345, v.data, workers=1)
-    pre = CaloPreprocessor(energy=v.data.energy).fit(warm["voxels"], warm["e_inc"],
-                                                     np.random.default_rng(0))
+    pre = CaloPreprocessor(energy=v.data.energy, box=tuple(v.dequant_box)).fit(
+        warm["voxels"], warm["e_inc"], np.random.default_rng(0))
     rng = np.random.default_rng(1)
     e = np.exp(rng.uniform(np.log(v.data.energy[0]), np.log(v.data.energy[1]), args.batch))
     cond = pre.condition(e)

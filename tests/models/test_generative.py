@@ -235,6 +235,53 @@ def test_calo_dequantisation_and_threshold(dequantise):
         calo_data.CaloPreprocessor(dequantise="gaussian")
 
 
+def test_calo_dequantisation_redrawn_per_step_in_jax():
+    """``transform_jax`` (the dequantisation drawn from a JAX key inside the training loss):
+    the zero voxels get log-uniform noise in [t e^-2, t e^-1], below the inverse's cut with the
+    gap; quantising back gives the exact empty pattern; the same key gives the same noise, a
+    new key new noise; the vectors equal the numpy ``transform`` of the same dequantised voxels;
+    ``dequantised_flow_loss`` is the flow's NLL of those vectors."""
+    rng = np.random.default_rng(3)
+    cfg = calo_data.CaloDataConfig()
+    pre = calo_data.CaloPreprocessor()
+    t = pre.noise
+    vox = t * np.exp(rng.uniform(0.0, 9.0, (300,) + cfg.shape))     # t .. 43 GeV
+    vox[rng.uniform(size=vox.shape) < 0.6] = 0.0
+    vox[:, 0, 2, 2], vox[0, 0, 1, 1] = 0.0, t                       # empty centre; at threshold
+    vox = vox.astype(np.float32)
+    e = (vox.sum((1, 2, 3)) / rng.uniform(0.8, 1.0, 300)).astype(np.float32)
+    pre.fit(vox, e, np.random.default_rng(1))
+
+    class Gaussian:                     # a flow with f = identity: log p = log N(x; 0, 1)
+        def log_prob(self, x, cond):
+            return flows.standard_normal_logpdf(x)
+
+    loss_fn = flows.dequantised_flow_loss(pre.transform_jax)
+
+    @jax.jit                            # one compilation for the whole test
+    def draw(key):
+        return (pre.dequantise_jax(vox, key), pre.transform_jax(vox, e, key),
+                loss_fn(Gaussian(), ((vox, e), e[:, None]), key))
+
+    dq, x, loss = (np.asarray(a) for a in draw(jax.random.key(5)))
+    zero = vox == 0
+    np.testing.assert_array_equal(dq[~zero], vox[~zero])
+    depth = -np.log(dq[zero] / t)                                   # uniform in [1, 2]
+    assert depth.min() >= 1.0 - 1e-6 and depth.max() <= 2.0 + 1e-6
+    assert abs(depth.mean() - 1.5) < 0.01 and abs(depth.std() - 12 ** -0.5) < 0.01
+    assert dq[zero].max() < t * math.exp(-1.0) * (1 + 1e-6) < pre.cut < t
+    np.testing.assert_array_equal(dq, np.asarray(draw(jax.random.key(5))[0]))   # same key
+    assert (np.asarray(draw(jax.random.key(6))[0])[zero] != dq[zero]).all()    # new key
+    np.testing.assert_allclose(x, pre.transform(dq, e, None), atol=2e-4)   # float32
+    back = pre.inverse(x, e, cfg.shape)
+    np.testing.assert_array_equal(back == 0, zero)                  # the exact empty pattern
+    np.testing.assert_allclose(back, vox, rtol=1e-3)
+    expected = 0.5 * (x.astype(np.float64) ** 2).sum(1).mean() / 104 + 0.5 * math.log(2 * math.pi)
+    np.testing.assert_allclose(loss, expected, rtol=1e-5)
+    with pytest.raises(ValueError, match="transform_jax"):
+        pre.transform_jax(vox.reshape(300, -1), e, jax.random.key(5))
+
+
 def test_voxelise_sums_hits_into_the_grid():
     cfg = calo_data.CaloDataConfig(groups=((0, 2), (2, 28)), grid=3)
     ev = {"hit_layer": np.array([0, 1, 5, 30, 0, 3]), "hit_ix": np.array([40, 40, 41, 40, 43, 39]),

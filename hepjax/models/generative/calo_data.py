@@ -32,6 +32,11 @@ Preprocessing (``CaloPreprocessor``, after CaloFlow, Krause & Shih arXiv:2106.05
    energy by t/2 on average, +0.5 % on E_tot here, which the band test of the response sees.
    The log-uniform box also keeps a zero voxel's logit within one unit below the threshold
    instead of a long tail towards -inf, which a flow learns more easily.)
+   ``transform`` draws the noise with a numpy generator (one draw for a data set);
+   ``transform_jax`` is the same map in JAX with the noise drawn from a key, so that a training
+   loss can redraw it at every step (``flows.dequantised_flow_loss``: a flow trained on one
+   draw memorises it; measured in experiments/generative/README.md). A wider gap
+   (``box=(4, 3)``: three e-folds) was tried and made the flow worse.
 2. L layer variables: u_0 = ln(E_tot / E_inc) and u_k = E_k / (E_k + ... + E_{L-1}) for
    k = 0 .. L-2 (the latter through logit(alpha + (1 - 2 alpha) u), alpha = 1e-6);
 3. normalised shapes: v = E_voxel / E_layer (each layer's shape sums to 1), through the same
@@ -49,6 +54,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import math
 import time
 
 import numpy as np
@@ -177,13 +183,26 @@ class CaloPreprocessor:
         return (2.0 * (np.log(np.asarray(e_inc, np.float64)) - lo) / (hi - lo) - 1.0)[:, None] \
             .astype(np.float32)
 
-    def _logit(self, u):
+    def _logit(self, u, xp=np):
         u = self.alpha + (1.0 - 2.0 * self.alpha) * u
-        return np.log(u) - np.log1p(-u)
+        return xp.log(u) - xp.log1p(-u)
 
     def _expit(self, y):
         u = 1.0 / (1.0 + np.exp(-np.clip(y, -50, 50)))
         return np.clip((u - self.alpha) / (1.0 - 2.0 * self.alpha), 0.0, 1.0)
+
+    def _vectors(self, v, e_inc, xp):
+        """Steps 2-3 on dequantised voxels v (N, L, G^2) with the array module ``xp`` (numpy in
+        float64 for ``raw``, jax.numpy for ``transform_jax``): the same formulas for both."""
+        n, L = v.shape[:2]
+        e_layer = v.sum(-1)
+        e_tot = e_layer.sum(-1)
+        tail = xp.cumsum(e_layer[:, ::-1], -1)[:, ::-1]           # E_k + ... + E_{L-1}
+        u = [xp.log(e_tot / e_inc)[:, None]]
+        if L > 1:
+            u.append(self._logit(e_layer[:, :-1] / tail[:, :-1], xp))
+        shapes = self._logit(v / xp.maximum(e_layer[..., None], 1e-30), xp)
+        return xp.concatenate(u + [shapes.reshape(n, -1)], -1)
 
     def raw(self, voxels, e_inc, rng: np.random.Generator | None) -> np.ndarray:
         """Steps 1-3 (before standardisation), float64 (N, L + L G^2)."""
@@ -196,14 +215,37 @@ class CaloPreprocessor:
             lo, hi = self.box
             fill = self.noise * np.exp(-rng.uniform(hi, lo, v.shape))
             v = np.where(v > 0, v, fill)
-        e_layer = v.sum(-1)
-        e_tot = e_layer.sum(-1)
-        tail = np.cumsum(e_layer[:, ::-1], -1)[:, ::-1]           # E_k + ... + E_{L-1}
-        u = [np.log(e_tot / np.asarray(e_inc, np.float64))[:, None]]
-        if L > 1:
-            u.append(self._logit(e_layer[:, :-1] / tail[:, :-1]))
-        shapes = self._logit(v / np.maximum(e_layer[..., None], 1e-30))
-        return np.concatenate(u + [shapes.reshape(n, -1)], -1)
+        return self._vectors(v, np.asarray(e_inc, np.float64), np)
+
+    def dequantise_jax(self, voxels, key):
+        """Step 1 in JAX, drawn from ``key`` (jit-able; used inside a training loss so that the
+        noise is redrawn at every step instead of once for the training set): voxels (N, ...)
+        >= 0 -> dequantised voxels of the same shape, float32."""
+        import jax
+        import jax.numpy as jnp
+        v = jnp.asarray(voxels, jnp.float32)
+        if self.noise <= 0:
+            return v
+        if self.dequantise == "uniform":
+            return v + jax.random.uniform(key, v.shape, jnp.float32, 0.0, self.noise)
+        lo, hi = self.box
+        fill = self.noise * jnp.exp(-jax.random.uniform(key, v.shape, jnp.float32, hi, lo))
+        return jnp.where(v > 0, v, fill)
+
+    def transform_jax(self, voxels, e_inc, key):
+        """``transform`` in JAX (float32) with the dequantisation drawn from ``key``: voxels
+        (N, L, G, G), e_inc (N,) -> standardised vectors (N, L + L G^2). The
+        standardisation is the one ``fit`` set (numpy, float64, one dequantisation draw)."""
+        import jax.numpy as jnp
+        if self.mean is None:
+            raise ValueError("CaloPreprocessor: call fit first")
+        v = self.dequantise_jax(voxels, key)
+        if v.ndim < 3 or v.shape[1] * (1 + math.prod(v.shape[2:])) != len(self.mean):
+            raise ValueError(f"CaloPreprocessor.transform_jax: voxels of shape {v.shape}, "
+                             f"expected (N, L, G, G) with L (1 + G^2) = {len(self.mean)}")
+        x = self._vectors(v.reshape(v.shape[0], v.shape[1], -1),
+                          jnp.asarray(e_inc, jnp.float32), jnp)
+        return (x - jnp.asarray(self.mean, jnp.float32)) / jnp.asarray(self.std, jnp.float32)
 
     def fit(self, voxels, e_inc, rng: np.random.Generator) -> "CaloPreprocessor":
         x = self.raw(voxels, e_inc, rng)

@@ -51,7 +51,7 @@ from hepjax.models.generative.nets import ConditionalMLP
 Array = jax.Array
 
 __all__ = ["rational_quadratic_spline", "affine_transform", "CouplingLayer", "ElementwiseSpline",
-           "ConditionalFlow", "flow_loss", "standard_normal_logpdf"]
+           "ConditionalFlow", "flow_loss", "dequantised_flow_loss", "standard_normal_logpdf"]
 
 
 def standard_normal_logpdf(z: Array) -> Array:
@@ -313,3 +313,18 @@ def flow_loss(model: ConditionalFlow, batch: tuple[Array, Array], key: Array | N
     del key
     x, cond = batch
     return -jnp.mean(model.log_prob(x, cond)) / x.shape[-1]
+
+
+def dequantised_flow_loss(transform):
+    """A ``flow_loss`` whose batch holds raw data, dequantised afresh at every step: returns
+    ``loss_fn(model, ((voxels, e_inc), cond), key)`` that builds the flow's input as
+    ``x = transform(voxels, e_inc, key)`` (e.g. ``CaloPreprocessor.transform_jax``), so that each
+    training step sees a new draw of the dequantisation noise (as CaloFlow, Krause & Shih
+    arXiv:2106.05285, adds its noise per batch) instead of one draw memorised with the
+    training set. The loss is still the NLL per dimension of the dequantised vector, whose
+    average over the noise bounds the likelihood of the discrete read-out (Theis, van den Oord,
+    Bethge, "A note on the evaluation of generative models", arXiv:1511.01844)."""
+    def loss_fn(model: ConditionalFlow, batch, key: Array) -> Array:
+        (voxels, e_inc), cond = batch
+        return flow_loss(model, (transform(voxels, e_inc, key), cond))
+    return loss_fn
