@@ -5,10 +5,13 @@
   30 training steps; every output is written, in well under a minute. Its numbers mean nothing.
 * ``cpu`` -- what a 2-core CPU trains in about an hour: 8,000 training events of 2-10
   particles (~47,000 showers), the paper-sized GravNet blocks (4 blocks, dense 64, S = 4,
-  F_LR = 22, F_out = 48) with k = 16 and the exact kNN as in the papers, 6,000 steps of 2 events
-  (1.5 epochs). Measured on the 2-core EPYC at 1,600-2,048 hits: 0.345 s per step with the exact
-  kNN, 0.235 s with LSH bins of 512 (whose neighbourhoods are approximate: the first run, with
-  bins, reached a lower efficiency than CLUE).
+  F_LR = 22, F_out = 48) with k = 16 and the exact kNN as in the papers, clustering coordinates
+  offset from the hit's (x, y) / 2 cm (``cluster_xy_scale``), 6,000 steps of 2 events
+  (1.5 epochs); thresholds t_beta, t_d and a separate t_d for condensation points predicted to
+  be charged pions (broad hadron showers) chosen on the validation events. Measured on the
+  idle 2-core EPYC at 1,600-2,048 hits: 0.345 s per step with the exact kNN, 0.235 s with LSH
+  bins of 512 (whose neighbourhoods are approximate: the first run, with bins, reached a lower
+  efficiency than CLUE).
 * ``full`` -- the issue's size: 20,000 training events (~117,000 showers), exact kNN, 40,000
   steps of 4 events (a GPU job; not run here).
 
@@ -43,6 +46,8 @@ class Variant:
     # tuning grids (validation events only)
     t_beta_grid: tuple[float, ...] = (0.1, 0.2, 0.3, 0.5, 0.7, 0.8, 0.9)
     t_d_grid: tuple[float, ...] = (0.3, 0.5, 0.6, 0.7, 0.8, 1.0)
+    # radius of condensation points predicted to be charged pions (None: t_d for all)
+    t_d_hadron_grid: tuple = (None,)
     clue_dc_grid: tuple[float, ...] = (1.0, 1.3, 1.8)       # CE-E d_c [cm]
     clue_kappa_grid: tuple[float, ...] = (4.5, 9.0)         # rho_c = kappa * noise sigma
     clue3d_dc_grid: tuple[float, ...] = (1.0, 2.0, 3.0)     # 3D step d_c in CE-E [cm]
@@ -65,17 +70,20 @@ VARIANTS = {
                    k=8, head_width=16, bn_momentum=0.8, bin_size=256),
         train=OCTrainConfig(num_steps=30, batch_size=4, learning_rate=3e-3, warmup_steps=5,
                             num_objects=4, buckets=(2048,), log_every=10),
-        t_beta_grid=(0.2, 0.5), t_d_grid=(0.5, 1.0), clue_dc_grid=(1.3,),
+        t_beta_grid=(0.2, 0.5), t_d_grid=(0.5, 1.0), t_d_hadron_grid=(None, 1.0),
+        clue_dc_grid=(1.3,),
         clue_kappa_grid=(9.0,), clue3d_dc_grid=(2.0,), clue3d_rhoc_grid=(0.5,),
         clue3d_window_grid=(2,), n_tune_clue=32, workers=1, max_objects=32),
     "cpu": Variant(
         "cpu", n_train=8000, n_val=400, n_test=1000, pairs_per_distance=100,
-        model=dict(k=16),
+        model=dict(k=16, cluster_xy_scale=2.0),
+        t_beta_grid=(0.3, 0.5, 0.7), t_d_grid=(0.4, 0.5, 0.6, 0.7),
+        t_d_hadron_grid=(None, 0.8, 1.0),
         train=OCTrainConfig(num_steps=6000, batch_size=2, learning_rate=1e-3, warmup_steps=200,
                             num_objects=10, log_every=100)),
     "full": Variant(
         "full", n_train=20000, n_val=1000, n_test=2000, pairs_per_distance=300,
-        model=dict(k=16),
+        model=dict(k=16, cluster_xy_scale=2.0), t_d_hadron_grid=(None, 0.8, 1.0),
         train=OCTrainConfig(num_steps=40000, batch_size=4, learning_rate=1e-3,
                             warmup_steps=500, num_objects=10, log_every=200),
         n_tune_clue=500),

@@ -136,7 +136,8 @@ def train_or_load(v: Variant, data: dict, workdir: pathlib.Path, seed: int, num_
     model = build_model(v, seed)
     tcfg = dataclasses.replace(v.train, seed=seed, num_steps=num_steps)
     path = workdir / "model.pkl"
-    tag = {"variant": v.name, "seed": seed, "num_steps": num_steps, "n_train": len(data["mask"])}
+    tag = {"variant": v.name, "seed": seed, "num_steps": num_steps, "n_train": len(data["mask"]),
+           "model": dict(v.model)}
     if path.exists():
         with open(path, "rb") as fh:
             saved = pickle.load(fh)
@@ -157,11 +158,29 @@ def train_or_load(v: Variant, data: dict, workdir: pathlib.Path, seed: int, num_
     return model, records, seconds
 
 
-def network_objects(outputs, data, t_beta, t_d, max_objects, assign="greedy"):
+def cached_predict(model, data: dict, v: Variant, workdir: pathlib.Path, split: str) -> dict:
+    """``train_oc.predict`` of one split, saved as ``predictions_<split>.npz`` next to
+    ``model.pkl`` and reused while the model file is unchanged (same size and mtime), so that
+    re-evaluating other thresholds does not rerun the network."""
+    from hepjax.reco.train_oc import predict
+    stat = (workdir / "model.pkl").stat()
+    stamp = np.array([stat.st_size, stat.st_mtime_ns, len(data["mask"])], np.int64)
+    path = workdir / f"predictions_{split}.npz"
+    if path.exists():
+        with np.load(path) as f:
+            if np.array_equal(f["stamp"], stamp):
+                log(f"loaded the network's {split} outputs from {path}")
+                return {k: f[k] for k in f.files if k != "stamp"}
+    out = predict(model, data, buckets=v.train.buckets)
+    np.savez(path, stamp=stamp, **out)
+    return out
+
+
+def network_objects(outputs, data, t_beta, t_d, max_objects, assign="greedy", t_d_hadron=None):
     """(labels (E, N), per-event object energies, per-event type probabilities, reco dict)."""
     from hepjax.reco.train_oc import reconstruct
     r = reconstruct(outputs, data, t_beta=t_beta, t_d=t_d, max_objects=max_objects,
-                    assign=assign)
+                    assign=assign, t_d_hadron=t_d_hadron)
     k = r["valid"].sum(1)
     energies = [r["energy"][e, :k[e]] for e in range(len(k))]
     types = [r["type_prob"][e, :k[e]] for e in range(len(k))]
@@ -239,17 +258,25 @@ def tune_clue(v: Variant, padded: dict):
 
 
 def tune_network(v: Variant, outputs, data, padded):
+    """Grid search of (t_beta, t_d, t_d_hadron) on validation events maximising efficiency -
+    fake rate (t_d_hadron None: one radius for every condensation point)."""
     trials = []
     best, best_score = None, -math.inf
     for tb in v.t_beta_grid:
         for td in v.t_d_grid:
-            labels, energies, _, _ = network_objects(outputs, data, tb, td, v.max_objects,
-                                                     v.assign)
-            s = metrics.summarize(metrics.evaluate(padded, labels, energies, close_distance=CLOSE))
-            trials.append({"t_beta": tb, "t_d": td, "efficiency": s["efficiency"]["value"],
-                           "fake_rate": s["fake_rate"]["value"], "score": _score(s)})
-            if _score(s) > best_score:
-                best, best_score = (tb, td), _score(s)
+            for tdh in v.t_d_hadron_grid:
+                labels, energies, _, _ = network_objects(outputs, data, tb, td, v.max_objects,
+                                                         v.assign, t_d_hadron=tdh)
+                s = metrics.summarize(metrics.evaluate(padded, labels, energies,
+                                                       close_distance=CLOSE))
+                trials.append({"t_beta": tb, "t_d": td, "t_d_hadron": tdh,
+                               "efficiency": s["efficiency"]["value"],
+                               "efficiency_close": s["efficiency_close"]["value"],
+                               "fake_rate": s["fake_rate"]["value"],
+                               "fake_rate_close": s["fake_rate_close"]["value"],
+                               "score": _score(s)})
+                if _score(s) > best_score:
+                    best, best_score = (tb, td, tdh), _score(s)
     return best, trials
 
 
@@ -526,23 +553,22 @@ def main(argv=None) -> dict:
     model, train_log, train_seconds = train_or_load(v, train_data, workdir, seed, num_steps)
     del train_data
 
-    from hepjax.reco.train_oc import predict
     t0 = time.perf_counter()
-    val_out = predict(model, val_data, buckets=v.train.buckets)
-    (t_beta, t_d), net_trials = tune_network(v, val_out, val_data, val_pad)
-    log(f"network thresholds from validation: t_beta={t_beta}, t_d={t_d}")
+    val_out = cached_predict(model, val_data, v, workdir, "val")
+    (t_beta, t_d, t_d_had), net_trials = tune_network(v, val_out, val_data, val_pad)
+    log(f"network thresholds from validation: t_beta={t_beta}, t_d={t_d}, t_d_hadron={t_d_had}")
     clue_best, clue_trials = tune_clue(v, val_pad)
     log(f"CLUE thresholds from validation: {clue_best}")
     t_tune = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    test_out = predict(model, test_data, buckets=v.train.buckets)
-    pair_out = predict(model, pair_data, buckets=v.train.buckets)
+    test_out = cached_predict(model, test_data, v, workdir, "test")
+    pair_out = cached_predict(model, pair_data, v, workdir, "pairs")
     t_net_inf = time.perf_counter() - t0
     nl_test, ne_test, nt_test, nr_test = network_objects(test_out, test_data, t_beta, t_d,
-                                                         v.max_objects, v.assign)
+                                                         v.max_objects, v.assign, t_d_had)
     nl_pair, ne_pair, _, _ = network_objects(pair_out, pair_data, t_beta, t_d, v.max_objects,
-                                             v.assign)
+                                             v.assign, t_d_had)
     t0 = time.perf_counter()
     params = clue_params(*clue_best)
     cl_test, ce_test = run_clue(test_pad, params)
@@ -577,7 +603,8 @@ def main(argv=None) -> dict:
         "matching_rule": "matched iff shared energy > 50 % of the particle's visible energy and "
                          "> 50 % of the object's measured energy",
         "close_distance_cm": CLOSE,
-        "network": {**net_res, "t_beta": t_beta, "t_d": t_d, "assign": v.assign,
+        "network": {**net_res, "t_beta": t_beta, "t_d": t_d, "t_d_hadron": t_d_had,
+                    "assign": v.assign,
                     "tuning": net_trials},
         "clue": {**clue_res, "params": dict(zip(("dc_ee", "kappa", "dc3_ee", "rhoc3_gev",
                                                  "window"), clue_best)),

@@ -484,6 +484,7 @@ def _condense_impl(beta, coords, mask, t_beta, t_d, payload, max_objects, assign
     beta = jnp.where(valid, beta, jnp.zeros((), beta.dtype))
     coords = jnp.where(valid[:, None], coords, jnp.zeros((), coords.dtype))
     t_d2 = jnp.asarray(t_d, coords.dtype) ** 2
+    per_hit = t_d2.ndim == 1          # radius of each hit if it becomes a condensation point
     t_beta = jnp.asarray(t_beta, beta.dtype)
     eligible = valid & (beta > t_beta)
     neg_inf = jnp.asarray(-jnp.inf, beta.dtype)
@@ -509,7 +510,7 @@ def _condense_impl(beta, coords, mask, t_beta, t_d, payload, max_objects, assign
         # first index among ties (max + min is faster than argmax on XLA:CPU)
         i = jnp.minimum(jnp.min(jnp.where(score == best, iota, n)), n - 1)
         d2 = sum((c - c[i]) ** 2 for c in cols)        # exactly 0 for the point itself
-        new = unassigned & (d2 <= t_d2) & found
+        new = unassigned & (d2 <= (t_d2[i] if per_hit else t_d2)) & found
         oid = jnp.where(new, k, oid)
         index = index.at[k].set(jnp.where(found, i, -1))
         return k + found.astype(jnp.int32), oid, index, found
@@ -527,6 +528,8 @@ def _condense_impl(beta, coords, mask, t_beta, t_d, payload, max_objects, assign
         def nearer(j, carry):
             best_d2, best_k = carry
             d2 = sum((c - c[safe[j]]) ** 2 for c in cols)
+            if per_hit:   # per-object radii: nearest in units of each object's own t_d
+                d2 = d2 / jnp.maximum(t_d2[safe[j]], jnp.finfo(coords.dtype).tiny)
             closer = d2 < best_d2
             return jnp.where(closer, d2, best_d2), jnp.where(closer, j, best_k)
 
@@ -548,6 +551,11 @@ _condense_jit = jax.jit(_condense_impl, static_argnames=("max_objects", "assign"
 
 
 def _batched_impl(beta, coords, mask, t_beta, t_d, payload, max_objects, assign="greedy"):
+    t_d = jnp.asarray(t_d)
+    if t_d.ndim == 2:   # one radius per hit and event
+        return jax.vmap(lambda b, c, m, p, r: _condense_impl(b, c, m, t_beta, r, p, max_objects,
+                                                             assign))(beta, coords, mask, payload,
+                                                                      t_d)
     return jax.vmap(lambda b, c, m, p: _condense_impl(b, c, m, t_beta, t_d, p, max_objects,
                                                       assign))(beta, coords, mask, payload)
 
@@ -570,13 +578,20 @@ def _check_condense(beta, coords, mask, payload, max_objects, t_beta, t_d, batch
         valid = _valid_np(mask, lead)
         _check_finite("beta", beta, valid)
         _check_finite("coords", coords, valid)
-    for name, t in (("t_beta", t_beta), ("t_d", t_d)):
-        tv = _concrete(t)
-        if tv is not None and (tv.shape != () or not np.isfinite(tv)):
-            raise ValueError(f"{name} must be a finite scalar, got {t!r}")
+    tv = _concrete(t_beta)
+    if tv is not None and (tv.shape != () or not np.isfinite(tv)):
+        raise ValueError(f"t_beta must be a finite scalar, got {t_beta!r}")
     td = _concrete(t_d)
-    if td is not None and td < 0:
-        raise ValueError(f"t_d must be >= 0, got {float(td)}")
+    if td is not None:
+        if td.shape not in ((), tuple(lead)):
+            raise ValueError(f"t_d must be a scalar or one radius per hit of shape {tuple(lead)}, "
+                             f"got shape {td.shape}")
+        if not np.all(np.isfinite(td)):
+            raise ValueError(f"t_d must be finite, got {t_d!r}" if td.shape == () else
+                             f"t_d must be finite, got {int((~np.isfinite(td)).sum())} "
+                             f"non-finite radii")
+        if np.any(td < 0):
+            raise ValueError(f"t_d must be >= 0, got {float(np.min(td))}")
 
 
 def condense(beta: Array, coords: Array, mask: Array | None = None, payload: Any = None, *,
@@ -603,6 +618,10 @@ def condense(beta: Array, coords: Array, mask: Array | None = None, payload: Any
         position (N, 3), type logits (N, C)), gathered at the condensation points.
       max_objects: static K_max (a new value compiles anew; N, D, dtypes and the payload
         structure do too). ``t_beta`` and ``t_d`` are traced: changing them does not recompile.
+      t_d: a scalar, or (N,) one radius per hit: the radius used when that hit becomes a
+        condensation point (e.g. by the particle type predicted there: compact EM showers and
+        broad hadron showers); with ``assign="nearest"`` each assigned hit then goes to the
+        condensation point nearest in units of that point's own radius.
       validate: check for NaN/inf on real hits (one line ValueError). The check copies the
         inputs to the host; pass False to skip it (inside jit/vmap it is skipped anyway).
 
@@ -629,7 +648,8 @@ def batched_condense(beta: Array, coords: Array, mask: Array | None = None, payl
                      *, max_objects: int, t_beta: float = 0.5, t_d: float = 0.5,
                      assign: str = "greedy", validate: bool = True) -> Condensates:
     """:func:`condense` vmapped over a leading batch axis: beta (B, N), coords (B, N, D), mask
-    (B, N), payload leaves (B, N, ...); every field of the result gains the batch axis B."""
+    (B, N), payload leaves (B, N, ...), ``t_d`` a scalar or (B, N); every field of the result
+    gains the batch axis B."""
     beta = jnp.asarray(beta)
     coords = jnp.asarray(coords)
     _check_condense(beta, coords, mask, payload, max_objects, t_beta, t_d, 1, validate, assign)

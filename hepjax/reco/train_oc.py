@@ -272,14 +272,20 @@ def _fit_length(v, n):
 
 
 def reconstruct(outputs: dict, data: dict, *, t_beta: float, t_d: float,
-                max_objects: int = 64, assign: str = "greedy") -> dict:
+                max_objects: int = 64, assign: str = "greedy",
+                t_d_hadron: float | None = None) -> dict:
     """Condensation (``batched_condense``) of network ``outputs`` (``predict``) on the events of
     ``data``. Returns numpy: ``object_id`` (E, N) per hit (-1 unassigned), and per object (E, K):
     ``valid``, ``beta``, ``energy`` (summed measured energy of its hits x the energy correction
     at its condensation point), ``raw_energy`` (the sum alone), ``energy_hit_corrected`` (the
     sum of each hit's energy times its own correction, for comparison), ``position`` (E, K, 2) and
     ``type_prob`` (E, K, C) at the condensation point, ``overflow`` (E,). ``assign``: the
-    hit-assignment rule of ``condense`` ("greedy", the paper's, or "nearest")."""
+    hit-assignment rule of ``condense`` ("greedy", the paper's, or "nearest"). ``t_d_hadron``:
+    if given, the radius of condensation points whose predicted type is a charged pion (broad
+    hadron showers), ``t_d`` that of the others (compact e/gamma showers)."""
+    if t_d_hadron is not None:
+        is_had = np.argmax(outputs["type_logits"], -1) == cn.PARTICLE_TYPES.index("charged_pion")
+        t_d = np.where(is_had, t_d_hadron, t_d).astype(np.float32)
     payload = {"energy_correction": outputs["energy_correction"],
                "position": outputs["position"], "type_logits": outputs["type_logits"]}
     res = oc.batched_condense(outputs["beta"], outputs["coords"], data["mask"], payload,

@@ -598,3 +598,56 @@ def test_nearest_assignment_matches_numpy_loop(seed):
     np.testing.assert_array_equal(np.asarray(bres.object_id)[0], want)
     with pytest.raises(ValueError, match="assign must be one of"):
         condense(beta, x, mask, max_objects=K, assign="closest")
+
+
+def ref_condense_radii(beta, x, mask, t_beta, radius, max_objects, nearest):
+    """Plain loop with one radius per hit (used when that hit is a condensation point); the
+    nearest rule then measures distances in units of each condensation point's radius."""
+    n = len(beta)
+    oid = np.full(n, -1)
+    index = []
+    while len(index) < max_objects:
+        cand = [i for i in range(n) if mask[i] and oid[i] < 0 and beta[i] > t_beta]
+        if not cand:
+            break
+        best = max(cand, key=lambda i: (beta[i], -i))
+        index.append(best)
+        for j in range(n):
+            d2 = sum((float(x[j][c]) - float(x[best][c])) ** 2 for c in range(x.shape[1]))
+            if mask[j] and oid[j] < 0 and d2 <= float(radius[best]) ** 2:
+                oid[j] = len(index) - 1
+    if nearest:
+        for j in range(n):
+            if oid[j] >= 0:
+                s = [sum((float(x[j][c]) - float(x[i][c])) ** 2 for c in range(x.shape[1]))
+                     / float(radius[i]) ** 2 for i in index]
+                oid[j] = int(np.argmin(s))
+    return oid, index
+
+
+@pytest.mark.parametrize("assign", ["greedy", "nearest"])
+def test_per_hit_radii_match_numpy_loop(assign):
+    """t_d as one radius per hit (e.g. by the type predicted there): condense and
+    batched_condense equal the plain loop; equal radii reproduce the scalar t_d exactly."""
+    beta, x, mask = inference_event(5)
+    beta, x = beta.astype(np.float32), x.astype(np.float32)
+    rng = np.random.default_rng(5)
+    radius = np.where(rng.random(len(beta)) < 0.5, 0.5, 1.3).astype(np.float32)
+    want_oid, want_index = ref_condense_radii(beta, x, mask, 0.3, radius, 128,
+                                              assign == "nearest")
+    res = condense(beta, x, mask, max_objects=128, t_beta=0.3, t_d=radius, assign=assign)
+    np.testing.assert_array_equal(np.asarray(res.object_id), want_oid)
+    np.testing.assert_array_equal(np.asarray(res.index)[:len(want_index)], want_index)
+    small = condense(beta, x, mask, max_objects=128, t_beta=0.3, t_d=0.5, assign=assign)
+    large = condense(beta, x, mask, max_objects=128, t_beta=0.3, t_d=1.3, assign=assign)
+    assert len(want_index) not in (int(small.num_objects), int(large.num_objects))
+    same = condense(beta, x, mask, max_objects=128, t_beta=0.3,
+                    t_d=np.full(len(beta), 0.5, np.float32), assign=assign)
+    np.testing.assert_array_equal(np.asarray(same.object_id), np.asarray(small.object_id))
+    bres = batched_condense(beta[None], x[None], mask[None], max_objects=128, t_beta=0.3,
+                            t_d=radius[None], assign=assign)
+    np.testing.assert_array_equal(np.asarray(bres.object_id)[0], want_oid)
+    with pytest.raises(ValueError, match="one radius per hit"):
+        condense(beta, x, mask, max_objects=8, t_d=radius[:-1])
+    with pytest.raises(ValueError, match="t_d must be >= 0"):
+        condense(beta, x, mask, max_objects=8, t_d=-radius)

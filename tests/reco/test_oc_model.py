@@ -85,6 +85,28 @@ def test_one_lsh_bin_equals_exact_knn_and_with_bins_keeps_parameters():
         cn.with_bins(small_net(), 16)(jnp.asarray(f[:, :30]), jnp.asarray(m[:, :30]))
 
 
+def test_cluster_xy_scale_adds_the_hit_position_to_the_learned_coordinates():
+    """coords = (learned coords) + (hit x, y) / scale on the first two axes, the rest unchanged;
+    padding still gives exactly 0; missing hit_xy or a bad scale is an error."""
+    rng = np.random.default_rng(3)
+    f, m, xy = random_batch(rng, b=2, n=40, real=(40, 25))
+    kw = dict(num_blocks=2, dense_width=16, space_dims=3, propagate_dims=8, out_dims=16, k=6,
+              head_width=16, rngs=None)
+    plain = cn.CondensationNet(**dict(kw, rngs=nnx.Rngs(4)))
+    prior = cn.CondensationNet(**dict(kw, rngs=nnx.Rngs(4), cluster_xy_scale=2.0))
+    a = plain(jnp.asarray(f), jnp.asarray(m), jnp.asarray(xy))
+    b = prior(jnp.asarray(f), jnp.asarray(m), jnp.asarray(xy))
+    want = np.asarray(a["coords"]).copy()
+    want[..., :2] += np.where(m[..., None], xy / 2.0, 0.0)
+    np.testing.assert_allclose(np.asarray(b["coords"]), want, rtol=1e-6, atol=1e-6)
+    for k in ("beta", "energy_correction", "position", "type_logits"):
+        np.testing.assert_array_equal(np.asarray(a[k]), np.asarray(b[k]), err_msg=k)
+    with pytest.raises(ValueError, match="needs hit_xy"):
+        prior(jnp.asarray(f), jnp.asarray(m))
+    with pytest.raises(ValueError, match="cluster_xy_scale"):
+        cn.CondensationNet(**dict(kw, rngs=nnx.Rngs(0), cluster_xy_scale=-1.0))
+
+
 @pytest.fixture(scope="module")
 def tiny_events():
     gun = GunConfig(n_particles=(2, 3), energy=(10.0, 30.0))
@@ -128,6 +150,21 @@ def test_reconstruct_energy_is_summed_hits_times_correction():
     np.testing.assert_allclose(r["raw_energy"][0, :2], [6.0, 9.0])
     np.testing.assert_allclose(r["energy"][0, :2], [9.0, 4.5])
     assert r["valid"][0].tolist() == [True, True, False, False]
+    # t_d_hadron: the radius of condensation points predicted charged pions (type index 2).
+    # The pion condensation point at 0 reaches the hit at 1.2 with t_d_hadron = 1.5, the e/gamma
+    # one at 5 does not reach the hit at 6.2 with t_d = 0.5; t_d_hadron = t_d changes nothing.
+    out2 = dict(out, beta=np.array([[0.9, 0.2, 0.8, 0.3]], np.float32),
+                coords=np.array([[[0, 0], [1.2, 0], [5, 5], [6.2, 5]]], np.float32),
+                energy_correction=np.ones((1, 4), np.float32),
+                position=np.zeros((1, 4, 2), np.float32),
+                type_logits=np.array([[[0, 0, 5], [0, 0, 5], [5, 0, 0], [5, 0, 0]]], np.float32))
+    data2 = {"mask": np.ones((1, 4), bool), "hit_energy": np.ones((1, 4), np.float32)}
+    r2 = train_oc.reconstruct(out2, data2, t_beta=0.5, t_d=0.5, max_objects=4, t_d_hadron=1.5)
+    np.testing.assert_array_equal(r2["object_id"][0], [0, 0, 1, -1])
+    r3 = train_oc.reconstruct(out2, data2, t_beta=0.5, t_d=0.5, max_objects=4, t_d_hadron=0.5)
+    r4 = train_oc.reconstruct(out2, data2, t_beta=0.5, t_d=0.5, max_objects=4)
+    np.testing.assert_array_equal(r3["object_id"], r4["object_id"])
+    np.testing.assert_array_equal(r4["object_id"][0], [0, -1, 1, -1])
 
 
 def test_short_training_lowers_the_loss(tiny_events):
