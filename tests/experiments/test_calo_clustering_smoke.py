@@ -100,3 +100,22 @@ def test_smoke_metrics_are_consistent_with_the_events(smoke_run):
     rand = metrics.summarize(metrics.evaluate(
         pe, shuffled, [np.ones(4)] * len(labels), close_distance=run.CLOSE))
     assert rand["efficiency"]["value"] < 0.5
+
+
+def test_working_points_reproduce_the_run_from_the_cached_outputs(smoke_run):
+    """working_points.py re-evaluates thresholds from the cached network outputs
+    (predictions_*.npz): at the run's own thresholds it gives exactly the run's numbers, and a
+    threshold that admits every hit as a condensation point gives different ones."""
+    from experiments.calo_clustering import working_points
+    workdir, results = smoke_run
+    net = results["network"]
+    for split in ("val", "test", "pairs"):
+        assert (workdir / f"predictions_{split}.npz").stat().st_size > 0
+    tdh = "none" if net["t_d_hadron"] is None else str(net["t_d_hadron"])
+    same, other = working_points.main(["--workdir", str(workdir),
+                                       f"{net['t_beta']},{net['t_d']},{tdh}", "0.0,0.01,none"])
+    assert same["summary"] == json.loads(json.dumps(net["summary"]))
+    assert same["pairs_closer_than_2RM"] == net["pairs_closer_than_2RM"]
+    assert other["summary"]["fake_rate"]["value"] != net["summary"]["fake_rate"]["value"]
+    with pytest.raises(ValueError, match="t_beta,t_d,t_d_hadron"):
+        working_points._point("0.5,0.5")
