@@ -158,21 +158,35 @@ def train_or_load(v: Variant, data: dict, workdir: pathlib.Path, seed: int, num_
     return model, records, seconds
 
 
+def _outputs_stamp(workdir: pathlib.Path, n_events: int) -> np.ndarray:
+    stat = (workdir / "model.pkl").stat()
+    return np.array([stat.st_size, stat.st_mtime_ns, n_events], np.int64)
+
+
+def cached_outputs(workdir: pathlib.Path, split: str, n_events: int) -> dict | None:
+    """The network outputs of ``split`` saved by ``cached_predict``, or None if absent or made
+    by another ``model.pkl`` (size or mtime differ) or for another number of events."""
+    path = workdir / f"predictions_{split}.npz"
+    if not path.exists():
+        return None
+    with np.load(path) as f:
+        if not np.array_equal(f["stamp"], _outputs_stamp(workdir, n_events)):
+            return None
+        return {k: f[k] for k in f.files if k != "stamp"}
+
+
 def cached_predict(model, data: dict, v: Variant, workdir: pathlib.Path, split: str) -> dict:
     """``train_oc.predict`` of one split, saved as ``predictions_<split>.npz`` next to
     ``model.pkl`` and reused while the model file is unchanged (same size and mtime), so that
     re-evaluating other thresholds does not rerun the network."""
     from hepjax.reco.train_oc import predict
-    stat = (workdir / "model.pkl").stat()
-    stamp = np.array([stat.st_size, stat.st_mtime_ns, len(data["mask"])], np.int64)
-    path = workdir / f"predictions_{split}.npz"
-    if path.exists():
-        with np.load(path) as f:
-            if np.array_equal(f["stamp"], stamp):
-                log(f"loaded the network's {split} outputs from {path}")
-                return {k: f[k] for k in f.files if k != "stamp"}
+    n = len(data["mask"])
+    out = cached_outputs(workdir, split, n)
+    if out is not None:
+        log(f"loaded the network's {split} outputs from {workdir / f'predictions_{split}.npz'}")
+        return out
     out = predict(model, data, buckets=v.train.buckets)
-    np.savez(path, stamp=stamp, **out)
+    np.savez(workdir / f"predictions_{split}.npz", stamp=_outputs_stamp(workdir, n), **out)
     return out
 
 

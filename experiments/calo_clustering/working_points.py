@@ -13,8 +13,6 @@ import argparse
 import json
 import pathlib
 
-import numpy as np
-
 from experiments.calo_clustering import run
 from experiments.calo_clustering.config import get
 
@@ -35,20 +33,17 @@ def main(argv=None) -> list[dict]:
     wd = pathlib.Path(args.workdir)
     results = json.loads((wd / "results.json").read_text())
     v = get(results["variant"])
-    key = f"{v.name}_s{results['seed']}"
-    files = {"test": wd / "data" / f"{key}_test_{v.n_test}.h5",
-             "pairs": wd / "data" / f"{key}_pairs_{v.pairs_per_distance * len(v.distances)}.h5"}
+    files = run.ensure_events(v, wd / "data", results["seed"])     # the run's cached events
     out = []
-    loaded = {s: run.load(p) for s, p in files.items()}
-    preds = {}
-    for s in files:
-        path = wd / f"predictions_{s}.npz"
-        if not path.exists():
-            raise FileNotFoundError(f"{path}: no cached network outputs; run run.py first")
-        with np.load(path) as f:
-            preds[s] = {k: f[k] for k in f.files if k != "stamp"}
+    loaded, preds = {}, {}
+    for s in ("test", "pairs"):
+        loaded[s] = run.load(files[s])
+        preds[s] = run.cached_outputs(wd, s, len(loaded[s][0]["mask"]))
+        if preds[s] is None:
+            raise FileNotFoundError(f"{wd / f'predictions_{s}.npz'}: no network outputs of the "
+                                    f"current model.pkl; run run.py on this work directory first")
+    (td_data, td_pad), (pr_data, pr_pad) = loaded["test"], loaded["pairs"]
     for tb, td, tdh in args.points:
-        (td_data, td_pad), (pr_data, pr_pad) = loaded["test"], loaded["pairs"]
         nl, ne, nt, _ = run.network_objects(preds["test"], td_data, tb, td, v.max_objects,
                                             v.assign, tdh)
         pl, pe, _, _ = run.network_objects(preds["pairs"], pr_data, tb, td, v.max_objects,

@@ -79,6 +79,35 @@ def ensure_showers(v: Variant, workdir: pathlib.Path, seed: int) -> dict:
 
 # ------------------------------------------------------------------------------------- models
 
+def new_model(name: str, v: Variant, dim: int, cdim: int, seed: int, rngs):
+    """The untrained network of model ``name`` as the variant configures it (for the GAN, the
+    generator and the critic, in that order from ``rngs``): shared by the training here and by
+    ``speed.py``, so both build the same architecture."""
+    from hepjax.models import generative as G
+    if name in ("flow", "flow_affine"):
+        cfg = getattr(v, name)
+        return G.ConditionalFlow(dim, cdim, n_layers=cfg["n_layers"], kind=cfg["kind"],
+                                 hidden=tuple(cfg["hidden"]), bins=cfg.get("bins", 8),
+                                 layout=cfg.get("layout", "per_dim"), perm_seed=seed,
+                                 bound=cfg.get("bound", 4.0),
+                                 marginal_splines=cfg.get("marginal_splines", 0),
+                                 marginal_bins=cfg.get("marginal_bins", 16), rngs=rngs)
+    if name == "diffusion":
+        cfg = v.diffusion
+        return G.Diffusion(dim, cdim, T=cfg["T"], width=cfg["width"], depth=cfg["depth"],
+                           rngs=rngs)
+    if name == "gan":
+        cfg = v.gan
+        gen = G.Generator(dim, cdim, latent=cfg["latent"], hidden=tuple(cfg["hidden"]),
+                          rngs=rngs)
+        return gen, G.Critic(dim, cdim, hidden=tuple(cfg["hidden"]), rngs=rngs)
+    if name == "vae":
+        cfg = v.vae
+        return G.ConditionalVAE(dim, cdim, latent=cfg["latent"], hidden=tuple(cfg["hidden"]),
+                                rngs=rngs)
+    raise ValueError(f"model {name!r}: choose from {MODELS}")
+
+
 def build_and_train(name: str, v: Variant, x: np.ndarray, cond: np.ndarray, seed: int,
                     load: pathlib.Path | None = None, showers: tuple | None = None, pre=None):
     """Returns (sample_fn(model, key, cond), model used for sampling, history, train seconds).
@@ -115,12 +144,7 @@ def build_and_train(name: str, v: Variant, x: np.ndarray, cond: np.ndarray, seed
 
     if name in ("flow", "flow_affine"):
         cfg = getattr(v, name)
-        model = G.ConditionalFlow(dim, cdim, n_layers=cfg["n_layers"], kind=cfg["kind"],
-                                  hidden=tuple(cfg["hidden"]), bins=cfg.get("bins", 8),
-                                  layout=cfg.get("layout", "per_dim"), perm_seed=seed,
-                                  bound=cfg.get("bound", 4.0),
-                                  marginal_splines=cfg.get("marginal_splines", 0),
-                                  marginal_bins=cfg.get("marginal_bins", 16), rngs=rngs)
+        model = new_model(name, v, dim, cdim, seed, rngs)
         if cfg.get("dequantise_per_step", False):
             if showers is None or pre is None:
                 raise ValueError(f"{name}: dequantise_per_step needs the training showers and "
@@ -133,8 +157,7 @@ def build_and_train(name: str, v: Variant, x: np.ndarray, cond: np.ndarray, seed
         return (lambda m, k, c: m.sample(k, c)), model, hist, time.perf_counter() - t0
     if name == "diffusion":
         cfg = v.diffusion
-        model = G.Diffusion(dim, cdim, T=cfg["T"], width=cfg["width"], depth=cfg["depth"],
-                            rngs=rngs)
+        model = new_model(name, v, dim, cdim, seed, rngs)
         model, ema, hist = trained(model, G.diffusion_loss, ema=cfg["ema"])
         steps = cfg["ddim_steps"]
         # x0_hat clipped to the training data's range per coordinate, widened by 1 (std units);
@@ -148,9 +171,7 @@ def build_and_train(name: str, v: Variant, x: np.ndarray, cond: np.ndarray, seed
                 ema, hist, time.perf_counter() - t0)
     if name == "gan":
         cfg = v.gan
-        gen = G.Generator(dim, cdim, latent=cfg["latent"], hidden=tuple(cfg["hidden"]),
-                          rngs=rngs)
-        crit = G.Critic(dim, cdim, hidden=tuple(cfg["hidden"]), rngs=rngs)
+        gen, crit = new_model(name, v, dim, cdim, seed, rngs)
         if load is not None:
             gen, _, _ = trained(gen, None)
             return (lambda m, k, c: m.sample(k, c)), gen, [], time.perf_counter() - t0
@@ -162,8 +183,7 @@ def build_and_train(name: str, v: Variant, x: np.ndarray, cond: np.ndarray, seed
         return (lambda m, k, c: m.sample(k, c)), gen, hist, time.perf_counter() - t0
     if name == "vae":
         cfg = v.vae
-        model = G.ConditionalVAE(dim, cdim, latent=cfg["latent"], hidden=tuple(cfg["hidden"]),
-                                 rngs=rngs)
+        model = new_model(name, v, dim, cdim, seed, rngs)
         model, _, hist = trained(model, G.cvae_loss)
         return (lambda m, k, c: m.sample(k, c)), model, hist, time.perf_counter() - t0
     raise ValueError(f"model {name!r}: choose from {MODELS}")

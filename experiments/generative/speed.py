@@ -26,29 +26,15 @@ import numpy as np
 
 
 def build(name: str, v, dim: int, rngs):
+    """(untrained model, sample_fn) of ``name``: the architecture of ``run.new_model``."""
+    from experiments.generative.run import new_model
     from hepjax.models import generative as G
-    if name in ("flow", "flow_affine"):
-        c = getattr(v, name)
-        m = G.ConditionalFlow(dim, 1, n_layers=c["n_layers"], kind=c["kind"],
-                              hidden=tuple(c["hidden"]), bins=c.get("bins", 8),
-                              layout=c.get("layout", "per_dim"),
-                              marginal_splines=c.get("marginal_splines", 0),
-                              bound=c.get("bound", 4.0),
-                              marginal_bins=c.get("marginal_bins", 16), rngs=rngs)
-        return m, (lambda m, k, c: m.sample(k, c))
+    model = new_model(name, v, dim, 1, 0, rngs)
     if name == "diffusion":
-        c = v.diffusion
-        m = G.Diffusion(dim, 1, T=c["T"], width=c["width"], depth=c["depth"], rngs=rngs)
-        return m, (lambda m, k, cc, s=c["ddim_steps"]: G.ddim_sample(m, k, cc, s))
+        return model, (lambda m, k, cc, s=v.diffusion["ddim_steps"]: G.ddim_sample(m, k, cc, s))
     if name == "gan":
-        c = v.gan
-        return (G.Generator(dim, 1, latent=c["latent"], hidden=tuple(c["hidden"]), rngs=rngs),
-                lambda m, k, c: m.sample(k, c))
-    if name == "vae":
-        c = v.vae
-        return (G.ConditionalVAE(dim, 1, latent=c["latent"], hidden=tuple(c["hidden"]),
-                                 rngs=rngs), lambda m, k, c: m.sample(k, c))
-    raise ValueError(f"--models: unknown model {name!r}")
+        return model[0], (lambda m, k, c: m.sample(k, c))
+    return model, (lambda m, k, c: m.sample(k, c))
 
 
 def main(argv=None) -> dict:

@@ -552,12 +552,10 @@ _condense_jit = jax.jit(_condense_impl, static_argnames=("max_objects", "assign"
 
 def _batched_impl(beta, coords, mask, t_beta, t_d, payload, max_objects, assign="greedy"):
     t_d = jnp.asarray(t_d)
-    if t_d.ndim == 2:   # one radius per hit and event
-        return jax.vmap(lambda b, c, m, p, r: _condense_impl(b, c, m, t_beta, r, p, max_objects,
-                                                             assign))(beta, coords, mask, payload,
-                                                                      t_d)
-    return jax.vmap(lambda b, c, m, p: _condense_impl(b, c, m, t_beta, t_d, p, max_objects,
-                                                      assign))(beta, coords, mask, payload)
+    per_hit = 0 if t_d.ndim == 2 else None     # (B, N): one radius per hit and event
+    return jax.vmap(lambda b, c, m, p, r: _condense_impl(b, c, m, t_beta, r, p, max_objects,
+                                                         assign),
+                    in_axes=(0, 0, 0, 0, per_hit))(beta, coords, mask, payload, t_d)
 
 
 _batched_condense_jit = jax.jit(_batched_impl, static_argnames=("max_objects", "assign"))

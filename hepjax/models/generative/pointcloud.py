@@ -152,9 +152,7 @@ class SetTransformerVelocity(nnx.Module):
 
     def __call__(self, x: Array, t: Array, mask: Array) -> Array:
         mask = jnp.asarray(mask, bool)
-        n = jnp.sum(mask, -1, keepdims=True).astype(jnp.float32) / mask.shape[-1]
-        e = jnp.concatenate([sinusoidal_embedding(1000.0 * t, self.time_dim), n], -1)
-        e = self.emb2(jax.nn.silu(self.emb1(e)))
+        e = _embed_t_n(self.emb1, self.emb2, self.time_dim, t, mask)
         attn_mask = mask[:, None, None, :]
         h = self.inp(x) + e[:, None, :]
         for block in self.blocks:
@@ -164,6 +162,8 @@ class SetTransformerVelocity(nnx.Module):
 
 
 def _embed_t_n(emb1, emb2, time_dim, t, mask):
+    """The (t, n / P) embedding both velocity fields add: a sinusoidal embedding of t and the
+    fraction of real particles, through Dense - SiLU - Dense."""
     n = jnp.sum(mask, -1, keepdims=True).astype(jnp.float32) / mask.shape[-1]
     e = jnp.concatenate([sinusoidal_embedding(1000.0 * t, time_dim), n], -1)
     return emb2(jax.nn.silu(emb1(e)))
