@@ -23,7 +23,7 @@ import math
 import numpy as np
 
 __all__ = ["match_event", "evaluate", "binomial", "summarize", "response_table",
-           "ENERGY_BINS", "nearest_distance"]
+           "composition_table", "ENERGY_BINS", "nearest_distance"]
 
 ENERGY_BINS = (10.0, 30.0, 60.0, 100.0, 150.0, 200.0)
 
@@ -69,10 +69,11 @@ def evaluate(padded: dict, labels: np.ndarray, object_energy: list, *, close_dis
     object (the network: corrected; CLUE: summed hit energy); ``type_prob[e]`` (R_e, C)
     optional. Returns numpy columns: particles (``energy``, ``pdg``, ``visible``, ``nn_distance``,
     ``close``, ``matched``, ``reco_energy`` (the algorithm's energy of the matched object),
-    ``reco_type``) and objects (``matched``, ``close``, ``noise_only``, ``raw_energy``)."""
+    ``reco_type``, ``completeness`` S_pr / V_p and ``purity`` S_pr / E_r of the matched object,
+    nan if unmatched) and objects (``matched``, ``close``, ``noise_only``, ``raw_energy``)."""
     cols = {k: [] for k in ("p_energy", "p_pdg", "p_visible", "p_nn", "p_matched", "p_reco_e",
-                            "p_reco_type", "p_event", "o_matched", "o_close", "o_noise",
-                            "o_raw_e")}
+                            "p_reco_type", "p_event", "p_completeness", "p_purity", "o_matched",
+                            "o_close", "o_noise", "o_raw_e")}
     mask = padded["hit_mask"]
     for e in range(mask.shape[0]):
         n = int(mask[e].sum())
@@ -97,6 +98,11 @@ def evaluate(padded: dict, labels: np.ndarray, object_energy: list, *, close_dis
         else:
             cols["p_reco_type"].append(np.full(npart, -1))
         cols["p_event"].append(np.full(npart, e))
+        s_pm = m["S"][np.arange(npart), np.maximum(pm, 0)] if len(obj_e) else np.zeros(npart)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            cols["p_completeness"].append(np.where(pm >= 0, s_pm / m["visible"], np.nan))
+            cols["p_purity"].append(np.where(
+                pm >= 0, s_pm / m["reco_energy"][np.maximum(pm, 0)] if len(obj_e) else 0, np.nan))
         best = m["object_best"]
         cols["o_matched"].append(m["object_match"] >= 0)
         cols["o_close"].append((best >= 0) & (nn[np.maximum(best, 0)] < close_distance)
@@ -154,6 +160,26 @@ def _robust(r):
             "resolution": float(s_eff / med) if med > 0 else math.nan,
             "resolution_error": float(s_eff / med / math.sqrt(2 * n)) if med > 0 else math.nan,
             "mean": float(r.mean()), "std": float(r.std())}
+
+
+def composition_table(rows: dict, classes: dict | None = None) -> dict:
+    """Where the energy of matched particles goes, per class (``classes``: name -> tuple of
+    |pdg|): mean missing fraction 1 - S_pr / V_p (the particle's visible energy outside its
+    object) and mean foreign fraction 1 - S_pr / E_r (the object's measured energy from other
+    particles and noise), with their standard errors."""
+    classes = classes or {"all": None, "em": (11, 22), "hadron": (211,)}
+    apdg = np.abs(rows["p_pdg"])
+    out = {}
+    for name, pdgs in classes.items():
+        sel = rows["p_matched"] & (True if pdgs is None else np.isin(apdg, pdgs))
+        n = int(sel.sum())
+        entry = {"n": n}
+        for key, col in (("missing", "p_completeness"), ("foreign", "p_purity")):
+            x = 1.0 - rows[col][sel]
+            entry[key] = float(x.mean()) if n else math.nan
+            entry[key + "_error"] = float(x.std() / math.sqrt(n)) if n > 1 else math.nan
+        out[name] = entry
+    return out
 
 
 def response_table(rows: dict, bins=ENERGY_BINS, classes: dict | None = None) -> dict:

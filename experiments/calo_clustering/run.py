@@ -190,11 +190,12 @@ def cached_predict(model, data: dict, v: Variant, workdir: pathlib.Path, split: 
     return out
 
 
-def network_objects(outputs, data, t_beta, t_d, max_objects, assign="greedy", t_d_hadron=None):
+def network_objects(outputs, data, t_beta, t_d, max_objects, assign="greedy", t_d_hadron=None,
+                    reach=1.0):
     """(labels (E, N), per-event object energies, per-event type probabilities, reco dict)."""
     from hepjax.reco.train_oc import reconstruct
     r = reconstruct(outputs, data, t_beta=t_beta, t_d=t_d, max_objects=max_objects,
-                    assign=assign, t_d_hadron=t_d_hadron)
+                    assign=assign, t_d_hadron=t_d_hadron, reach=reach)
     k = r["valid"].sum(1)
     energies = [r["energy"][e, :k[e]] for e in range(len(k))]
     types = [r["type_prob"][e, :k[e]] for e in range(len(k))]
@@ -272,25 +273,31 @@ def tune_clue(v: Variant, padded: dict):
 
 
 def tune_network(v: Variant, outputs, data, padded):
-    """Grid search of (t_beta, t_d, t_d_hadron) on validation events maximising efficiency -
-    fake rate (t_d_hadron None: one radius for every condensation point)."""
+    """Search on validation events maximising efficiency - fake rate: the grid of (t_beta, t_d,
+    t_d_hadron) (t_d_hadron None: one radius for every condensation point) at reach 1, then
+    the collection radius ``reach`` (``v.reach_grid``) at the best of those.
+    Returns ((t_beta, t_d, t_d_hadron, reach), trials)."""
     trials = []
-    best, best_score = None, -math.inf
-    for tb in v.t_beta_grid:
-        for td in v.t_d_grid:
-            for tdh in v.t_d_hadron_grid:
-                labels, energies, _, _ = network_objects(outputs, data, tb, td, v.max_objects,
-                                                         v.assign, t_d_hadron=tdh)
-                s = metrics.summarize(metrics.evaluate(padded, labels, energies,
-                                                       close_distance=CLOSE))
-                trials.append({"t_beta": tb, "t_d": td, "t_d_hadron": tdh,
-                               "efficiency": s["efficiency"]["value"],
-                               "efficiency_close": s["efficiency_close"]["value"],
-                               "fake_rate": s["fake_rate"]["value"],
-                               "fake_rate_close": s["fake_rate_close"]["value"],
-                               "score": _score(s)})
-                if _score(s) > best_score:
-                    best, best_score = (tb, td, tdh), _score(s)
+
+    def score(tb, td, tdh, reach):
+        labels, energies, _, _ = network_objects(outputs, data, tb, td, v.max_objects, v.assign,
+                                                 t_d_hadron=tdh, reach=reach)
+        s = metrics.summarize(metrics.evaluate(padded, labels, energies, close_distance=CLOSE))
+        trials.append({"t_beta": tb, "t_d": td, "t_d_hadron": tdh, "reach": reach,
+                       "efficiency": s["efficiency"]["value"],
+                       "efficiency_close": s["efficiency_close"]["value"],
+                       "fake_rate": s["fake_rate"]["value"],
+                       "fake_rate_close": s["fake_rate_close"]["value"], "score": _score(s)})
+        return _score(s)
+
+    grid = [(tb, td, tdh, 1.0) for tb in v.t_beta_grid for td in v.t_d_grid
+            for tdh in v.t_d_hadron_grid]
+    scores = [score(*p) for p in grid]
+    i = int(np.argmax(scores))                       # first of equal scores, as before
+    best, best_score = grid[i], scores[i]
+    for r in v.reach_grid:
+        if r != 1.0 and score(*best[:3], r) > best_score:
+            best, best_score = best[:3] + (r,), trials[-1]["score"]
     return best, trials
 
 
@@ -326,7 +333,8 @@ def evaluate_algorithm(name, padded_test, padded_pairs, labels_test, energies_te
     rows = metrics.evaluate(padded_test, labels_test, energies_test, close_distance=CLOSE,
                             type_prob=types_test)
     summary = metrics.summarize(rows)
-    res = {"summary": summary, "response": metrics.response_table(rows)}
+    res = {"summary": summary, "response": metrics.response_table(rows),
+           "composition": metrics.composition_table(rows)}
     # efficiency vs nearest-particle distance in the mixed events
     edges = [0.0, 1.0, 2.0, CLOSE, 3.5, 5.0, 7.5, 10.0, math.inf]
     curve = []
@@ -401,6 +409,15 @@ def table_md(results: dict) -> str:
                          f"{a['n']}) | {100 * a['resolution']:.1f} ± "
                          f"{100 * a['resolution_error']:.1f} % | {100 * b['resolution']:.1f} ± "
                          f"{100 * b['resolution_error']:.1f} % |")
+    for cls in ("em", "hadron"):
+        if "composition_both_matched" not in net:
+            break
+        a, b = (alg["composition_both_matched"][cls] for alg in (net, clue))
+        if a["n"] and b["n"]:
+            lines.append(
+                f"| {cls} particles matched by both: mean missing / foreign energy fraction | "
+                f"{100 * a['missing']:.1f} / {100 * a['foreign']:.1f} % | "
+                f"{100 * b['missing']:.1f} / {100 * b['foreign']:.1f} % |")
     if "type_accuracy" in net:
         lines.append(f"| particle-type accuracy (matched) | {_fmt(net['type_accuracy'])} | — |")
     lines += ["", "Two-shower separation (dedicated two-particle events):", "",
@@ -569,8 +586,9 @@ def main(argv=None) -> dict:
 
     t0 = time.perf_counter()
     val_out = cached_predict(model, val_data, v, workdir, "val")
-    (t_beta, t_d, t_d_had), net_trials = tune_network(v, val_out, val_data, val_pad)
-    log(f"network thresholds from validation: t_beta={t_beta}, t_d={t_d}, t_d_hadron={t_d_had}")
+    (t_beta, t_d, t_d_had, reach), net_trials = tune_network(v, val_out, val_data, val_pad)
+    log(f"network thresholds from validation: t_beta={t_beta}, t_d={t_d}, t_d_hadron={t_d_had}, "
+        f"reach={reach}")
     clue_best, clue_trials = tune_clue(v, val_pad)
     log(f"CLUE thresholds from validation: {clue_best}")
     t_tune = time.perf_counter() - t0
@@ -580,9 +598,9 @@ def main(argv=None) -> dict:
     pair_out = cached_predict(model, pair_data, v, workdir, "pairs")
     t_net_inf = time.perf_counter() - t0
     nl_test, ne_test, nt_test, nr_test = network_objects(test_out, test_data, t_beta, t_d,
-                                                         v.max_objects, v.assign, t_d_had)
+                                                         v.max_objects, v.assign, t_d_had, reach)
     nl_pair, ne_pair, _, _ = network_objects(pair_out, pair_data, t_beta, t_d, v.max_objects,
-                                             v.assign, t_d_had)
+                                             v.assign, t_d_had, reach)
     t0 = time.perf_counter()
     params = clue_params(*clue_best)
     cl_test, ce_test = run_clue(test_pad, params)
@@ -598,6 +616,9 @@ def main(argv=None) -> dict:
     both = net_rows["p_matched"] & clue_rows["p_matched"]
     net_res["response_both_matched"] = metrics.response_table(dict(net_rows, p_matched=both))
     clue_res["response_both_matched"] = metrics.response_table(dict(clue_rows, p_matched=both))
+    net_res["composition_both_matched"] = metrics.composition_table(dict(net_rows, p_matched=both))
+    clue_res["composition_both_matched"] = metrics.composition_table(dict(clue_rows,
+                                                                          p_matched=both))
     # the network's energy from the summed hits alone (no correction), for reference
     for key, field in (("response_uncorrected", "raw_energy"),
                        ("response_per_hit_correction", "energy_hit_corrected")):
@@ -618,7 +639,7 @@ def main(argv=None) -> dict:
                          "> 50 % of the object's measured energy",
         "close_distance_cm": CLOSE,
         "network": {**net_res, "t_beta": t_beta, "t_d": t_d, "t_d_hadron": t_d_had,
-                    "assign": v.assign,
+                    "reach": reach, "assign": v.assign,
                     "tuning": net_trials},
         "clue": {**clue_res, "params": dict(zip(("dc_ee", "kappa", "dc3_ee", "rhoc3_gev",
                                                  "window"), clue_best)),

@@ -1,6 +1,7 @@
 """Other network working points on the test and two-particle events of a finished run, from the
 network outputs cached by ``run.py`` (``predictions_*.npz``): the efficiency and fake rate at
-thresholds given on the command line (t_beta,t_d,t_d_hadron; t_d_hadron 'none' for one radius),
+thresholds given on the command line (t_beta,t_d,t_d_hadron[,reach]; t_d_hadron 'none' for one
+radius; reach, the nearest rule's collection radius in units of t_d, 1 when omitted),
 beside the working point ``run.py`` chose on the validation events. For comparisons at another
 operating point (e.g. the network at CLUE's validation fake rate); choose the thresholds from
 the validation trials in ``results.json`` (``network.tuning``), never from the test events.
@@ -19,16 +20,17 @@ from experiments.calo_clustering.config import get
 
 def _point(text: str):
     parts = text.split(",")
-    if len(parts) != 3:
-        raise ValueError(f"working point {text!r}: expected t_beta,t_d,t_d_hadron")
+    if len(parts) not in (3, 4):
+        raise ValueError(f"working point {text!r}: expected t_beta,t_d,t_d_hadron[,reach]")
     tdh = None if parts[2].lower() == "none" else float(parts[2])
-    return float(parts[0]), float(parts[1]), tdh
+    reach = float(parts[3]) if len(parts) == 4 else 1.0
+    return float(parts[0]), float(parts[1]), tdh, reach
 
 
 def main(argv=None) -> list[dict]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--workdir", required=True)
-    ap.add_argument("points", nargs="+", type=_point, help="t_beta,t_d,t_d_hadron")
+    ap.add_argument("points", nargs="+", type=_point, help="t_beta,t_d,t_d_hadron[,reach]")
     args = ap.parse_args(argv)
     wd = pathlib.Path(args.workdir)
     results = json.loads((wd / "results.json").read_text())
@@ -43,19 +45,20 @@ def main(argv=None) -> list[dict]:
             raise FileNotFoundError(f"{wd / f'predictions_{s}.npz'}: no network outputs of the "
                                     f"current model.pkl; run run.py on this work directory first")
     (td_data, td_pad), (pr_data, pr_pad) = loaded["test"], loaded["pairs"]
-    for tb, td, tdh in args.points:
+    for tb, td, tdh, reach in args.points:
         nl, ne, nt, _ = run.network_objects(preds["test"], td_data, tb, td, v.max_objects,
-                                            v.assign, tdh)
+                                            v.assign, tdh, reach)
         pl, pe, _, _ = run.network_objects(preds["pairs"], pr_data, tb, td, v.max_objects,
-                                           v.assign, tdh)
+                                           v.assign, tdh, reach)
         res, _ = run.evaluate_algorithm("network", td_pad, pr_pad, nl, ne, pl, pe, v,
                                         types_test=nt)
-        row = {"t_beta": tb, "t_d": td, "t_d_hadron": tdh, "summary": res["summary"],
+        row = {"t_beta": tb, "t_d": td, "t_d_hadron": tdh, "reach": reach,
+               "summary": res["summary"],
                "pairs_closer_than_2RM": res["pairs_closer_than_2RM"], "pairs": res["pairs"]}
         out.append(row)
         s = res["summary"]
         pc = res["pairs_closer_than_2RM"]
-        print(f"t_beta={tb} t_d={td} t_d_hadron={tdh}: efficiency "
+        print(f"t_beta={tb} t_d={td} t_d_hadron={tdh} reach={reach}: efficiency "
               f"{run._fmt(s['efficiency'])}, close {run._fmt(s['efficiency_close'])}; fake rate "
               f"{run._fmt(s['fake_rate'])}, close {run._fmt(s['fake_rate_close'])}; two-particle "
               f"events < 2 R_M: efficiency {run._fmt(pc['efficiency'])}, fake rate "

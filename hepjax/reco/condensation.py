@@ -477,7 +477,8 @@ class Condensates(NamedTuple):
 ASSIGN_MODES = ("greedy", "nearest")
 
 
-def _condense_impl(beta, coords, mask, t_beta, t_d, payload, max_objects, assign="greedy"):
+def _condense_impl(beta, coords, mask, t_beta, t_d, payload, max_objects, assign="greedy",
+                   reach=1.0):
     n = beta.shape[0]
     K = max_objects
     valid = mask
@@ -534,8 +535,11 @@ def _condense_impl(beta, coords, mask, t_beta, t_d, payload, max_objects, assign
             return jnp.where(closer, d2, best_d2), jnp.where(closer, j, best_k)
 
         init = (jnp.full((n,), jnp.inf, coords.dtype), jnp.zeros((n,), jnp.int32))
-        _, best_k = jax.lax.fori_loop(0, k, nearer, init)
-        oid = jnp.where(oid >= 0, best_k, oid)
+        best_d2, best_k = jax.lax.fori_loop(0, k, nearer, init)
+        # hits the loop left unassigned lie beyond every point's radius; those within reach x
+        # the nearest point's radius join it (reach = 1: none does, the loop's result)
+        r2 = jnp.asarray(reach, coords.dtype) ** 2 * (1 if per_hit else t_d2)
+        oid = jnp.where((oid >= 0) | (valid & (best_d2 <= r2)), best_k, oid)
     overflow = jnp.any(eligible & (oid < 0))
     num_hits = jax.ops.segment_sum(jnp.ones((n,), jnp.int32), jnp.where(oid >= 0, oid, K), K)
 
@@ -550,11 +554,12 @@ def _condense_impl(beta, coords, mask, t_beta, t_d, payload, max_objects, assign
 _condense_jit = jax.jit(_condense_impl, static_argnames=("max_objects", "assign"))
 
 
-def _batched_impl(beta, coords, mask, t_beta, t_d, payload, max_objects, assign="greedy"):
+def _batched_impl(beta, coords, mask, t_beta, t_d, payload, max_objects, assign="greedy",
+                  reach=1.0):
     t_d = jnp.asarray(t_d)
     per_hit = 0 if t_d.ndim == 2 else None     # (B, N): one radius per hit and event
     return jax.vmap(lambda b, c, m, p, r: _condense_impl(b, c, m, t_beta, r, p, max_objects,
-                                                         assign),
+                                                         assign, reach),
                     in_axes=(0, 0, 0, 0, per_hit))(beta, coords, mask, payload, t_d)
 
 
@@ -562,11 +567,17 @@ _batched_condense_jit = jax.jit(_batched_impl, static_argnames=("max_objects", "
 
 
 def _check_condense(beta, coords, mask, payload, max_objects, t_beta, t_d, batch_dims, validate,
-                    assign="greedy"):
+                    assign="greedy", reach=1.0):
     if not _is_static_count(max_objects):
         raise ValueError(f"max_objects must be a static Python int >= 1, got {max_objects!r}")
     if assign not in ASSIGN_MODES:
         raise ValueError(f"assign must be one of {ASSIGN_MODES}, got {assign!r}")
+    rv = _concrete(reach)
+    if rv is not None and (rv.shape != () or not np.isfinite(rv) or rv < 1):
+        raise ValueError(f"reach must be a finite scalar >= 1, got {reach!r}")
+    if rv is not None and rv != 1 and assign != "nearest":
+        raise ValueError(f"reach={reach!r} needs assign='nearest' (the greedy rule assigns "
+                         f"only within t_d)")
     lead = _check_shapes(beta, coords, None, mask, batch_dims)
     for path, leaf in jax.tree_util.tree_leaves_with_path(payload):
         if tuple(leaf.shape[:len(lead)]) != lead:
@@ -594,7 +605,7 @@ def _check_condense(beta, coords, mask, payload, max_objects, t_beta, t_d, batch
 
 def condense(beta: Array, coords: Array, mask: Array | None = None, payload: Any = None, *,
              max_objects: int, t_beta: float = 0.5, t_d: float = 0.5, assign: str = "greedy",
-             validate: bool = True) -> Condensates:
+             reach: float = 1.0, validate: bool = True) -> Condensates:
     """Condensation-point selection (Kieseler 2020) for one event, fixed shapes.
 
     Loop (``lax.while_loop``, at most ``max_objects`` iterations, stopping early when no
@@ -608,7 +619,11 @@ def condense(beta: Array, coords: Array, mask: Array | None = None, payload: Any
     (highest-beta) one that reached it. Where two objects' t_d spheres overlap, the greedy rule
     gives the overlap to the higher-beta object (the paper's algorithm, the default); the
     nearest rule splits it between them, which keeps close showers purer. Cost O(K_found * N * D)
-    more.
+    more. With the nearest rule, ``reach`` > 1 also gives the hits that no sphere reached (e.g.
+    low-beta hits of a shower's tail further than t_d from its condensation point in the
+    clustering space) to their nearest condensation point if they lie within ``reach`` x its
+    radius; the condensation points themselves are unchanged (t_d still decides which hits can
+    no longer become one). ``reach`` = 1 (default) leaves them unassigned, the loop's result.
 
     Args:
       beta: (N,) confidence; coords: (N, D) clustering coordinates; mask: (N,) bool or None.
@@ -620,6 +635,7 @@ def condense(beta: Array, coords: Array, mask: Array | None = None, payload: Any
         condensation point (e.g. by the particle type predicted there: compact EM showers and
         broad hadron showers); with ``assign="nearest"`` each assigned hit then goes to the
         condensation point nearest in units of that point's own radius.
+      reach: scalar >= 1 (traced), the nearest rule's collection radius in units of t_d.
       validate: check for NaN/inf on real hits (one line ValueError). The check copies the
         inputs to the host; pass False to skip it (inside jit/vmap it is skipped anyway).
 
@@ -628,7 +644,8 @@ def condense(beta: Array, coords: Array, mask: Array | None = None, payload: Any
     """
     beta = jnp.asarray(beta)
     coords = jnp.asarray(coords)
-    _check_condense(beta, coords, mask, payload, max_objects, t_beta, t_d, 0, validate, assign)
+    _check_condense(beta, coords, mask, payload, max_objects, t_beta, t_d, 0, validate, assign,
+                    reach)
     mask = jnp.ones(beta.shape, bool) if mask is None else jnp.asarray(mask, bool)
     if beta.shape[0] == 0:
         K = int(max_objects)
@@ -639,20 +656,22 @@ def condense(beta: Array, coords: Array, mask: Array | None = None, payload: Any
                            jnp.zeros((K, coords.shape[1]), coords.dtype),
                            jax.tree_util.tree_map(z, payload), jnp.zeros((), bool))
     return _condense_jit(beta, coords, mask, t_beta, t_d, payload, max_objects=int(max_objects),
-                         assign=assign)
+                         assign=assign, reach=reach)
 
 
 def batched_condense(beta: Array, coords: Array, mask: Array | None = None, payload: Any = None,
                      *, max_objects: int, t_beta: float = 0.5, t_d: float = 0.5,
-                     assign: str = "greedy", validate: bool = True) -> Condensates:
+                     assign: str = "greedy", reach: float = 1.0,
+                     validate: bool = True) -> Condensates:
     """:func:`condense` vmapped over a leading batch axis: beta (B, N), coords (B, N, D), mask
     (B, N), payload leaves (B, N, ...), ``t_d`` a scalar or (B, N); every field of the result
     gains the batch axis B."""
     beta = jnp.asarray(beta)
     coords = jnp.asarray(coords)
-    _check_condense(beta, coords, mask, payload, max_objects, t_beta, t_d, 1, validate, assign)
+    _check_condense(beta, coords, mask, payload, max_objects, t_beta, t_d, 1, validate, assign,
+                    reach)
     mask = jnp.ones(beta.shape, bool) if mask is None else jnp.asarray(mask, bool)
     if beta.shape[1] == 0:
         raise ValueError("batched_condense: events have N = 0 hits; pad them to N >= 1 with mask False")
     return _batched_condense_jit(beta, coords, mask, t_beta, t_d, payload,
-                                 max_objects=int(max_objects), assign=assign)
+                                 max_objects=int(max_objects), assign=assign, reach=reach)

@@ -273,7 +273,7 @@ def _fit_length(v, n):
 
 def reconstruct(outputs: dict, data: dict, *, t_beta: float, t_d: float,
                 max_objects: int = 64, assign: str = "greedy",
-                t_d_hadron: float | None = None) -> dict:
+                t_d_hadron: float | None = None, reach: float = 1.0) -> dict:
     """Condensation (``batched_condense``) of network ``outputs`` (``predict``) on the events of
     ``data``. Returns numpy: ``object_id`` (E, N) per hit (-1 unassigned), and per object (E, K):
     ``valid``, ``beta``, ``energy`` (summed measured energy of its hits x the energy correction
@@ -282,7 +282,9 @@ def reconstruct(outputs: dict, data: dict, *, t_beta: float, t_d: float,
     ``type_prob`` (E, K, C) at the condensation point, ``overflow`` (E,). ``assign``: the
     hit-assignment rule of ``condense`` ("greedy", the paper's, or "nearest"). ``t_d_hadron``:
     if given, the radius of condensation points whose predicted type is a charged pion (broad
-    hadron showers), ``t_d`` that of the others (compact e/gamma showers)."""
+    hadron showers), ``t_d`` that of the others (compact e/gamma showers). ``reach``: with the
+    nearest rule, hits beyond every radius but within ``reach`` x the nearest condensation
+    point's radius join it (``condense``)."""
     if t_d_hadron is not None:
         is_had = np.argmax(outputs["type_logits"], -1) == cn.PARTICLE_TYPES.index("charged_pion")
         t_d = np.where(is_had, t_d_hadron, t_d).astype(np.float32)
@@ -290,7 +292,7 @@ def reconstruct(outputs: dict, data: dict, *, t_beta: float, t_d: float,
                "position": outputs["position"], "type_logits": outputs["type_logits"]}
     res = oc.batched_condense(outputs["beta"], outputs["coords"], data["mask"], payload,
                               max_objects=max_objects, t_beta=t_beta, t_d=t_d, assign=assign,
-                              validate=False)
+                              reach=reach, validate=False)
     res = jax.device_get(res)
     oid = np.asarray(res.object_id)
     e, _ = oid.shape

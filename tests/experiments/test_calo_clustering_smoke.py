@@ -113,9 +113,37 @@ def test_working_points_reproduce_the_run_from_the_cached_outputs(smoke_run):
         assert (workdir / f"predictions_{split}.npz").stat().st_size > 0
     tdh = "none" if net["t_d_hadron"] is None else str(net["t_d_hadron"])
     same, other = working_points.main(["--workdir", str(workdir),
-                                       f"{net['t_beta']},{net['t_d']},{tdh}", "0.0,0.01,none"])
+                                       f"{net['t_beta']},{net['t_d']},{tdh},{net['reach']}",
+                                       "0.0,0.01,none"])
     assert same["summary"] == json.loads(json.dumps(net["summary"]))
     assert same["pairs_closer_than_2RM"] == net["pairs_closer_than_2RM"]
     assert other["summary"]["fake_rate"]["value"] != net["summary"]["fake_rate"]["value"]
     with pytest.raises(ValueError, match="t_beta,t_d,t_d_hadron"):
         working_points._point("0.5,0.5")
+    assert working_points._point("0.5,0.6,none") == (0.5, 0.6, None, 1.0)
+    # the search tried the collection radius at the best grid point (smoke: reach 1 and 2)
+    reaches = {t["reach"] for t in net["tuning"]}
+    assert reaches == {1.0, 2.0} and net["reach"] in reaches
+
+
+def test_composition_of_matched_particles_against_a_hand_count():
+    """composition_table: missing = 1 - S/V of the particle, foreign = 1 - S/E of its object,
+    on a two-particle event counted by hand."""
+    # hits: (signal energy, fraction of particle 0, of particle 1, measured energy)
+    padded = {"hit_mask": np.ones((1, 4), bool),
+              "hit_signal_energy": np.array([[4.0, 4.0, 2.0, 0.0]]),
+              "hit_fraction": np.array([[[1, 0], [1, 0], [0, 1], [0, 0]]], float),
+              "hit_energy": np.array([[4.0, 4.0, 2.0, 1.0]]),
+              "n_particles": np.array([2]), "particle_energy": np.array([[8.0, 2.0]]),
+              "particle_pdg": np.array([[11, 211]]),
+              "particle_position": np.array([[[0.0, 0.0, 0.0], [5.0, 0.0, 0.0]]])}
+    # object 0 = hits 0 and 3 (particle 0: 4 of 8 visible is not > 50 %: unmatched)
+    rows = metrics.evaluate(padded, np.array([[0, -1, 1, 0]]), [np.ones(2)], close_distance=2.0)
+    assert not rows["p_matched"][0] and rows["p_matched"][1]
+    # object 0 = hits 0, 1, 3: particle 0 complete, 8 of the object's 9 GeV its own
+    rows = metrics.evaluate(padded, np.array([[0, 0, 1, 0]]), [np.ones(2)], close_distance=2.0)
+    comp = metrics.composition_table(rows)
+    assert comp["em"]["n"] == 1 and comp["em"]["missing"] == 0.0
+    assert abs(comp["em"]["foreign"] - 1 / 9) < 1e-12
+    assert comp["hadron"]["missing"] == 0.0 and comp["hadron"]["foreign"] == 0.0
+    assert comp["all"]["n"] == 2

@@ -651,3 +651,47 @@ def test_per_hit_radii_match_numpy_loop(assign):
         condense(beta, x, mask, max_objects=8, t_d=radius[:-1])
     with pytest.raises(ValueError, match="t_d must be >= 0"):
         condense(beta, x, mask, max_objects=8, t_d=-radius)
+
+
+def ref_reach(oid, index, x, mask, radius, reach):
+    """Plain loop: a real hit the selection left unassigned joins its nearest condensation point
+    (distance in units of that point's radius) if within ``reach`` radii."""
+    out = oid.copy()
+    for j in range(len(oid)):
+        if mask[j] and oid[j] < 0 and index:
+            s = [sum((float(x[j][c]) - float(x[i][c])) ** 2 for c in range(x.shape[1]))
+                 / float(radius[i]) ** 2 for i in index]
+            if min(s) <= reach ** 2:
+                out[j] = int(np.argmin(s))
+    return out
+
+
+@pytest.mark.parametrize("per_hit", [False, True])
+def test_reach_collects_unassigned_hits_like_numpy_loop(per_hit):
+    """assign="nearest" with reach > 1: the same condensation points; hits beyond every radius
+    but within reach x the nearest point's radius join it; reach = 1 is the default result."""
+    beta, x, mask = inference_event(7)
+    beta, x = beta.astype(np.float32), x.astype(np.float32)
+    rng = np.random.default_rng(7)
+    radius = (np.where(rng.random(len(beta)) < 0.5, 0.4, 0.7) if per_hit
+              else np.full(len(beta), 0.5)).astype(np.float32)
+    t_d = radius if per_hit else 0.5
+    oid0, index = ref_condense_radii(beta, x, mask, 0.3, radius, 128, True)
+    want = ref_reach(oid0, index, x, mask, radius, 1.8)
+    assert (want != oid0).sum() > 10 and ((want >= 0) < mask).any()   # some join, some do not
+    res = condense(beta, x, mask, max_objects=128, t_beta=0.3, t_d=t_d, assign="nearest",
+                   reach=1.8)
+    np.testing.assert_array_equal(np.asarray(res.object_id), want)
+    np.testing.assert_array_equal(np.asarray(res.index)[:len(index)], index)
+    np.testing.assert_array_equal(np.asarray(res.num_hits)[:len(index)],
+                                  np.bincount(want[want >= 0], minlength=len(index)))
+    one = condense(beta, x, mask, max_objects=128, t_beta=0.3, t_d=t_d, assign="nearest",
+                   reach=1.0)
+    np.testing.assert_array_equal(np.asarray(one.object_id), oid0)
+    far = batched_condense(beta[None], x[None], mask[None], max_objects=128, t_beta=0.3,
+                           t_d=t_d if not per_hit else radius[None], assign="nearest", reach=1e3)
+    np.testing.assert_array_equal(np.asarray(far.object_id)[0] >= 0, mask)   # never padding
+    with pytest.raises(ValueError, match="reach must be a finite scalar >= 1"):
+        condense(beta, x, mask, max_objects=8, assign="nearest", reach=0.5)
+    with pytest.raises(ValueError, match="needs assign='nearest'"):
+        condense(beta, x, mask, max_objects=8, reach=2.0)
