@@ -34,7 +34,7 @@ import time
 import numpy as np
 
 from experiments.calo_clustering import metrics
-from experiments.calo_clustering.config import Variant, get
+from experiments.calo_clustering.config import VARIANTS, Variant, get
 
 R_M = 1.123          # cm, Moliere radius of CE-E (hepjax.sim.geometry.CE_E)
 CLOSE = 2 * R_M      # "close showers": another particle within two Moliere radii
@@ -87,6 +87,19 @@ def ensure_events(v: Variant, data_dir: pathlib.Path, seed: int) -> dict[str, pa
             log(f"generated {split}: {summary['n_events']} events, {summary['n_particles']} "
                 f"showers, {summary['n_hits']} hits in {time.perf_counter() - t0:.0f} s")
         files[split] = path
+    if v.n_train_pairs:
+        lo, hi = v.train_pair_range
+        path = data_dir / f"{key}_trainpairs_{v.n_train_pairs}_{lo:g}-{hi:g}cm.h5"
+        if not path.exists():
+            t0 = time.perf_counter()
+            d = np.random.default_rng(seed + 4).uniform(lo, hi, v.n_train_pairs)
+            parts = make_pairs(1, d, seed + 4, v)
+            events = simulate_events(seed + 4, range(v.n_train_pairs), particles=parts)
+            io.write_events(path, events, SimConfig(), {"seed": seed + 4, "source": "pairs",
+                                                        "distance_range_cm": [lo, hi]})
+            log(f"generated training pairs: {v.n_train_pairs} events in "
+                f"{time.perf_counter() - t0:.0f} s")
+        files["train_pairs"] = path
     n_pairs = v.pairs_per_distance * len(v.distances)
     path = data_dir / f"{key}_pairs_{n_pairs}.h5"
     if not path.exists():
@@ -561,7 +574,7 @@ def plots(results: dict, workdir: pathlib.Path, display: dict) -> None:
 
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--variant", default="cpu", choices=("smoke", "cpu", "full"))
+    ap.add_argument("--variant", default="cpu", choices=sorted(VARIANTS))
     ap.add_argument("--workdir", required=True)
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--num-steps", type=int, default=None, help="override the variant's steps")
@@ -575,6 +588,15 @@ def main(argv=None) -> dict:
 
     files = ensure_events(v, workdir / "data", seed)
     train_data, _ = load(files["train"], with_truth=False)
+    if "train_pairs" in files:           # appended after the mixed events, padded to their N
+        from hepjax.reco.train_oc import make_batch
+        extra, _ = load(files["train_pairs"], with_truth=False)
+        n_hits = train_data["mask"].shape[1]
+        if extra["mask"].sum(1).max() > n_hits:
+            raise ValueError(f"{files['train_pairs']}: an event has more hits than the padded "
+                             f"length {n_hits} of the mixed training events")
+        extra = make_batch(extra, np.arange(len(extra["mask"])), n_hits)
+        train_data = {k: np.concatenate([train_data[k], extra[k]]) for k in train_data}
     val_data, val_pad = load(files["val"])
     test_data, test_pad = load(files["test"])
     pair_data, pair_pad = load(files["pairs"])
@@ -632,7 +654,8 @@ def main(argv=None) -> dict:
         "command": " ".join(["python -m experiments.calo_clustering.run"]
                             + list(sys.argv[1:] if argv is None else argv)),
         "knn": f"LSH bins of {model.bin_size}" if model.bin_size else "exact",
-        "events": {"train": int(v.n_train), "val": int(v.n_val), "test": int(v.n_test),
+        "events": {"train": int(v.n_train), "train_pairs": int(v.n_train_pairs),
+                   "val": int(v.n_val), "test": int(v.n_test),
                    "pairs": int(len(pair_data["mask"])),
                    "test_particles": int(test_pad["n_particles"].sum())},
         "matching_rule": "matched iff shared energy > 50 % of the particle's visible energy and "

@@ -61,6 +61,14 @@ def test_smoke_run_writes_every_output(smoke_run):
         assert (workdir / name).stat().st_size > 0, name
     saved = json.loads((workdir / "results.json").read_text())
     assert saved["variant"] == "smoke"
+    # the close-pair training events were generated and appended to the mixed ones
+    from hepjax.sim import io
+    pairs = io.read_events(next((workdir / "data").glob("smoke_*_trainpairs_16_*.h5")))
+    assert len(pairs["n_hits"]) == 16 and (pairs["n_particles"] == 2).all()
+    d = np.linalg.norm(pairs["particle_position"][:, 0, :2] - pairs["particle_position"][:, 1, :2],
+                       axis=-1)
+    assert ((d > 0.4) & (d < 5.1)).all()           # entry points 0.5-5 cm apart (z = face)
+    assert saved["events"]["train_pairs"] == 16
     table = (workdir / "table.md").read_text()
     assert "object efficiency" in table and "Two-shower separation" in table
     # training ran and its loss came down
