@@ -11,8 +11,13 @@ simulator only) and ``flow_affine`` (affine couplings with four elementwise spli
 ``ConditionalFlow(marginal_splines=4)``: the fast one, >= 100x), trained with the
 dequantisation redrawn at every step (``dequantise_per_step``: ``flows.dequantised_flow_loss``
 on the raw showers). Optional flow keys: ``bound`` (spline range, default 4), ``weight_decay``
-(AdamW, default 0); per variant ``dequant_box`` (``CaloPreprocessor.box``). The variants tried
-with them are in the README's tried-and-not-kept table.
+(AdamW, default 0), ``zero_calibration`` (``calo_data.ZeroCalibration.fit`` arguments: the
+per-voxel read-out thresholds calibrated on the training showers after training, in ``n_bins``
+bins of E_inc x ``n_layer_bins`` bins of each layer's energy; absent: the preprocessing's fixed
+cut), ``layer_calibration`` (``calo_data.LayerCalibration.fit`` arguments: quantile mapping of
+the layer-energy coordinates per E_inc bin, calibrated on the training showers; absent: none);
+per variant ``dequant_box`` (``CaloPreprocessor.box``). The variants tried with them are
+in the README's tried-and-not-kept table.
 * ``full`` -- larger models and 10x longer training (a GPU job; not run here).
 
 The data (``hepjax.models.generative.calo_data``): photons, 10-100 GeV log-uniform, normal
@@ -51,9 +56,13 @@ VARIANTS = {
     "smoke": Variant(
         "smoke", n_train=500, n_test=200, n_ref=200,
         flow=dict(kind="spline", n_layers=2, hidden=(32,), bins=6, layout="per_param",
-                  dequantise_per_step=True, steps=40, batch=128, lr=3e-3, chunk=20),
+                  dequantise_per_step=True, steps=40, batch=128, lr=3e-3, chunk=20,
+                  zero_calibration=dict(n_bins=2, n_layer_bins=2),
+                  layer_calibration=dict(n_bins=2)),
         flow_affine=dict(kind="affine", n_layers=2, hidden=(32,), layout="per_param",
-                         dequantise_per_step=True, steps=40, batch=128, lr=3e-3, chunk=20),
+                         dequantise_per_step=True, steps=40, batch=128, lr=3e-3, chunk=20,
+                         zero_calibration=dict(n_bins=2, n_layer_bins=2),
+                         layer_calibration=dict(n_bins=2)),
         diffusion=dict(T=100, width=32, depth=1, steps=20, batch=128, lr=2e-3, ddim_steps=5,
                        ddim_start_abar=0.03, ema=0.9, chunk=20),
         gan=dict(latent=16, hidden=(32,), steps=10, batch=128, lr=1e-4, n_critic=2,
@@ -67,7 +76,8 @@ VARIANTS = {
         flow_affine=dict(kind="affine", n_layers=8, hidden=(160, 160), layout="per_param",
                          marginal_splines=4, marginal_bins=16,
                          dequantise_per_step=True, steps=12000, batch=256, lr=1e-3,
-                         chunk=250),
+                         chunk=250, zero_calibration=dict(n_bins=5, n_layer_bins=5),
+                         layer_calibration=dict(n_bins=5)),
         diffusion=dict(T=400, width=256, depth=3, steps=6000, batch=256, lr=1e-3,
                        ddim_steps=25, ddim_start_abar=0.03, ema=0.999, chunk=250),
         gan=dict(latent=64, hidden=(256, 256), steps=2500, batch=256, lr=2e-4, n_critic=5,

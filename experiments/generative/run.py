@@ -14,7 +14,10 @@ cached there as ``showers.npz``, so a rerun only retrains):
    in its loss at every step;
 3. each model trained (``hepjax.models.generative.training``), then sampled conditioned on the
    reference sample's energies (so generated and reference samples are alike in everything but
-   their origin), with the batch sampling time per shower;
+   their origin), with the batch sampling time per shower; a flow whose config sets
+   ``zero_calibration`` / ``layer_calibration`` is then calibrated on the training showers
+   (``calo_data.ZeroCalibration`` / ``LayerCalibration``, from its showers generated at the
+   training energies) and evaluated with and without (``<name>_uncalibrated``);
 4. evaluation against the test showers (``hepjax.models.generative.metrics``): per-feature
    separation power, W1 and bulk chi^2 band test, the classifier AUC (low- and high-level), for
    every model and for the reference (truth vs truth);
@@ -43,6 +46,7 @@ import numpy as np
 from experiments.generative.config import Variant, get
 
 MODELS = ("flow", "flow_affine", "diffusion", "gan", "vae")
+FLOWS = ("flow", "flow_affine")
 
 
 def log(msg: str) -> None:
@@ -219,12 +223,32 @@ def flow_nll(model, vectors: dict) -> dict:
     return out
 
 
-def sample_and_time(sample_fn, model, cond: np.ndarray, seed: int) -> tuple[np.ndarray, dict]:
+def calibration_configs(v: Variant, name: str, args, pre) -> tuple[dict | None, dict | None]:
+    """(zero_calibration, layer_calibration) keyword arguments of ``ZeroCalibration.fit`` and
+    ``LayerCalibration.fit`` for model ``name`` (None: not applied): the variant's config,
+    overridden by --zero-calibration / --zero-layer-bins / --zero-floor / --layer-calibration."""
+    if name not in FLOWS:
+        return None, None
+    cfg = getattr(v, name)
+    zero, layer = cfg.get("zero_calibration"), cfg.get("layer_calibration")
+    if args.zero_calibration is not None:
+        zero = (dict(n_bins=args.zero_calibration, n_layer_bins=args.zero_layer_bins or 1)
+                if args.zero_calibration > 0 else None)
+    if zero and args.zero_floor is not None:
+        zero = dict(zero, floor=pre.noise if args.zero_floor == "threshold" else 0.0)
+    if args.layer_calibration is not None:
+        layer = dict(n_bins=args.layer_calibration) if args.layer_calibration > 0 else None
+    return zero, layer
+
+
+def sample_and_time(sample_fn, model, cond: np.ndarray, seed: int,
+                    sampler=None) -> tuple[np.ndarray, dict]:
     """Samples one vector per condition row in one batch; the time per shower is the median of
-    three jitted runs after compilation (block_until_ready)."""
+    three jitted runs after compilation (block_until_ready). ``sampler``: a ``make_sampler`` of
+    this batch size to reuse (built here otherwise)."""
     import jax
     from hepjax.models.generative.training import make_sampler
-    sampler = make_sampler(model, sample_fn, batch_size=len(cond))
+    sampler = sampler or make_sampler(model, sample_fn, batch_size=len(cond))
     key = jax.random.key(seed)
     t0 = time.perf_counter()
     x = np.asarray(jax.block_until_ready(sampler(key, cond)))
@@ -378,8 +402,33 @@ def main(argv=None) -> dict:
     ap.add_argument("--models", default=None, help="comma-separated subset of " + ",".join(MODELS))
     ap.add_argument("--reuse-models", action="store_true",
                     help="restore models/<name>.pkl of the work directory instead of training")
+    ap.add_argument("--zero-calibration", type=int, default=None, metavar="N_BINS",
+                    help="flows: per-voxel read-out thresholds calibrated on the training "
+                         "showers in N_BINS bins of E_inc (0: off); default: the variant's "
+                         "zero_calibration")
+    ap.add_argument("--zero-layer-bins", type=int, default=None, metavar="N",
+                    help="with --zero-calibration: N bins of each layer's energy (by rank) "
+                         "within each E_inc bin (default 1)")
+    ap.add_argument("--n-train", type=int, default=None,
+                    help="number of training showers (default: the variant's n_train)")
+    ap.add_argument("--layer-calibration", type=int, default=None, metavar="N_BINS",
+                    help="flows: quantile mapping of the layer-energy coordinates calibrated on "
+                         "the training showers in N_BINS bins of E_inc (0: off); default: the "
+                         "variant's layer_calibration")
+    ap.add_argument("--band-seeds", type=int, default=0, metavar="K",
+                    help="also run the band test on K more samples (other sampling seeds) of "
+                         "each model, with and without its calibrations")
+    ap.add_argument("--steps", type=int, default=None,
+                    help="training steps of every model (default: the variant's)")
+    ap.add_argument("--zero-floor", choices=("none", "threshold"), default=None,
+                    help="with --zero-calibration: raise kept voxels below the read-out "
+                         "threshold to it ('threshold') or keep them ('none', the default)")
     args = ap.parse_args(argv)
     v = get(args.variant)
+    if args.n_train is not None:
+        v = dataclasses.replace(v, n_train=args.n_train)
+    if args.steps is not None:
+        v = dataclasses.replace(v, **{m: dict(getattr(v, m), steps=args.steps) for m in MODELS})
     seed = v.seed if args.seed is None else args.seed
     models = v.models if args.models is None else tuple(args.models.split(","))
     for m in models:
@@ -389,8 +438,12 @@ def main(argv=None) -> dict:
     workdir.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
 
+    import jax
+
     from hepjax.models.generative import metrics as M
-    from hepjax.models.generative.calo_data import CaloPreprocessor
+    from hepjax.models.generative.calo_data import (CaloPreprocessor, LayerCalibration,
+                                                    ZeroCalibration)
+    from hepjax.models.generative.training import make_sampler
     data = ensure_showers(v, workdir, seed)
     sim_s = float(data["sim_s_per_shower"])
     shape = v.data.shape
@@ -403,7 +456,8 @@ def main(argv=None) -> dict:
 
     voxels = {"truth": data["test_voxels"], "reference": data["ref_voxels"]}
     energies = {"truth": data["test_e"], "reference": data["ref_e"]}
-    timing, train_s, histories, nll = {}, {}, {}, {}
+    timing, train_s, histories, nll, cal_info, band_seeds = {}, {}, {}, {}, {}, {}
+    truth_feats = M.high_level_features(data["test_voxels"], data["test_e"])
     # the flows' NLL on 5,000 showers each (at most): the training vectors as dequantised once
     # (what a flow without dequantise_per_step trains on), the same training showers with a
     # fresh dequantisation draw, and the test showers (held out; their own draw)
@@ -429,10 +483,82 @@ def main(argv=None) -> dict:
             nll[name] = flow_nll(model, nll_sets)
             log(f"  {name}: NLL per dimension " + ", ".join(
                 f"{k} {r['nll']:.3f} +- {r['error']:.3f}" for k, r in nll[name].items()))
-        gen, timing[name] = sample_and_time(sample_fn, model, ref_cond, seed + 20 + i)
+        sampler = make_sampler(model, sample_fn, batch_size=len(ref_cond))
+        gen, timing[name] = sample_and_time(sample_fn, model, ref_cond, seed + 20 + i, sampler)
         bad = int((~np.isfinite(gen)).any(1).sum())
-        voxels[name] = pre.inverse(gen, data["ref_e"], shape)
+        zero_cfg, layer_cfg = calibration_configs(v, name, args, pre)
+        if zero_cfg or layer_cfg:
+            # calibrations fitted after training on the TRAINING showers only (never the test
+            # or reference showers), from the model's vectors generated at the training energies
+            t0 = time.perf_counter()
+            gen_train = np.asarray(sampler(jax.random.key(seed + 30 + i), cond))
+            info, gen_cal, zcal = {}, gen, None
+            if layer_cfg:
+                x_train = pre.transform(data["train_voxels"], data["train_e"],
+                                        np.random.default_rng(seed + 6))
+                lcal = LayerCalibration.fit(gen_train, data["train_e"], x_train, data["train_e"],
+                                            n_layers=shape[0], **layer_cfg)
+                np.savez(workdir / "models" / f"{name}_layer_calibration.npz", **lcal.to_dict())
+                gen_train = lcal.apply(gen_train, data["train_e"])
+                gen_cal = lcal.apply(gen, data["ref_e"])
+                info["layer_calibration"] = {"config": layer_cfg, "n_fit": len(cond),
+                                             "seed": seed + 30 + i, "dequantisation_seed": seed + 6}
+            if zero_cfg:
+                uncut = pre.inverse_uncut(gen_train, data["train_e"], shape)
+                zcal = ZeroCalibration.fit(uncut, data["train_e"], data["train_voxels"],
+                                           data["train_e"], default_cut=pre.cut, **zero_cfg)
+                np.savez(workdir / "models" / f"{name}_zero_calibration.npz", **zcal.to_dict())
+                # the check on the fitting sample: per energy bin and voxel, the calibrated zero
+                # fraction of the generated showers against the training showers' one
+                zc, zt = zcal.apply(uncut, data["train_e"]) == 0, data["train_voxels"] == 0
+                bins = zcal.bin_of(data["train_e"])
+                nb = zcal.n_bins
+                thr = zcal.thresholds
+                info["zero_calibration"] = {
+                    "config": zero_cfg, "n_fit": len(cond), "seed": seed + 30 + i,
+                    "fit_sample_max_abs_zero_fraction_diff": max(
+                        float(np.abs(zc[bins == b].mean(0) - zt[bins == b].mean(0)).max())
+                        for b in range(nb)),
+                    "fit_sample_max_abs_zero_fraction_diff_uncalibrated": max(
+                        float(np.abs((uncut[bins == b] < pre.cut).mean(0)
+                                     - zt[bins == b].mean(0)).max()) for b in range(nb)),
+                    "fraction_thresholds_at_default_cut": float((thr == pre.cut).mean()),
+                    "threshold_over_cut_quantiles": np.quantile(
+                        thr / pre.cut, [0.0, 0.05, 0.5, 0.95, 1.0]).tolist()}
+            cal_info[name] = info
+            log(f"  {name}: calibrated on {len(cond)} training showers in "
+                f"{time.perf_counter() - t0:.1f} s: " + json.dumps(info, default=float))
+            voxels[name] = pre.inverse(gen_cal, data["ref_e"], shape, zcal)
+            voxels[f"{name}_uncalibrated"] = pre.inverse(gen, data["ref_e"], shape)
+            energies[f"{name}_uncalibrated"] = data["ref_e"]
+        else:
+            lcal = zcal = None
+            voxels[name] = pre.inverse(gen, data["ref_e"], shape)
         energies[name] = data["ref_e"]
+        if args.band_seeds:
+            # the band test for more sampling seeds of the same model (and calibrations): how
+            # often each feature is in band, beyond the one sample of the table
+            t0 = time.perf_counter()
+            for tag, calibrated in ((name, True), (f"{name}_uncalibrated", False)):
+                if not calibrated and tag not in voxels:
+                    continue
+                counts, outside = [], {}
+                for r in range(args.band_seeds):
+                    g = np.asarray(sampler(jax.random.fold_in(jax.random.key(seed + 20 + i),
+                                                              1000 + r), ref_cond))
+                    if calibrated and layer_cfg:
+                        g = lcal.apply(g, data["ref_e"])
+                    vx = pre.inverse(g, data["ref_e"], shape, zcal if calibrated else None)
+                    cmp = M.compare_all(truth_feats, M.high_level_features(vx, data["ref_e"]))
+                    counts.append(sum(c["in_band"] for c in cmp.values()))
+                    for f, c in cmp.items():
+                        outside[f] = outside.get(f, 0) + int(not c["in_band"])
+                band_seeds[tag] = {"in_band": counts,
+                                   "keys": "fold_in(key(seed + 20 + i), 1000 + r)",
+                                   "times_outside": {f: k for f, k in outside.items() if k}}
+                log(f"  {tag}: features in band over {args.band_seeds} more sampling seeds: "
+                    f"{counts}; outside: {band_seeds[tag]['times_outside']} "
+                    f"({time.perf_counter() - t0:.0f} s)")
         log(f"  {name}: trained in {secs:.0f} s; sampling {1e6 * timing[name]['s_per_shower']:.1f}"
             f" us per shower ({sim_s / timing[name]['s_per_shower']:.0f}x the simulator); "
             f"{bad} non-finite samples")
@@ -458,6 +584,9 @@ def main(argv=None) -> dict:
             samples[name]["history"] = histories[name]
         if name in nll:
             samples[name]["nll"] = nll[name]
+        samples[name].update(cal_info.get(name, {}))
+        if name in band_seeds:
+            samples[name]["band_over_sampling_seeds"] = band_seeds[name]
         # fraction of showers in which each voxel is empty (L, G, G), with the binomial error
         zf = (voxels[name] == 0).mean(0)
         samples[name]["zero_fraction"] = {
@@ -466,12 +595,16 @@ def main(argv=None) -> dict:
             f"{samples[name]['classifier_high']['auc']:.3f} (high level); features in band "
             f"{sum(f['in_band'] for f in samples[name]['features'].values())}/"
             f"{len(samples[name]['features'])} ({time.perf_counter() - t0:.0f} s)")
-    gen_names = [n for n in samples if n != "reference"]
+    gen_names = [n for n in samples if n in timing]     # not the uncalibrated twins
     best = min(gen_names, key=lambda n: samples[n]["classifier"]["auc"]) if gen_names else None
     res = {"variant": v.name, "dataset": "calo", "seed": seed,
            "data": {"description": v.data.describe(), "n_train": v.n_train,
                     "n_test": v.n_test, "n_ref": v.n_ref, "config": dataclasses.asdict(v.data)},
            "models_config": {m: getattr(v, m) for m in models},
+           "zero_calibration_override": {"n_bins": args.zero_calibration,
+                                         "n_layer_bins": args.zero_layer_bins,
+                                         "floor": args.zero_floor,
+                                         "layer_n_bins": args.layer_calibration},
            "sim_s_per_shower": sim_s, "samples": samples,
            "truth_zero_fraction": (voxels["truth"] == 0).mean(0).tolist()}
     if best:

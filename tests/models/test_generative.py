@@ -282,6 +282,133 @@ def test_calo_dequantisation_redrawn_per_step_in_jax():
         pre.transform_jax(vox.reshape(300, -1), e, jax.random.key(5))
 
 
+def _zero_calibration_data(seed=0, n=3000):
+    """Training showers whose voxels are empty with a probability depending on the voxel and
+    on E_inc, and a "generated" sample at the same energies whose uncut values put a different
+    fraction of each voxel below the default cut (as a model does)."""
+    rng = np.random.default_rng(seed)
+    cfg = calo_data.CaloDataConfig()
+    pre = calo_data.CaloPreprocessor()
+    t = pre.noise
+    e = np.exp(rng.uniform(np.log(10), np.log(100), n))
+    lam = (np.log(e) - np.log(10)) / np.log(10)                     # 0 .. 1
+    p_zero = np.clip(rng.uniform(0.0, 0.9, cfg.shape)[None] * (1.2 - lam[:, None, None, None]),
+                     0.0, 1.0)
+    p_zero[:, 0, 2, 2] = 0.0                                         # never empty
+    p_zero[:, 3, 0, 0] = 1.0                                         # always empty
+    train = t * np.exp(rng.exponential(2.0, (n,) + cfg.shape))
+    train[rng.uniform(size=train.shape) < p_zero] = 0.0
+    # generated: read out in fewer or more showers than the truth, values spread across the cut
+    p_gen = np.clip(p_zero + rng.uniform(-0.2, 0.2, cfg.shape), 0.0, 1.0)
+    gen = t * np.exp(rng.exponential(2.0, (n,) + cfg.shape))
+    low = rng.uniform(size=gen.shape) < p_gen
+    gen[low] = t * np.exp(-rng.uniform(0.2, 3.0, low.sum()))        # below and above the cut
+    return pre, cfg, e, train.astype(np.float32), gen
+
+
+@pytest.mark.parametrize("n_bins, n_layer_bins", [(1, 1), (5, 1), (3, 4)])
+def test_zero_calibration_reproduces_the_training_zero_fractions(n_bins, n_layer_bins):
+    """Quantile matching of the per-voxel read-out thresholds (``ZeroCalibration``): on the
+    fitting sample (generated at the training energies) every voxel's zero fraction in every
+    energy bin equals the training showers' one exactly, while the default cut does not; the
+    thresholds stay at the default cut wherever it already matches; ``inverse`` with the
+    calibration equals ``apply`` on ``inverse_uncut``; the table survives ``to_dict``."""
+    pre, cfg, e, train, gen = _zero_calibration_data()
+    cal = calo_data.ZeroCalibration.fit(gen, e, train, e, default_cut=pre.cut, n_bins=n_bins,
+                                        n_layer_bins=n_layer_bins)
+    assert cal.thresholds.shape == (n_bins, n_layer_bins) + cfg.shape
+    out = cal.apply(gen, e)
+    bins = cal.bin_of(e)
+    assert np.bincount(bins, minlength=n_bins).min() >= len(e) // n_bins - 1
+    for b in range(n_bins):
+        sel = bins == b
+        np.testing.assert_array_equal((out[sel] == 0).sum(0), (train[sel] == 0).sum(0))
+        assert ((gen[sel] < pre.cut).sum(0) != (train[sel] == 0).sum(0)).any()
+    if n_layer_bins > 1:
+        # per layer-energy bin (by rank), the generated zero counts equal the training ones
+        lb_gen = cal.layer_bins_of(gen, e)
+        for b in range(n_bins):
+            sel = bins == b
+            for k in range(cfg.shape[0]):
+                r_train = train[sel, k].reshape(sel.sum(), -1).sum(-1)
+                rank = np.empty(sel.sum(), np.int64)
+                rank[np.argsort(r_train / e[sel], kind="stable")] = np.arange(sel.sum())
+                lb_train = rank * n_layer_bins // sel.sum()
+                np.testing.assert_array_equal(np.bincount(lb_gen[sel, k], minlength=n_layer_bins),
+                                              np.bincount(lb_train, minlength=n_layer_bins))
+                for c in range(n_layer_bins):
+                    np.testing.assert_array_equal(
+                        (out[sel, k][lb_gen[sel, k] == c] == 0).sum(0),
+                        (train[sel, k][lb_train == c] == 0).sum(0))
+    assert (out[:, 0, 2, 2] > 0).all() and (out[:, 3, 0, 0] == 0).all()
+    np.testing.assert_array_equal(out[out > 0], gen[out > 0])        # kept values unchanged
+    # where the default cut already gives the training count, the threshold is the cut
+    g = np.sort(gen[bins == 0].reshape((bins == 0).sum(), -1), 0)
+    k = (train[bins == 0] == 0).reshape(len(g), -1).sum(0)
+    already = (gen[bins == 0] < pre.cut).reshape(len(g), -1).sum(0) == k
+    assert already.any()
+    if n_layer_bins == 1:
+        np.testing.assert_array_equal(cal.thresholds[0, 0].reshape(-1)[already], pre.cut)
+    # the same through the preprocessing inverse, and after a save / load
+    x = pre.fit(train, e, np.random.default_rng(1)).transform(train, e, np.random.default_rng(2))
+    cal2 = calo_data.ZeroCalibration.from_dict(
+        {k: np.asarray(a) for k, a in cal.to_dict().items()})
+    np.testing.assert_array_equal(pre.inverse(x, e, cfg.shape, cal2),
+                                  cal.apply(pre.inverse_uncut(x, e, cfg.shape), e)
+                                  .astype(np.float32))
+    np.testing.assert_array_equal(pre.inverse(x, e, cfg.shape),
+                                  np.where(pre.inverse_uncut(x, e, cfg.shape) >= pre.cut,
+                                           pre.inverse_uncut(x, e, cfg.shape), 0.0)
+                                  .astype(np.float32))
+
+
+def test_zero_calibration_of_a_perfect_model_is_the_default_cut():
+    """A "model" that returns the training showers themselves, dequantised (zeros in the box
+    below the cut), needs no calibration: every threshold is the default cut and the empty
+    pattern is the training one; a ``floor`` raises kept voxels below it; too many energy bins
+    for the sample are an error."""
+    pre, cfg, e, train, _ = _zero_calibration_data(seed=1, n=600)
+    t = pre.noise
+    rng = np.random.default_rng(4)
+    gen = np.where(train > 0, train, t * np.exp(-rng.uniform(1.0, 2.0, train.shape)))
+    cal = calo_data.ZeroCalibration.fit(gen, e, train, e, default_cut=pre.cut, n_bins=3)
+    np.testing.assert_array_equal(cal.thresholds, pre.cut)
+    np.testing.assert_array_equal(cal.apply(gen, e), train)
+    low = calo_data.ZeroCalibration(edges=cal.edges, thresholds=np.full_like(cal.thresholds,
+                                                                             0.1 * t), floor=t)
+    out = low.apply(gen, e)
+    assert (out > 0).all() and out.min() == t          # every voxel kept, at least t
+    np.testing.assert_array_equal(out[train > 0], train[train > 0])
+    with pytest.raises(ValueError, match="bin"):
+        calo_data.ZeroCalibration.fit(gen[:2], e[:2], train, e, default_cut=pre.cut,
+                                      n_bins=5)
+
+
+def test_layer_calibration_maps_the_generated_onto_the_training_quantiles():
+    """``LayerCalibration`` (quantile mapping of the L layer coordinates per E_inc bin): a
+    "model" whose layer coordinates are the training ones with a per-bin affine distortion is
+    mapped back onto the training values (exact for an increasing affine map, to float
+    precision), the shape coordinates are untouched, and a model without distortion is left as
+    it is; the table survives ``to_dict``."""
+    rng = np.random.default_rng(7)
+    n, L, D = 4000, 4, 104
+    e = np.exp(rng.uniform(np.log(10), np.log(100), n))
+    train = rng.normal(size=(n, D)) + np.log(e)[:, None] * np.linspace(-1, 1, D)
+    cal0 = calo_data.LayerCalibration.fit(train, e, train, e, n_layers=L, n_bins=4)
+    bins = cal0.bin_of(e)
+    gen = train.copy()
+    scale, shift = 1.0 + 0.1 * (bins + 1), 0.3 * (bins - 1.5)
+    gen[:, :L] = gen[:, :L] * scale[:, None] + shift[:, None]
+    cal = calo_data.LayerCalibration.fit(gen, e, train, e, n_layers=L, n_bins=4)
+    out = cal.apply(gen, e)
+    np.testing.assert_allclose(out[:, :L], train[:, :L], atol=1e-9)
+    np.testing.assert_array_equal(out[:, L:], gen[:, L:])
+    assert np.abs(gen[:, :L] - train[:, :L]).max() > 0.5
+    np.testing.assert_allclose(cal0.apply(train, e), train, atol=1e-9)
+    cal2 = calo_data.LayerCalibration.from_dict(cal.to_dict())
+    np.testing.assert_array_equal(cal2.apply(gen, e), out)
+
+
 def test_voxelise_sums_hits_into_the_grid():
     cfg = calo_data.CaloDataConfig(groups=((0, 2), (2, 28)), grid=3)
     ev = {"hit_layer": np.array([0, 1, 5, 30, 0, 3]), "hit_ix": np.array([40, 40, 41, 40, 43, 39]),

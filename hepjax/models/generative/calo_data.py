@@ -49,6 +49,13 @@ cut to zero (CaloFlow does the same with its 1 keV cut); the energy of the zero 
 (at most 25 t per layer) leaves with them, so the layer and total energies are those of the
 voxels with energy, as in the simulation. The condition is
 c = 2 (ln E_inc - ln E_min) / (ln E_max - ln E_min) - 1 in [-1, 1].
+
+Calibrations after training (fitted on the training showers only, from the model's own showers
+generated at the training energies; numpy, applied in ``inverse``, no cost on the sampler):
+``ZeroCalibration`` replaces the fixed cut by per-voxel read-out thresholds in cells of
+(E_inc, layer energy) chosen so that every voxel's zero fraction matches the training showers'
+(quantile matching); ``LayerCalibration`` maps the L layer-energy coordinates of the vectors
+onto the training showers' quantiles per E_inc bin (an energy calibration per layer).
 """
 from __future__ import annotations
 
@@ -61,7 +68,8 @@ import numpy as np
 
 from hepjax.sim import SimConfig, event_rng, make_particles, simulate_event
 
-__all__ = ["CaloDataConfig", "voxelise", "simulate_showers", "CaloPreprocessor", "N_CEE"]
+__all__ = ["CaloDataConfig", "voxelise", "simulate_showers", "CaloPreprocessor",
+           "ZeroCalibration", "LayerCalibration", "N_CEE"]
 
 N_CEE = 28          # CE-E layers of the default geometry
 
@@ -257,8 +265,21 @@ class CaloPreprocessor:
             raise ValueError("CaloPreprocessor: call fit first")
         return ((self.raw(voxels, e_inc, rng) - self.mean) / self.std).astype(np.float32)
 
-    def inverse(self, x, e_inc, shape: tuple[int, int, int]) -> np.ndarray:
-        """Model vectors -> voxels (N, L, G, G) float32 GeV (non-finite rows become zeros)."""
+    def inverse(self, x, e_inc, shape: tuple[int, int, int],
+                calibration: "ZeroCalibration | None" = None) -> np.ndarray:
+        """Model vectors -> voxels (N, L, G, G) float32 GeV (non-finite rows become zeros).
+        The voxels below ``cut`` are set to zero or, with a fitted ``calibration``
+        (``ZeroCalibration``), those below its per-voxel thresholds of the shower's cell."""
+        v = self.inverse_uncut(x, e_inc, shape)
+        if calibration is not None:
+            v = calibration.apply(v, e_inc)
+        else:
+            v = np.where(v >= self.cut, v, 0.0)
+        return v.astype(np.float32)
+
+    def inverse_uncut(self, x, e_inc, shape: tuple[int, int, int]) -> np.ndarray:
+        """Steps 4-2 of the inverse without the cut: (N, L, G, G) float64 voxel values [GeV]
+        before the decision "empty or read out" (``inverse`` applies it)."""
         L = shape[0]
         x = np.asarray(x, np.float64) * self.std + self.mean
         x = np.where(np.isfinite(x), x, -50.0)
@@ -273,5 +294,223 @@ class CaloPreprocessor:
         shapes = self._expit(x[:, L:]).reshape(n, L, -1)
         shapes = shapes / np.maximum(shapes.sum(-1, keepdims=True), 1e-30)
         v = shapes * e_layer[..., None]
-        v = np.where(v >= self.cut, v, 0.0)
-        return v.reshape((n,) + tuple(shape)).astype(np.float32)
+        return v.reshape((n,) + tuple(shape))
+
+
+def _rank_bins(values, n_bins):
+    """Bin index 0 .. n_bins - 1 of each value by its rank (equal populations; ties broken by
+    position), and the n_bins + 1 edges between the bins (midpoints of the neighbouring sorted
+    values; the outer ones -inf, +inf) that put new values into the same bins."""
+    n = len(values)
+    order = np.argsort(values, kind="stable")
+    bins = np.empty(n, np.int64)
+    bins[order] = (np.arange(n) * n_bins) // max(n, 1)
+    s = values[order]
+    cuts = [(i * n + n_bins - 1) // n_bins for i in range(1, n_bins)]     # first rank of bin i
+    inner = [0.5 * (s[c - 1] + s[c]) for c in cuts]
+    return bins, np.array([-np.inf] + inner + [np.inf])
+
+
+@dataclasses.dataclass
+class ZeroCalibration:
+    """Per-voxel read-out thresholds calibrated on the training showers (quantile matching): a
+    calibration step after training, like an energy calibration.
+
+    A generative model learns the zero / non-zero switch of each voxel only approximately (the
+    flows of experiments/generative leave the first layer's central cell empty in 0.6 % of the
+    showers instead of 2.3 %). ``fit`` takes the model's showers generated *at the training
+    showers' incident energies*, before the cut (``CaloPreprocessor.inverse_uncut``), and the
+    training showers themselves, and sets, per cell of the calibration table and per voxel j,
+    the threshold below which a generated voxel is read as empty so that the generated zero
+    fraction of voxel j in that cell equals the training showers' one: exactly on the fitting
+    sample when it has the training energies (each cell then holds the same number of generated
+    and training showers). Where the model's own cut already gives the training fraction, the
+    threshold is that cut; otherwise it is the (geometric) middle between the two generated
+    values the fraction falls between.
+
+    The cells: ``n_bins`` bins of ln E_inc (equal training populations) and, within each, for
+    the voxels of layer k, ``n_layer_bins`` bins of the layer's energy E_k / E_inc (before the
+    cut), by rank: the lowest 1 / n_layer_bins of the generated showers are matched to the
+    lowest 1 / n_layer_bins of the training showers, and so on (the generated sample's bin edges
+    are stored for ``apply``). Per-voxel zero fractions alone do not carry how the empty voxels
+    of a shower go together (a late-starting shower has a nearly empty first layer); matching
+    them per bin of the layer energy carries the correlation of the occupancy with the layer
+    energy over from the training showers.
+
+    ``apply`` is a table look-up per shower and layer and a comparison per voxel (no cost on
+    the sampler). Only training showers may be used to fit it (never the showers a model is
+    evaluated against). ``floor``: a voxel kept although it lies below this value [GeV] (a
+    threshold lowered into the dequantisation box of the zero voxels) is raised to it; 0 keeps
+    the value (default)."""
+    edges: np.ndarray                    # (B + 1,) ln E_inc bin edges (the outer ones unused)
+    thresholds: np.ndarray               # (B, BL, L, G, G) GeV
+    layer_edges: np.ndarray | None = None    # (B, L, BL + 1) edges of E_k / E_inc (generated)
+    floor: float = 0.0
+
+    @property
+    def n_bins(self) -> int:
+        return len(self.edges) - 1
+
+    @property
+    def n_layer_bins(self) -> int:
+        return self.thresholds.shape[1]
+
+    def bin_of(self, e_inc) -> np.ndarray:
+        return np.searchsorted(self.edges[1:-1], np.log(np.asarray(e_inc, np.float64)),
+                               side="right")
+
+    @staticmethod
+    def _layer_fraction(v, e_inc):
+        return v.reshape(v.shape[0], v.shape[1], -1).sum(-1) / np.asarray(
+            e_inc, np.float64)[:, None]
+
+    def layer_bins_of(self, voxels, e_inc) -> np.ndarray:
+        """(N, L) layer-energy bin of each shower and layer (uncut voxels)."""
+        v = np.asarray(voxels, np.float64)
+        if self.layer_edges is None or self.n_layer_bins == 1:
+            return np.zeros(v.shape[:2], np.int64)
+        r = self._layer_fraction(v, e_inc)                              # (N, L)
+        inner = self.layer_edges[self.bin_of(e_inc)][..., 1:-1]        # (N, L, BL - 1)
+        return (r[..., None] >= inner).sum(-1)
+
+    @classmethod
+    def fit(cls, generated, e_generated, train_voxels, e_train, *, default_cut: float,
+            n_bins: int = 10, n_layer_bins: int = 1, floor: float = 0.0) -> "ZeroCalibration":
+        """``generated`` (N, L, G, G) uncut voxels of the model at energies ``e_generated``
+        (the training energies for an exact match); ``train_voxels`` (M, L, G, G) the training
+        showers at ``e_train``. In a cell with N_c generated and M_c training showers, voxel j
+        gets the threshold that leaves round(N_c z_cj) generated values below it, z_cj the
+        training zero fraction."""
+        gen = np.asarray(generated, np.float64)
+        train = np.asarray(train_voxels, np.float64)
+        if gen.shape[1:] != train.shape[1:]:
+            raise ValueError(f"ZeroCalibration.fit: generated {gen.shape} and training "
+                             f"{train.shape} voxels differ in shape")
+        L = gen.shape[1]
+        le_t = np.log(np.asarray(e_train, np.float64))
+        edges = np.quantile(le_t, np.linspace(0.0, 1.0, n_bins + 1))
+        edges[0], edges[-1] = -np.inf, np.inf
+        cal = cls(edges=edges, thresholds=np.zeros((n_bins, n_layer_bins) + gen.shape[1:]),
+                  layer_edges=np.zeros((n_bins, L, n_layer_bins + 1)), floor=floor)
+        b_gen, b_train = cal.bin_of(e_generated), cal.bin_of(e_train)
+        r_gen = cls._layer_fraction(gen, e_generated)
+        r_train = cls._layer_fraction(train, e_train)
+        for b in range(n_bins):
+            sg, st = b_gen == b, b_train == b
+            n, m = int(sg.sum()), int(st.sum())
+            if n < n_layer_bins or m < n_layer_bins:
+                raise ValueError(f"ZeroCalibration.fit: energy bin {b} has {n} generated and "
+                                 f"{m} training showers; use fewer bins")
+            for k in range(L):
+                lb_g, cal.layer_edges[b, k] = _rank_bins(r_gen[sg, k], n_layer_bins)
+                lb_t, _ = _rank_bins(r_train[st, k], n_layer_bins)
+                for c in range(n_layer_bins):
+                    cal.thresholds[b, c, k] = cls._match(
+                        gen[sg, k][lb_g == c], train[st, k][lb_t == c], default_cut)
+        return cal
+
+    @staticmethod
+    def _match(gen, train, default_cut):
+        """Thresholds (voxel shape) leaving round(N z_j) of the N generated values of voxel j
+        below them, z_j the zero fraction of the training voxels."""
+        shape = gen.shape[1:]
+        n = len(gen)
+        g = np.sort(gen.reshape(n, -1), axis=0)
+        k = np.rint(n * (train.reshape(len(train), -1) == 0).mean(0)).astype(np.int64)
+        cols = np.arange(g.shape[1])
+        lo = np.where(k > 0, g[np.maximum(k - 1, 0), cols], 0.0)    # must be cut
+        hi = np.where(k < n, g[np.minimum(k, n - 1), cols], np.inf)  # must be kept
+        ok = (lo < default_cut) & (default_cut <= hi)
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            mid = np.where(lo <= 0, 0.5 * hi, np.where(np.isinf(hi), 2.0 * lo,
+                                                        np.sqrt(lo * hi)))
+        mid = np.where((mid > lo) & (mid <= hi), mid, hi)     # rounding at ties: keep hi
+        return np.where(ok, default_cut, mid).reshape(shape)
+
+    def apply(self, voxels, e_inc) -> np.ndarray:
+        """Uncut voxels (N, L, G, G) -> voxels with the calibrated empty pattern (float64)."""
+        v = np.asarray(voxels, np.float64)
+        b = self.bin_of(e_inc)
+        lb = self.layer_bins_of(v, e_inc)                                # (N, L)
+        thr = self.thresholds[b[:, None], lb, np.arange(v.shape[1])[None]]  # (N, L, G, G)
+        keep = v >= thr
+        if self.floor > 0:
+            v = np.maximum(v, self.floor)
+        return np.where(keep, v, 0.0)
+
+    def to_dict(self) -> dict:
+        d = {"edges": np.asarray(self.edges), "thresholds": np.asarray(self.thresholds),
+             "floor": np.asarray(self.floor)}
+        if self.layer_edges is not None:
+            d["layer_edges"] = np.asarray(self.layer_edges)
+        return d
+
+    @classmethod
+    def from_dict(cls, d) -> "ZeroCalibration":
+        le = d["layer_edges"] if "layer_edges" in d else None
+        return cls(edges=np.asarray(d["edges"], np.float64),
+                   thresholds=np.asarray(d["thresholds"], np.float64),
+                   layer_edges=None if le is None else np.asarray(le, np.float64),
+                   floor=float(d["floor"]))
+
+
+@dataclasses.dataclass
+class LayerCalibration:
+    """Quantile mapping of the L layer-energy coordinates of the model vectors (u_0 = ln(E_tot /
+    E_inc) and the logits of E_k / (E_k + ... + E_{L-1}), standardised) per bin of ln E_inc,
+    calibrated on the training showers: an energy calibration per layer after training.
+
+    ``fit`` takes the model's vectors generated at the training energies and the training
+    showers' vectors (``CaloPreprocessor.transform`` with one dequantisation draw) and stores,
+    per bin (``n_bins`` of equal training population) and coordinate, ``n_quantiles`` quantiles
+    of both; ``apply`` maps each generated coordinate through F_train^-1(F_gen(x)) (linear
+    interpolation between the stored quantiles; beyond the outer ones, the training sample's
+    extremes in that bin). The shape coordinates are left alone. A model whose conditional
+    layer-energy distributions are right is left (nearly) unchanged. Only training showers may
+    be used to fit it."""
+    edges: np.ndarray            # (B + 1,) ln E_inc bin edges (the outer ones unused)
+    q_gen: np.ndarray            # (B, L, Q)
+    q_train: np.ndarray          # (B, L, Q)
+
+    def bin_of(self, e_inc) -> np.ndarray:
+        return np.searchsorted(self.edges[1:-1], np.log(np.asarray(e_inc, np.float64)),
+                               side="right")
+
+    @classmethod
+    def fit(cls, generated, e_generated, train_vectors, e_train, *, n_layers: int,
+            n_bins: int = 5, n_quantiles: int = 101) -> "LayerCalibration":
+        gen = np.asarray(generated, np.float64)
+        tr = np.asarray(train_vectors, np.float64)
+        le_t = np.log(np.asarray(e_train, np.float64))
+        edges = np.quantile(le_t, np.linspace(0.0, 1.0, n_bins + 1))
+        edges[0], edges[-1] = -np.inf, np.inf
+        cal = cls(edges=edges, q_gen=np.zeros((n_bins, n_layers, n_quantiles)),
+                  q_train=np.zeros((n_bins, n_layers, n_quantiles)))
+        b_gen, b_tr = cal.bin_of(e_generated), cal.bin_of(e_train)
+        qs = np.linspace(0.0, 1.0, n_quantiles)
+        for b in range(n_bins):
+            g, t = gen[b_gen == b, :n_layers], tr[b_tr == b, :n_layers]
+            if len(g) < 2 or len(t) < 2:
+                raise ValueError(f"LayerCalibration.fit: energy bin {b} has {len(g)} generated "
+                                 f"and {len(t)} training showers; use fewer bins")
+            cal.q_gen[b] = np.quantile(np.where(np.isfinite(g), g, -50.0), qs, axis=0).T
+            cal.q_train[b] = np.quantile(t, qs, axis=0).T
+        return cal
+
+    def apply(self, x, e_inc) -> np.ndarray:
+        """Model vectors (N, D) -> the same with the first L coordinates mapped."""
+        x = np.array(x, np.float64)
+        b = self.bin_of(e_inc)
+        for k in range(self.q_gen.shape[0]):
+            s = b == k
+            for j in range(self.q_gen.shape[1]):
+                x[s, j] = np.interp(x[s, j], self.q_gen[k, j], self.q_train[k, j])
+        return x
+
+    def to_dict(self) -> dict:
+        return {"edges": np.asarray(self.edges), "q_gen": np.asarray(self.q_gen),
+                "q_train": np.asarray(self.q_train)}
+
+    @classmethod
+    def from_dict(cls, d) -> "LayerCalibration":
+        return cls(**{k: np.asarray(d[k], np.float64) for k in ("edges", "q_gen", "q_train")})
