@@ -58,6 +58,9 @@ class Variant:
     # collection radius of the nearest-rule assignment in units of t_d, searched at the best
     # (t_beta, t_d, t_d_hadron) (``hepjax.reco.condense``'s ``reach``; 1: hits beyond t_d are noise)
     reach_grid: tuple[float, ...] = (1.0,)
+    # the e/gamma objects' energy sums their hits within this transverse distance [cm] of the
+    # predicted position (None: all their hits); chosen by the validation energy resolution
+    em_radius_grid: tuple = (None,)
     clue_dc_grid: tuple[float, ...] = (1.0, 1.3, 1.8)       # CE-E d_c [cm]
     clue_kappa_grid: tuple[float, ...] = (4.5, 9.0)         # rho_c = kappa * noise sigma
     clue3d_dc_grid: tuple[float, ...] = (1.0, 2.0, 3.0)     # 3D step d_c in CE-E [cm]
@@ -81,7 +84,7 @@ VARIANTS = {
         train=OCTrainConfig(num_steps=30, batch_size=4, learning_rate=3e-3, warmup_steps=5,
                             num_objects=4, buckets=(2048,), log_every=10),
         t_beta_grid=(0.2, 0.5), t_d_grid=(0.5, 1.0), t_d_hadron_grid=(None, 1.0),
-        reach_grid=(1.0, 2.0),
+        reach_grid=(1.0, 2.0), em_radius_grid=(None, 3.0),
         clue_dc_grid=(1.3,),
         clue_kappa_grid=(9.0,), clue3d_dc_grid=(2.0,), clue3d_rhoc_grid=(0.5,),
         clue3d_window_grid=(2,), n_tune_clue=32, workers=1, max_objects=32),
@@ -90,12 +93,13 @@ VARIANTS = {
         model=dict(k=16, cluster_xy_scale=2.0),
         t_beta_grid=(0.3, 0.5, 0.7), t_d_grid=(0.4, 0.5, 0.6, 0.7),
         t_d_hadron_grid=(None, 0.8, 1.0), reach_grid=(1.0, 1.5, 2.0, 3.0),
+        em_radius_grid=(None, 1.5, 2.0, 3.0, 4.5),
         train=OCTrainConfig(num_steps=6000, batch_size=2, learning_rate=1e-3, warmup_steps=200,
                             num_objects=10, log_every=100)),
     "full": Variant(
         "full", n_train=20000, n_val=1000, n_test=2000, pairs_per_distance=300,
         model=dict(k=16, cluster_xy_scale=2.0), t_d_hadron_grid=(None, 0.8, 1.0),
-        reach_grid=(1.0, 1.5, 2.0, 3.0),
+        reach_grid=(1.0, 1.5, 2.0, 3.0), em_radius_grid=(None, 1.5, 2.0, 3.0, 4.5),
         train=OCTrainConfig(num_steps=40000, batch_size=4, learning_rate=1e-3,
                             warmup_steps=500, num_objects=10, log_every=200),
         n_tune_clue=500),

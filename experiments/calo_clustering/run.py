@@ -204,11 +204,11 @@ def cached_predict(model, data: dict, v: Variant, workdir: pathlib.Path, split: 
 
 
 def network_objects(outputs, data, t_beta, t_d, max_objects, assign="greedy", t_d_hadron=None,
-                    reach=1.0):
+                    reach=1.0, em_radius=None):
     """(labels (E, N), per-event object energies, per-event type probabilities, reco dict)."""
     from hepjax.reco.train_oc import reconstruct
     r = reconstruct(outputs, data, t_beta=t_beta, t_d=t_d, max_objects=max_objects,
-                    assign=assign, t_d_hadron=t_d_hadron, reach=reach)
+                    assign=assign, t_d_hadron=t_d_hadron, reach=reach, em_radius=em_radius)
     k = r["valid"].sum(1)
     energies = [r["energy"][e, :k[e]] for e in range(len(k))]
     types = [r["type_prob"][e, :k[e]] for e in range(len(k))]
@@ -312,6 +312,49 @@ def tune_network(v: Variant, outputs, data, padded):
         if r != 1.0 and score(*best[:3], r) > best_score:
             best, best_score = best[:3] + (r,), trials[-1]["score"]
     return best, trials
+
+
+def _predicted_hadron(types):
+    from hepjax.models.condensation_net import PARTICLE_TYPES
+    return [np.argmax(t, -1) == PARTICLE_TYPES.index("charged_pion") if len(t) else
+            np.zeros(0, bool) for t in types]
+
+
+def scale_by_type(energies, types, scales):
+    """Object energies x the energy scale of their predicted type: ``scales`` = (e/gamma,
+    charged pion)."""
+    return [e * np.where(h, scales[1], scales[0]) for e, h in zip(energies,
+                                                                  _predicted_hadron(types))]
+
+
+def tune_em_radius(v: Variant, outputs, data, padded, thresholds):
+    """The network's energy at the chosen thresholds, calibrated on validation events (the
+    matching does not depend on it): for each e/gamma energy radius of ``v.em_radius_grid``
+    (``reconstruct``'s ``em_radius``), one energy scale per predicted type (e/gamma, charged
+    pion) = 1 / the median response of the matched particles whose object has that type; the
+    radius with the best (lowest) resolution sigma_eff / median of all matched particles after
+    that scaling. Returns (em_radius, (scale e/gamma, scale pion), trials)."""
+    trials = []
+    for radius in v.em_radius_grid:
+        labels, energies, types, _ = network_objects(outputs, data, *thresholds[:2],
+                                                     v.max_objects, v.assign, thresholds[2],
+                                                     thresholds[3], radius)
+        rows = metrics.evaluate(padded, labels, energies, close_distance=CLOSE, type_prob=types)
+        from hepjax.models.condensation_net import PARTICLE_TYPES
+        had = rows["p_reco_type"] == PARTICLE_TYPES.index("charged_pion")
+        resp = rows["p_reco_e"] / rows["p_energy"]
+        scales = tuple(float(1.0 / np.median(resp[rows["p_matched"] & sel]))
+                       if (rows["p_matched"] & sel).any() else 1.0 for sel in (~had, had))
+        rows = metrics.evaluate(padded, labels, scale_by_type(energies, types, scales),
+                                close_distance=CLOSE)
+        table = metrics.response_table(rows)
+        trials.append({"em_radius": radius, "scales": list(scales),
+                       "resolution": table["all"]["inclusive"].get("resolution", math.nan),
+                       "resolution_em": table["em"]["inclusive"].get("resolution", math.nan),
+                       "resolution_hadron": table["hadron"]["inclusive"].get("resolution",
+                                                                             math.nan)})
+    best = min(trials, key=lambda t: t["resolution"])       # first of equal values
+    return best["em_radius"], tuple(best["scales"]), trials
 
 
 # ------------------------------------------------------------------------------------- evaluation
@@ -454,10 +497,10 @@ def table_md(results: dict) -> str:
     if "response_uncorrected" in net:
         lines += ["", "Network energy definitions (matched particles, σ_eff/median, inclusive):",
                   "", "| | all | e/γ | π± |", "|---|---|---|---|"]
-        for text, key in (("summed hits × correction at the condensation point (used above)",
-                           "response"),
-                          ("summed hits, no correction", "response_uncorrected"),
-                          ("Σ hit energy × the hit's own correction",
+        for text, key in (("summed hits × correction at the condensation point × energy scale "
+                           "of the predicted type (used above)", "response"),
+                          ("summed hits, no correction, no scale", "response_uncorrected"),
+                          ("Σ hit energy × the hit's own correction, no scale",
                            "response_per_hit_correction")):
             cells = []
             for cls in ("all", "em", "hadron"):
@@ -609,8 +652,11 @@ def main(argv=None) -> dict:
     t0 = time.perf_counter()
     val_out = cached_predict(model, val_data, v, workdir, "val")
     (t_beta, t_d, t_d_had, reach), net_trials = tune_network(v, val_out, val_data, val_pad)
+    em_radius, scales, em_trials = tune_em_radius(v, val_out, val_data, val_pad,
+                                                  (t_beta, t_d, t_d_had, reach))
     log(f"network thresholds from validation: t_beta={t_beta}, t_d={t_d}, t_d_hadron={t_d_had}, "
-        f"reach={reach}")
+        f"reach={reach}; energy: e/gamma radius {em_radius} cm, scales (e/gamma, pion) "
+        f"{scales[0]:.4f}, {scales[1]:.4f}")
     clue_best, clue_trials = tune_clue(v, val_pad)
     log(f"CLUE thresholds from validation: {clue_best}")
     t_tune = time.perf_counter() - t0
@@ -620,9 +666,13 @@ def main(argv=None) -> dict:
     pair_out = cached_predict(model, pair_data, v, workdir, "pairs")
     t_net_inf = time.perf_counter() - t0
     nl_test, ne_test, nt_test, nr_test = network_objects(test_out, test_data, t_beta, t_d,
-                                                         v.max_objects, v.assign, t_d_had, reach)
-    nl_pair, ne_pair, _, _ = network_objects(pair_out, pair_data, t_beta, t_d, v.max_objects,
-                                             v.assign, t_d_had, reach)
+                                                         v.max_objects, v.assign, t_d_had, reach,
+                                                         em_radius)
+    nl_pair, ne_pair, nt_pair, _ = network_objects(pair_out, pair_data, t_beta, t_d,
+                                                   v.max_objects, v.assign, t_d_had, reach,
+                                                   em_radius)
+    ne_test = scale_by_type(ne_test, nt_test, scales)
+    ne_pair = scale_by_type(ne_pair, nt_pair, scales)
     t0 = time.perf_counter()
     params = clue_params(*clue_best)
     cl_test, ce_test = run_clue(test_pad, params)
@@ -662,7 +712,9 @@ def main(argv=None) -> dict:
                          "> 50 % of the object's measured energy",
         "close_distance_cm": CLOSE,
         "network": {**net_res, "t_beta": t_beta, "t_d": t_d, "t_d_hadron": t_d_had,
-                    "reach": reach, "assign": v.assign,
+                    "reach": reach, "em_radius_cm": em_radius, "energy_scales": list(scales),
+                    "em_radius_tuning": em_trials,
+                    "assign": v.assign,
                     "tuning": net_trials},
         "clue": {**clue_res, "params": dict(zip(("dc_ee", "kappa", "dc3_ee", "rhoc3_gev",
                                                  "window"), clue_best)),

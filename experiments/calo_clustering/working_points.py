@@ -46,11 +46,14 @@ def main(argv=None) -> list[dict]:
                                     f"current model.pkl; run run.py on this work directory first")
     (td_data, td_pad), (pr_data, pr_pad) = loaded["test"], loaded["pairs"]
     for tb, td, tdh, reach in args.points:
+        em_radius = results["network"].get("em_radius_cm")        # the run's energy radius
         nl, ne, nt, _ = run.network_objects(preds["test"], td_data, tb, td, v.max_objects,
-                                            v.assign, tdh, reach)
+                                            v.assign, tdh, reach, em_radius)
         pl, pe, _, _ = run.network_objects(preds["pairs"], pr_data, tb, td, v.max_objects,
-                                           v.assign, tdh, reach)
-        res, _ = run.evaluate_algorithm("network", td_pad, pr_pad, nl, ne, pl, pe, v,
+                                           v.assign, tdh, reach, em_radius)
+        scales = results["network"].get("energy_scales", (1.0, 1.0))
+        res, _ = run.evaluate_algorithm("network", td_pad, pr_pad, nl,
+                                        run.scale_by_type(ne, nt, scales), pl, pe, v,
                                         types_test=nt)
         row = {"t_beta": tb, "t_d": td, "t_d_hadron": tdh, "reach": reach,
                "summary": res["summary"],

@@ -273,7 +273,8 @@ def _fit_length(v, n):
 
 def reconstruct(outputs: dict, data: dict, *, t_beta: float, t_d: float,
                 max_objects: int = 64, assign: str = "greedy",
-                t_d_hadron: float | None = None, reach: float = 1.0) -> dict:
+                t_d_hadron: float | None = None, reach: float = 1.0,
+                em_radius: float | None = None) -> dict:
     """Condensation (``batched_condense``) of network ``outputs`` (``predict``) on the events of
     ``data``. Returns numpy: ``object_id`` (E, N) per hit (-1 unassigned), and per object (E, K):
     ``valid``, ``beta``, ``energy`` (summed measured energy of its hits x the energy correction
@@ -284,7 +285,11 @@ def reconstruct(outputs: dict, data: dict, *, t_beta: float, t_d: float,
     if given, the radius of condensation points whose predicted type is a charged pion (broad
     hadron showers), ``t_d`` that of the others (compact e/gamma showers). ``reach``: with the
     nearest rule, hits beyond every radius but within ``reach`` x the nearest condensation
-    point's radius join it (``condense``)."""
+    point's radius join it (``condense``). ``em_radius`` (cm): if given, the energy of an
+    object whose predicted type is not a charged pion (a compact e/gamma shower) sums only its
+    hits within this transverse distance of the position predicted at its condensation point
+    (the hits stay assigned to it; only its energy changes): hits of neighbouring showers that
+    the clustering space gave it far from its axis do not count."""
     if t_d_hadron is not None:
         is_had = np.argmax(outputs["type_logits"], -1) == cn.PARTICLE_TYPES.index("charged_pion")
         t_d = np.where(is_had, t_d_hadron, t_d).astype(np.float32)
@@ -296,13 +301,21 @@ def reconstruct(outputs: dict, data: dict, *, t_beta: float, t_d: float,
     res = jax.device_get(res)
     oid = np.asarray(res.object_id)
     e, _ = oid.shape
-    sums = np.zeros((e, max_objects + 1))
     rows = np.broadcast_to(np.arange(e)[:, None], oid.shape)
-    np.add.at(sums, (rows, np.where(oid >= 0, oid, max_objects)), data["hit_energy"])
+    counted = oid >= 0                       # hits whose energy counts for their object
+    if em_radius is not None:
+        safe = np.maximum(oid, 0)
+        pos = np.asarray(res.payload["position"])[rows, safe]             # (E, N, 2)
+        had = (np.argmax(np.asarray(res.payload["type_logits"]), -1)
+               == cn.PARTICLE_TYPES.index("charged_pion"))[rows, safe]
+        near = np.linalg.norm(np.asarray(data["hit_xy"]) - pos, axis=-1) <= em_radius
+        counted &= had | near
+    slot = np.where(counted, oid, max_objects)
+    sums = np.zeros((e, max_objects + 1))
+    np.add.at(sums, (rows, slot), data["hit_energy"])
     raw = sums[:, :max_objects]
     weighted = np.zeros((e, max_objects + 1))
-    np.add.at(weighted, (rows, np.where(oid >= 0, oid, max_objects)),
-              data["hit_energy"] * outputs["energy_correction"])
+    np.add.at(weighted, (rows, slot), data["hit_energy"] * outputs["energy_correction"])
     valid = np.asarray(res.valid)
     corr = np.asarray(res.payload["energy_correction"])
     return {"object_id": oid, "valid": valid, "beta": np.asarray(res.beta),

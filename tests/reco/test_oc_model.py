@@ -167,6 +167,31 @@ def test_reconstruct_energy_is_summed_hits_times_correction():
     np.testing.assert_array_equal(r4["object_id"][0], [0, -1, 1, -1])
 
 
+def test_reconstruct_em_radius_counts_only_hits_near_the_predicted_position():
+    """em_radius: an e/gamma object's energy sums its hits within em_radius (transverse, cm) of
+    the position predicted at its condensation point; a pion object's energy is unchanged;
+    the hit assignment is unchanged."""
+    # object 0 (e/gamma, CP hit 0 predicts (0, 0)): hits at 0, 1 and 4 cm; object 1 (pion, CP
+    # hit 3 predicts (50, 0)): hits at 50 and 60 cm
+    out = {"beta": np.array([[0.9, 0.2, 0.1, 0.8, 0.3]], np.float32),
+           "coords": np.array([[[0, 0], [0.1, 0], [0, 0.1], [5, 5], [5.1, 5]]], np.float32),
+           "energy_correction": np.full((1, 5), 2.0, np.float32),
+           "position": np.array([[[0, 0], [9, 9], [9, 9], [50, 0], [9, 9]]], np.float32),
+           "type_logits": np.array([[[5, 0, 0], [0, 0, 5], [0, 0, 5], [0, 0, 5], [5, 0, 0]]],
+                                   np.float32)}
+    data = {"mask": np.ones((1, 5), bool),
+            "hit_energy": np.array([[1.0, 2.0, 4.0, 8.0, 16.0]], np.float32),
+            "hit_xy": np.array([[[0, 0], [0, 1], [4, 0], [50, 0], [60, 0]]], np.float32)}
+    base = train_oc.reconstruct(out, data, t_beta=0.5, t_d=0.5, max_objects=4)
+    np.testing.assert_allclose(base["raw_energy"][0, :2], [7.0, 24.0])
+    for radius, want in ((2.0, 3.0), (4.5, 7.0), (0.5, 1.0)):
+        r = train_oc.reconstruct(out, data, t_beta=0.5, t_d=0.5, max_objects=4, em_radius=radius)
+        np.testing.assert_array_equal(r["object_id"], base["object_id"])
+        np.testing.assert_allclose(r["raw_energy"][0, :2], [want, 24.0])
+        np.testing.assert_allclose(r["energy"][0, :2], [2 * want, 48.0])
+        np.testing.assert_allclose(r["energy_hit_corrected"][0, :2], [2 * want, 48.0])
+
+
 def test_short_training_lowers_the_loss(tiny_events):
     """40 steps on 12 small events (at most 474 hits: one bucket of 512): the mean loss of the last 10 steps is well below that of
     the first 10 (the untrained network's clustering coordinates carry no object structure)."""
