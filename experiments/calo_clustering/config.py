@@ -6,8 +6,8 @@
 * ``cpu`` -- what a 2-core CPU trains in about an hour: 8,000 training events of 2-10
   particles (~47,000 showers), the paper-sized GravNet blocks (4 blocks, dense 64, S = 4,
   F_LR = 22, F_out = 48) with k = 16 and the exact kNN as in the papers, clustering coordinates
-  offset from the hit's (x, y) / 2 cm (``cluster_xy_scale``), 6,000 steps of 2 events
-  (1.5 epochs); thresholds t_beta, t_d and a separate t_d for condensation points predicted to
+  offset from the hit's (x, y) / 2 cm (``cluster_xy_scale``), 9,000 steps of 2 events
+  (2.25 epochs; 84 min on the loaded 2-core CPU); thresholds t_beta, t_d and a separate t_d for condensation points predicted to
   be charged pions (broad hadron showers) chosen on the validation events. Measured on the
   idle 2-core EPYC at 1,600-2,048 hits: 0.345 s per step with the exact kNN, 0.235 s with LSH
   bins of 512 (whose neighbourhoods are approximate: the first run, with bins, reached a lower
@@ -94,7 +94,7 @@ VARIANTS = {
         t_beta_grid=(0.3, 0.5, 0.7), t_d_grid=(0.4, 0.5, 0.6, 0.7),
         t_d_hadron_grid=(None, 0.8, 1.0), reach_grid=(1.0, 1.5, 2.0, 3.0),
         em_radius_grid=(None, 1.5, 2.0, 3.0, 4.5),
-        train=OCTrainConfig(num_steps=6000, batch_size=2, learning_rate=1e-3, warmup_steps=200,
+        train=OCTrainConfig(num_steps=9000, batch_size=2, learning_rate=1e-3, warmup_steps=200,
                             num_objects=10, log_every=100)),
     "full": Variant(
         "full", n_train=20000, n_val=1000, n_test=2000, pairs_per_distance=300,
