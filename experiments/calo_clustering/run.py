@@ -465,6 +465,15 @@ def table_md(results: dict) -> str:
                          f"{a['n']}) | {100 * a['resolution']:.1f} ± "
                          f"{100 * a['resolution_error']:.1f} % | {100 * b['resolution']:.1f} ± "
                          f"{100 * b['resolution_error']:.1f} % |")
+    for cls in ("all", "em", "hadron"):
+        if "response_both_matched_close" not in net:
+            break
+        a, b = (alg["response_both_matched_close"][cls]["inclusive"] for alg in (net, clue))
+        if a.get("n") and b.get("n"):
+            lines.append(f"| resolution σ_eff/median, {cls} particles closer than 2 R_M matched by "
+                         f"both (n = {a['n']}) | {100 * a['resolution']:.1f} ± "
+                         f"{100 * a['resolution_error']:.1f} % | {100 * b['resolution']:.1f} ± "
+                         f"{100 * b['resolution_error']:.1f} % |")
     for cls in ("em", "hadron"):
         if "composition_both_matched" not in net:
             break
@@ -688,6 +697,12 @@ def main(argv=None) -> dict:
     both = net_rows["p_matched"] & clue_rows["p_matched"]
     net_res["response_both_matched"] = metrics.response_table(dict(net_rows, p_matched=both))
     clue_res["response_both_matched"] = metrics.response_table(dict(clue_rows, p_matched=both))
+    # ... and on those of them closer than 2 R_M to another particle (the bar's showers)
+    close_both = both & net_rows["p_close"]
+    net_res["response_both_matched_close"] = metrics.response_table(dict(net_rows,
+                                                                         p_matched=close_both))
+    clue_res["response_both_matched_close"] = metrics.response_table(dict(clue_rows,
+                                                                          p_matched=close_both))
     net_res["composition_both_matched"] = metrics.composition_table(dict(net_rows, p_matched=both))
     clue_res["composition_both_matched"] = metrics.composition_table(dict(clue_rows,
                                                                           p_matched=both))
