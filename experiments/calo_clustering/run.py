@@ -456,24 +456,14 @@ def table_md(results: dict) -> str:
                          f"{a['median']:.3f} / {100 * a['resolution']:.1f} ± "
                          f"{100 * a['resolution_error']:.1f} % | {b['median']:.3f} / "
                          f"{100 * b['resolution']:.1f} ± {100 * b['resolution_error']:.1f} % |")
-    for cls in ("all", "em", "hadron"):
-        if "response_both_matched" not in net:
-            break
-        a, b = (alg["response_both_matched"][cls]["inclusive"] for alg in (net, clue))
-        if a.get("n") and b.get("n"):
-            lines.append(f"| resolution σ_eff/median, {cls} particles matched by both (n = "
-                         f"{a['n']}) | {100 * a['resolution']:.1f} ± "
-                         f"{100 * a['resolution_error']:.1f} % | {100 * b['resolution']:.1f} ± "
-                         f"{100 * b['resolution_error']:.1f} % |")
-    for cls in ("all", "em", "hadron"):
-        if "response_both_matched_close" not in net:
-            break
-        a, b = (alg["response_both_matched_close"][cls]["inclusive"] for alg in (net, clue))
-        if a.get("n") and b.get("n"):
-            lines.append(f"| resolution σ_eff/median, {cls} particles closer than 2 R_M matched by "
-                         f"both (n = {a['n']}) | {100 * a['resolution']:.1f} ± "
-                         f"{100 * a['resolution_error']:.1f} % | {100 * b['resolution']:.1f} ± "
-                         f"{100 * b['resolution_error']:.1f} % |")
+    for key, who in (("response_both_matched", "particles matched by both"),
+                     ("response_both_matched_close", "particles closer than 2 R_M matched by both")):
+        for cls in ("all", "em", "hadron") if key in net else ():
+            a, b = (alg[key][cls]["inclusive"] for alg in (net, clue))
+            if a.get("n") and b.get("n"):
+                lines.append(f"| resolution σ_eff/median, {cls} {who} (n = {a['n']}) | "
+                             f"{100 * a['resolution']:.1f} ± {100 * a['resolution_error']:.1f} % | "
+                             f"{100 * b['resolution']:.1f} ± {100 * b['resolution_error']:.1f} % |")
     for cls in ("em", "hadron"):
         if "composition_both_matched" not in net:
             break
