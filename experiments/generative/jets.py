@@ -49,14 +49,17 @@ VARIANTS = {
                   backbone="epic", global_dim=8, width=32, depth=2, heads=2, steps=1200,
                   batch=128, lr=3e-3, chunk=300,
                   ode_steps=10, ema=0.0, w1_batches=5, fpd_min=40, fpd_max=2000, fpd_batches=5,
-                  kpd_batches=5, kpd_size=2000, max_train=0),
+                  kpd_batches=5, kpd_size=2000, max_train=0, two_stage=False,
+                  stage1=dict(layers=4, hidden=(32, 32), bins=8, steps=250, batch=256, lr=3e-3)),
     # the 150,000-jet sample of experiments/top_tagging's cpu variant (80/10/10 split)
     "cpu": dict(data=dict(n_jets=150_000, workers=2, events_per_chunk=200,
                           ttv_fractions=(0.8, 0.1, 0.1)), classes=("top", "qcd"),
                 backbone="transformer", global_dim=16, width=64, depth=3, heads=4,
                 steps={"top": 6000, "qcd": 3000}, batch=128,
                 lr=1e-3, chunk=250, ode_steps=20, ema=0.999, w1_batches=10, fpd_min=1000,
-                fpd_max=50_000, fpd_batches=20, kpd_batches=10, kpd_size=5000, max_train=0),
+                fpd_max=50_000, fpd_batches=20, kpd_batches=10, kpd_size=5000, max_train=0,
+                two_stage=False,
+                stage1=dict(layers=8, hidden=(64, 64), bins=16, steps=4000, batch=512, lr=1e-3)),
 }
 N_PARTICLES = 30
 LABELS = {"top": 1, "qcd": 0}
@@ -101,21 +104,43 @@ def save_params(model, path: pathlib.Path) -> None:
 
 def build_model(v: dict, seed: int):
     """The velocity network of the variant: ``backbone`` 'transformer' (SetTransformerVelocity)
-    or 'epic' (EPiCVelocity, EPiC layers of Buhmann et al. arXiv:2301.08128)."""
+    or 'epic' (EPiCVelocity, EPiC layers of Buhmann et al. arXiv:2301.08128); with
+    ``two_stage`` it also takes the two jet-level conditions (``pointcloud.jet_conditions``)."""
     from flax import nnx
 
     from hepjax.models.generative import pointcloud as pc
 
+    nc = 2 if v.get("two_stage") else 0
     if v["backbone"] == "transformer":
         return pc.SetTransformerVelocity(3, width=v["width"], depth=v["depth"], heads=v["heads"],
-                                         rngs=nnx.Rngs(seed))
+                                         cond_features=nc, rngs=nnx.Rngs(seed))
     if v["backbone"] == "epic":
         return pc.EPiCVelocity(3, width=v["width"], depth=v["depth"],
-                               global_dim=v["global_dim"], rngs=nnx.Rngs(seed))
+                               global_dim=v["global_dim"], cond_features=nc,
+                               rngs=nnx.Rngs(seed))
     raise ValueError(f"backbone {v['backbone']!r}: choose 'transformer' or 'epic'")
 
 
-def train_class(name: str, v: dict, train: tuple, seed: int, workdir: pathlib.Path):
+def train_stage1(name: str, v: dict, train: tuple, seed: int):
+    """The first stage of the two-stage model: ``pointcloud.JetLevelFlow`` trained on the
+    training jets' (relative mass, sum pT_rel) given n. Returns (model, history, seconds)."""
+    import jax
+
+    from hepjax.models.generative import pointcloud as pc
+
+    s1 = v["stage1"]
+    stage1 = pc.JetLevelFlow(*train, n_particles=N_PARTICLES, layers=s1["layers"],
+                             hidden=s1["hidden"], bins=s1["bins"], seed=seed + 2)
+    t0 = time.perf_counter()
+    history = stage1.fit(steps=s1["steps"], batch_size=s1["batch"], lr=s1["lr"],
+                         key=jax.random.key(seed + 3),
+                         log=lambda r: log(f"{name} stage 1 step {r['step']} NLL "
+                                           f"{r['loss']:.4f} ({r['time_s']:.0f} s)"))
+    return stage1, history, time.perf_counter() - t0
+
+
+def train_class(name: str, v: dict, train: tuple, seed: int, workdir: pathlib.Path,
+                stage1=None):
     import jax
 
     from hepjax.models.generative import pointcloud as pc
@@ -126,9 +151,13 @@ def train_class(name: str, v: dict, train: tuple, seed: int, workdir: pathlib.Pa
     x = scaler.transform(clouds, mask)
     model = build_model(v, seed)
     steps = v["steps"][name] if isinstance(v["steps"], dict) else v["steps"]
+    data = (x, mask)
+    if stage1 is not None:
+        # the second stage learns the cloud given the true jet-level quantities of each jet
+        data = (x, mask, stage1.transform(pc.jet_conditions(clouds, mask)))
     t0 = time.perf_counter()
     trained, ema_model, history = training.fit(
-        model, pc.flow_matching_loss, (x, mask), steps=steps, batch_size=v["batch"],
+        model, pc.flow_matching_loss, data, steps=steps, batch_size=v["batch"],
         key=jax.random.key(seed + 1), lr=v["lr"], warmup=min(500, steps // 10),
         chunk=v["chunk"], ema=v["ema"],
         log=lambda r: log(f"{name} step {r['step']} loss {r['loss']:.4f} ({r['time_s']:.0f} s)"))
@@ -139,8 +168,9 @@ def train_class(name: str, v: dict, train: tuple, seed: int, workdir: pathlib.Pa
 
 
 def make_sampler(model, v: dict, batch: int = 1024):
-    """``run(key, counts) -> (x, mask)`` in jitted batches of ``batch`` jets (the last padded;
-    batch b uses fold_in(key, b))."""
+    """``run(key, counts, cond=None) -> (x, mask)`` in jitted batches of ``batch`` jets (the
+    last padded; batch b uses fold_in(key, b)); ``cond`` (N, 2): the standardised jet-level
+    conditions of a two-stage model."""
     import jax
     import jax.numpy as jnp
     from flax import nnx
@@ -150,27 +180,35 @@ def make_sampler(model, v: dict, batch: int = 1024):
     graphdef, params = nnx.split(model)
 
     @jax.jit
-    def sample(params, key, counts):
+    def sample(params, key, counts, cond):
         return pc.sample_clouds(nnx.merge(graphdef, params), key, counts, n_particles=N_PARTICLES,
-                                steps=v["ode_steps"], method="midpoint")
+                                steps=v["ode_steps"], method="midpoint", cond=cond)
 
-    def run(key, counts):
+    def run(key, counts, cond=None):
         counts = np.asarray(counts)
         xs, ms = [], []
         for b, start in enumerate(range(0, len(counts), batch)):
             c = counts[start:start + batch]
             pad = batch - len(c)
             c = np.concatenate([c, np.full(pad, c[-1])]) if pad else c
-            x, m = sample(params, jax.random.fold_in(key, b), jnp.asarray(c))
+            cb = None
+            if cond is not None:
+                cb = np.asarray(cond[start:start + batch], np.float32)
+                cb = jnp.asarray(np.concatenate([cb, np.repeat(cb[-1:], pad, 0)]) if pad else cb)
+            x, m = sample(params, jax.random.fold_in(key, b), jnp.asarray(c), cb)
             xs.append(np.asarray(x)[:batch - pad])
             ms.append(np.asarray(m)[:batch - pad])
         return np.concatenate(xs), np.concatenate(ms)
     return run
 
 
-def generate(model, scaler, probs, n: int, v: dict, seed: int, batch: int = 1024):
-    """n jets (clouds, mask) and the sampling time per jet: one batch of ``batch`` jets after
-    compilation, best of 2 (network and ODE only; the numpy inverse scaling is excluded)."""
+def generate(model, scaler, probs, n: int, v: dict, seed: int, batch: int = 1024,
+             stage1=None, cond=None):
+    """n jets (clouds, mask), the sampling time per jet (one batch of ``batch`` jets after
+    compilation, best of 2; network and ODE, plus the first stage's flow for a two-stage model;
+    the numpy inverse scaling is excluded) and the standardised jet-level conditions used (None
+    for a one-stage model). A two-stage model draws them from ``stage1`` unless ``cond`` (N, 2,
+    standardised) is given (e.g. the test jets' own, to test the second stage alone)."""
     import jax
 
     from hepjax.models.generative import pointcloud as pc
@@ -178,20 +216,60 @@ def generate(model, scaler, probs, n: int, v: dict, seed: int, batch: int = 1024
     batch = min(batch, n)
     counts = np.asarray(pc.draw_counts(jax.random.key(seed + 7), probs, n))
     run = make_sampler(model, v, batch)
+    stage1_s = 0.0
+    if stage1 is not None and cond is None:
+        cond = stage1.sample(jax.random.key(seed + 6), counts)
+        stage1.sample(jax.random.key(seed + 6), counts[:batch])  # compiled for this size
+        t0 = time.perf_counter()
+        stage1.sample(jax.random.key(seed + 6), counts[:batch])
+        stage1_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    x, m = run(jax.random.key(seed + 8), counts)
+    x, m = run(jax.random.key(seed + 8), counts, cond)
     total = time.perf_counter() - t0
     times = []
     for _ in range(2):
         t0 = time.perf_counter()
-        x2, _ = run(jax.random.key(seed + 8), counts[:batch])
+        x2, _ = run(jax.random.key(seed + 8), counts[:batch],
+                    None if cond is None else cond[:batch])
         times.append(time.perf_counter() - t0)
     if not np.array_equal(x[:batch], x2):
         raise RuntimeError("sampler is not deterministic for a fixed key")
-    return scaler.inverse(x, m), m, {"s_per_jet": min(times) / batch, "timing_batch": batch,
+    return scaler.inverse(x, m), m, {"s_per_jet": (min(times) + stage1_s) / batch,
+                                     "stage1_s_per_jet": stage1_s / batch,
+                                     "timing_batch": batch,
                                      "all_jets_s_incl_compile": total, "n_jets": n,
                                      "ode_steps": v["ode_steps"],
-                                     "network_evals": 2 * v["ode_steps"]}
+                                     "network_evals": 2 * v["ode_steps"]}, cond
+
+
+def tracking(cond: np.ndarray, sample: tuple) -> dict:
+    """How closely generated clouds follow the jet-level conditions they were given (physical
+    units, (N, 2)): mean and standard deviation of generated - condition, and the correlation,
+    for the relative mass and the sum of pT_rel."""
+    from hepjax.models.generative import pointcloud as pc
+
+    got = pc.jet_conditions(*sample)
+    out = {}
+    for i, name in enumerate(("mass", "sum_pt_rel")):
+        diff = got[:, i] - cond[:, i]
+        out[name] = {"bias": float(diff.mean()), "std": float(diff.std()),
+                     "corr": float(np.corrcoef(got[:, i], cond[:, i])[0, 1])}
+    return out
+
+
+def stage_diagnostics(d: dict, stage1, cond, sample: tuple, v: dict, seed: int) -> dict:
+    """The two-stage model's parts: W1 of the first stage's relative mass and sum pT_rel to
+    the test jets' (the best the second stage can reach if it followed the conditions
+    exactly) and how the generated clouds track their conditions."""
+    from hepjax.models.generative import jet_metrics as jm
+    from hepjax.models.generative import pointcloud as pc
+
+    phys = stage1.inverse(cond)
+    test = pc.jet_conditions(*d["test"])
+    return {"stage1_w1m": jm.w1(test[:, 0], phys[:, 0], num_batches=v["w1_batches"], seed=seed),
+            "stage1_w1_sum_pt_rel": jm.w1(test[:, 1], phys[:, 1], num_batches=v["w1_batches"],
+                                          seed=seed),
+            "tracking": tracking(phys, sample)}
 
 
 def noise_sample(scaler, probs, n: int, seed: int):
@@ -360,9 +438,22 @@ def table_md(res: dict) -> str:
         lines += ["", f"Bar (issue 27): W1M of the best model within 3x the truth-vs-truth W1M: "
                   f"ratio {best:.2f} ± {r.get('w1m_ratio_err', float('nan')):.2f} -> "
                   f"{'met' if best <= 3 else 'not met'}. Model: "
+                  f"{'two-stage, ' if cfg.get('two_stage') else ''}"
                   f"{cfg['backbone']} backbone, width {cfg['width']}, depth {cfg['depth']}, "
                   f"{r['params']} parameters; training {r['train_s']:.0f} s ({r['steps']} "
                   "steps)."]
+        if "stage1" in r:
+            s1, t = r["stage1"], r["stage1"]["tracking"]["mass"]
+            o = r["stage1"]["oracle_tracking"]["mass"]
+            lines.append(
+                f"Two-stage model: first stage (flow for relative mass and sum pT_rel given n, "
+                f"{s1['params']} parameters, {s1['train_s']:.0f} s) alone: W1M x 1e3 = "
+                f"{s1['stage1_w1m'][0] * 1e3:.2f} ± {s1['stage1_w1m'][1] * 1e3:.2f}; generated "
+                f"mass - given mass: bias {t['bias'] * 1e3:.2f}e-3, std {t['std'] * 1e3:.2f}e-3, "
+                f"correlation {t['corr']:.3f}. Second stage given the test jets' own "
+                f"conditions: W1M x 1e3 = {s1['oracle_w1m'][0] * 1e3:.2f} ± "
+                f"{s1['oracle_w1m'][1] * 1e3:.2f}, mass - given: std {o['std'] * 1e3:.2f}e-3, "
+                f"correlation {o['corr']:.3f}.")
         if "w1m_vs_val" in fm:
             lines.append(f"Selection metric (generated vs the val split, not the test split): "
                          f"W1M x 1e3 = {fm['w1m_vs_val'][0] * 1e3:.2f} ± "
@@ -492,6 +583,9 @@ def main(argv=None) -> dict:
                         help="transformer blocks or EPiC layers")
     parser.add_argument("--lr", type=float, default=None,
                         help="peak learning rate (cosine decay to 2 %% of it)")
+    parser.add_argument("--two-stage", action="store_true",
+                        help="the two-stage model: a flow for the jet's relative mass and sum "
+                        "pT_rel given n, then the cloud conditioned on them")
     parser.add_argument("--diagnose", default="",
                         help="NAME=generated_<class>.npz,...: only compare saved generated clouds "
                         "with the truth (sum pT_rel, centroid, mass, ...) into "
@@ -504,6 +598,8 @@ def main(argv=None) -> dict:
             if name != "backbone" and value <= 0:
                 raise SystemExit(f"--{name} {value}: must be positive")
             v[name] = value
+    if args.two_stage:
+        v["two_stage"] = True
     if args.steps is not None:
         if args.steps < 1:
             raise SystemExit(f"--steps {args.steps}: must be a positive number of steps")
@@ -537,13 +633,28 @@ def main(argv=None) -> dict:
     for ci, cls in enumerate(v["classes"]):
         d = data[cls]
         cseed = seed + 100 * ci
+        stage1, r_stage1 = None, None
+        if v["two_stage"]:
+            stage1, h1, s1_s = train_stage1(cls, v, d["train"], cseed)
+            r_stage1 = {"history": h1, "train_s": s1_s, "mean": stage1.mean.tolist(),
+                        "std": stage1.std.tolist(), "params": pc.param_count(stage1.flow)}
         model, scaler, history, train_s, params, steps = train_class(cls, v, d["train"], cseed,
-                                                                     workdir)
+                                                                     workdir, stage1)
         histories[cls] = history
         probs = pc.multiplicity_probs(d["train"][1])
         n = len(d["test"][0])
-        gen_c, gen_m, timing = generate(model, scaler, probs, n, v, cseed)
+        gen_c, gen_m, timing, cond = generate(model, scaler, probs, n, v, cseed, stage1=stage1)
         log(f"{cls}: sampled {n} jets, {timing['s_per_jet'] * 1e6:.1f} µs/jet")
+        if stage1 is not None:
+            r_stage1.update(stage_diagnostics(d, stage1, cond, (gen_c, gen_m), v, seed))
+            # the second stage alone: the test jets' own conditions (an oracle first stage)
+            test_cond = stage1.transform(pc.jet_conditions(*d["test"]))
+            oc, om, _, _ = generate(model, scaler, probs, n, v, cseed, stage1=stage1,
+                                    cond=test_cond)
+            r_stage1["oracle_tracking"] = tracking(stage1.inverse(test_cond), (oc, om))
+            r_stage1["oracle_w1m"] = evaluate(d["test"], (oc, om), v, seed)["w1m"]
+            log(f"{cls}: two-stage diagnostics {json.dumps(r_stage1['tracking'])}; oracle "
+                f"W1M {r_stage1['oracle_w1m'][0]:.5f}")
         samples = {"truth (test)": d["test"], "truth (second)": d["val"],
                    "flow matching": (gen_c, gen_m),
                    "noise": noise_sample(scaler, probs, n, cseed + 9),
@@ -551,6 +662,8 @@ def main(argv=None) -> dict:
         r = {"n_train": int(len(d["train"][0])), "n_test": int(n), "train_s": train_s,
              "steps": steps, "params": params, "history": history, "scaler": scaler.state(),
              "samples": {}}
+        if r_stage1 is not None:
+            r["stage1"] = r_stage1
         for key, name in (("reference", "truth (second)"), ("flow_matching", "flow matching"),
                           ("noise", "noise"), ("uniform", "uniform")):
             r["samples"][key] = evaluate(d["test"], samples[name], v, seed)

@@ -55,3 +55,23 @@ def test_smoke_model_beats_the_trivially_wrong_generator(smoke):
     assert (clouds[~mask] == 0).all() and mask.sum(1).min() >= 1
     hist = top["history"]
     assert hist[-1]["loss"] < hist[0]["loss"]
+
+
+def test_smoke_two_stage_model(tmp_path):
+    """``--two-stage``: the jet-level flow (relative mass, sum pT_rel given n) and the cloud
+    conditioned on them. Its first stage must reproduce the test jets' mass far better than the
+    uniform generator, and the generated clouds must follow the masses they were given (the
+    second stage uses its condition: correlation of generated and given mass well above the
+    ~0 of a network ignoring it (± 0.1 with 99 test jets), for both the sampled and the test
+    jets' own conditions; the smoke model, 1,200 steps on 283 jets, reaches ~0.5)."""
+    res = jets.main(["--variant", "smoke", "--workdir", str(tmp_path), "--no-plots",
+                     "--two-stage"])
+    top = res["classes"]["top"]
+    s1 = top["stage1"]
+    assert res["config"]["two_stage"] is True
+    assert s1["stage1_w1m"][0] + 3 * s1["stage1_w1m"][1] < top["samples"]["uniform"]["w1m"][0]
+    assert s1["tracking"]["mass"]["corr"] > 0.3, s1["tracking"]
+    assert s1["oracle_tracking"]["mass"]["corr"] > 0.3, s1["oracle_tracking"]
+    assert np.isfinite(s1["oracle_w1m"][0])
+    assert top["samples"]["flow_matching"]["timing"]["stage1_s_per_jet"] > 0
+    assert "two-stage" in (tmp_path / "table.md").read_text()

@@ -43,7 +43,7 @@ from hepjax.models.generative.nets import sinusoidal_embedding
 
 Array = jax.Array
 
-__all__ = ["jetnet_clouds", "CloudScaler", "SetTransformerVelocity", "EPiCVelocity",
+__all__ = ["jetnet_clouds", "jet_conditions", "JetLevelFlow", "CloudScaler", "SetTransformerVelocity", "EPiCVelocity",
            "flow_matching_loss",
            "sample_clouds", "multiplicity_probs", "draw_counts", "param_count"]
 
@@ -83,6 +83,16 @@ def jetnet_clouds(p4: np.ndarray, mask: np.ndarray, jet_p4: np.ndarray,
     return cloud.astype(np.float32), mask
 
 
+def jet_conditions(clouds, mask) -> np.ndarray:
+    """(N, 2) float64 jet-level quantities of JetNet clouds, the conditions of a two-stage
+    generator: the cloud's relative mass m / pT_jet (massless constituents summed, as the W1M
+    metric computes it) and its sum of pT_rel."""
+    from hepjax.models.generative import jet_metrics as jm
+
+    clouds, mask = np.asarray(clouds, np.float64), np.asarray(mask, bool)
+    return np.stack([jm.jet_mass(clouds, mask), np.where(mask, clouds[..., 2], 0.0).sum(1)], -1)
+
+
 class CloudScaler:
     """Standardises (eta_rel, phi_rel, ln pT_rel) with the real training particles' statistics;
     ``inverse`` maps back to (eta_rel, phi_rel, pT_rel) and zeroes padded particles."""
@@ -110,6 +120,68 @@ class CloudScaler:
 
     def state(self) -> dict:
         return {"mean": self.mean.tolist(), "std": self.std.tolist()}
+
+
+class JetLevelFlow:
+    """The first stage of a two-stage jet generator: the jet-level quantities of
+    ``jet_conditions`` (relative mass, sum of pT_rel) given the multiplicity n, learned by a
+    conditional rational-quadratic-spline flow (``flows.ConditionalFlow``, context n / P); the
+    second stage is a velocity field built with ``cond_features=2`` and trained on the true
+    conditions of each jet. The two-stage design is PC-Droid's (Leigh et al., "PC-Droid: Faster
+    diffusion and improved quality for particle cloud generation", arXiv:2307.06836: a flow for
+    the jet's kinematics, the cloud generated conditioned on them), following PC-JeDi (Leigh et
+    al., arXiv:2303.05376), which conditions on the jet's mass and pT.
+
+    ``transform``/``inverse`` standardise with the training jets' means and standard
+    deviations; ``fit`` trains the flow (``training.fit``, maximum likelihood); ``sample(key,
+    counts)`` returns standardised conditions (N, 2) for jets of ``counts`` real particles."""
+
+    def __init__(self, clouds, mask, *, n_particles: int, layers: int = 8, hidden=(64, 64),
+                 bins: int = 16, seed: int = 0):
+        from hepjax.models.generative import flows
+
+        cond = jet_conditions(clouds, mask)
+        if len(cond) < 2:
+            raise ValueError("JetLevelFlow: fewer than two training jets")
+        self.n_particles = int(n_particles)
+        self.mean, self.std = cond.mean(0), cond.std(0) + 1e-12
+        self.counts = np.asarray(mask, bool).sum(1)
+        self.cond = cond
+        # a coupling layer of a 2-D flow transforms one coordinate given the other: the first
+        # permutation seed from ``seed`` on whose layers transform both coordinates
+        perm_seed = seed
+        while len({c.perm for c in flows.ConditionalFlow(
+                2, 1, n_layers=layers, hidden=(1,), bins=2, perm_seed=perm_seed,
+                rngs=nnx.Rngs(0)).layers}) < 2:
+            perm_seed += 1
+        self.flow = flows.ConditionalFlow(2, 1, n_layers=layers, kind="spline",
+                                          hidden=tuple(hidden), bins=bins, bound=5.0,
+                                          perm_seed=perm_seed, rngs=nnx.Rngs(seed))
+
+    def transform(self, cond) -> np.ndarray:
+        return ((np.asarray(cond, np.float64) - self.mean) / self.std).astype(np.float32)
+
+    def inverse(self, y) -> np.ndarray:
+        return np.asarray(y, np.float64) * self.std + self.mean
+
+    def _context(self, counts):
+        return (jnp.asarray(counts, jnp.float32) / self.n_particles)[:, None]
+
+    def fit(self, *, steps: int, batch_size: int, lr: float, key, log=None) -> list:
+        from hepjax.models.generative import flows, training
+
+        data = (self.transform(self.cond), np.asarray(self._context(self.counts)))
+        self.flow, _, history = training.fit(self.flow, flows.flow_loss, data, steps=steps,
+                                             batch_size=batch_size, key=key, lr=lr,
+                                             warmup=min(200, steps // 10),
+                                             chunk=min(250, steps), log=log)
+        return history
+
+    def sample(self, key, counts) -> np.ndarray:
+        graphdef, params = nnx.split(self.flow)
+        if getattr(self, "_draw", None) is None or self._draw[0] != graphdef:
+            self._draw = (graphdef, jax.jit(lambda p, k, c: nnx.merge(graphdef, p).sample(k, c)))
+        return np.asarray(self._draw[1](params, key, self._context(np.asarray(counts))))
 
 
 def multiplicity_probs(mask: np.ndarray) -> np.ndarray:
@@ -140,19 +212,20 @@ class SetTransformerVelocity(nnx.Module):
     equivariant in P; padded particles get 0."""
 
     def __init__(self, features: int = 3, *, width: int = 96, depth: int = 3, heads: int = 4,
-                 time_dim: int = 32, rngs: nnx.Rngs):
-        self.time_dim = time_dim
+                 time_dim: int = 32, cond_features: int = 0, rngs: nnx.Rngs):
+        self.time_dim, self.cond_features = time_dim, int(cond_features)
         self.inp = Dense(features, width, rngs=rngs)
         emb = width
-        self.emb1 = Dense(time_dim + 1, emb, kernel_init=inits.he_uniform, rngs=rngs)
+        self.emb1 = Dense(time_dim + 1 + self.cond_features, emb, kernel_init=inits.he_uniform,
+                          rngs=rngs)
         self.emb2 = Dense(emb, emb, rngs=rngs)
         self.blocks = nnx.List([_Block(width, heads, emb, rngs) for _ in range(depth)])
         self.norm = nnx.LayerNorm(width, rngs=rngs)
         self.out = Dense(width, features, kernel_init=inits.zeros, rngs=rngs)
 
-    def __call__(self, x: Array, t: Array, mask: Array) -> Array:
+    def __call__(self, x: Array, t: Array, mask: Array, cond: Array | None = None) -> Array:
         mask = jnp.asarray(mask, bool)
-        e = _embed_t_n(self.emb1, self.emb2, self.time_dim, t, mask)
+        e = _embed_t_n(self.emb1, self.emb2, self.time_dim, t, mask, cond, self.cond_features)
         attn_mask = mask[:, None, None, :]
         h = self.inp(x) + e[:, None, :]
         for block in self.blocks:
@@ -161,12 +234,21 @@ class SetTransformerVelocity(nnx.Module):
         return jnp.where(mask[..., None], v, 0.0)
 
 
-def _embed_t_n(emb1, emb2, time_dim, t, mask):
-    """The (t, n / P) embedding both velocity fields add: a sinusoidal embedding of t and the
-    fraction of real particles, through Dense - SiLU - Dense."""
+def _embed_t_n(emb1, emb2, time_dim, t, mask, cond=None, cond_features=0):
+    """The (t, n / P[, jet-level condition]) embedding both velocity fields add: a sinusoidal
+    embedding of t, the fraction of real particles and the ``cond_features`` jet-level
+    conditions (B, C) of a two-stage model, through Dense - SiLU - Dense."""
     n = jnp.sum(mask, -1, keepdims=True).astype(jnp.float32) / mask.shape[-1]
-    e = jnp.concatenate([sinusoidal_embedding(1000.0 * t, time_dim), n], -1)
-    return emb2(jax.nn.silu(emb1(e)))
+    parts = [sinusoidal_embedding(1000.0 * t, time_dim), n]
+    if cond_features:
+        if cond is None or cond.shape != (mask.shape[0], cond_features):
+            raise ValueError(f"velocity field built with cond_features={cond_features}: expected "
+                             f"cond of shape ({mask.shape[0]}, {cond_features}), got "
+                             f"{None if cond is None else cond.shape}")
+        parts.append(jnp.asarray(cond, jnp.float32))
+    elif cond is not None:
+        raise ValueError("velocity field built with cond_features=0 was given a cond")
+    return emb2(jax.nn.silu(emb1(jnp.concatenate(parts, -1))))
 
 
 def _leaky(x):
@@ -203,21 +285,23 @@ class EPiCVelocity(nnx.Module):
     zeroed, so the field is permutation equivariant in P."""
 
     def __init__(self, features: int = 3, *, width: int = 128, depth: int = 6,
-                 global_dim: int = 16, time_dim: int = 32, rngs: nnx.Rngs):
-        self.time_dim = time_dim
+                 global_dim: int = 16, time_dim: int = 32, cond_features: int = 0,
+                 rngs: nnx.Rngs):
+        self.time_dim, self.cond_features = time_dim, int(cond_features)
         emb = width
-        self.emb1 = Dense(time_dim + 1, emb, kernel_init=inits.he_uniform, rngs=rngs)
+        self.emb1 = Dense(time_dim + 1 + self.cond_features, emb, kernel_init=inits.he_uniform,
+                          rngs=rngs)
         self.emb2 = Dense(emb, emb, rngs=rngs)
         self.inp = Dense(features + emb, width, kernel_init=inits.he_uniform, rngs=rngs)
         self.glob = Dense(width + emb, global_dim, rngs=rngs)
         self.layers = nnx.List([_EPiCLayer(width, global_dim, emb, rngs) for _ in range(depth)])
         self.out = Dense(width, features, kernel_init=inits.zeros, rngs=rngs)
 
-    def __call__(self, x: Array, t: Array, mask: Array) -> Array:
+    def __call__(self, x: Array, t: Array, mask: Array, cond: Array | None = None) -> Array:
         mask = jnp.asarray(mask, bool)
         m = mask[..., None].astype(x.dtype)
         count = jnp.maximum(jnp.sum(m, 1), 1.0)
-        e = _embed_t_n(self.emb1, self.emb2, self.time_dim, t, mask)
+        e = _embed_t_n(self.emb1, self.emb2, self.time_dim, t, mask, cond, self.cond_features)
         eb = jnp.broadcast_to(e[:, None, :], x.shape[:2] + e.shape[-1:])
         h = _leaky(self.inp(jnp.concatenate([x, eb], -1))) * m
         g = self.glob(jnp.concatenate([jnp.sum(h, 1) / count, e], -1))
@@ -229,15 +313,17 @@ class EPiCVelocity(nnx.Module):
 def flow_matching_loss(model: nnx.Module, batch, key) -> Array:
     """Conditional flow matching (Lipman et al. 2022, OT path, sigma_min = 0) on a batch
     (x (B, P, F) standardised with padded entries 0, mask (B, P)): mean squared error of the
-    velocity over the real particles."""
-    x1, mask = batch
+    velocity over the real particles. A batch (x, mask, cond) trains a two-stage model's
+    second stage: the field is also given the jets' conditions cond (B, C)."""
+    x1, mask = batch[0], batch[1]
+    cond = batch[2] if len(batch) > 2 else None
     kt, kn = jax.random.split(key)
     t = jax.random.uniform(kt, (x1.shape[0],))
     x0 = jax.random.normal(kn, x1.shape)
     m = mask[..., None].astype(x1.dtype)
     x0 = x0 * m
     xt = (1.0 - t[:, None, None]) * x0 + t[:, None, None] * x1
-    err = (model(xt, t, mask) - (x1 - x0)) ** 2 * m
+    err = (model(xt, t, mask, cond) - (x1 - x0)) ** 2 * m
     return jnp.sum(err) / (jnp.sum(m) * x1.shape[-1])
 
 
@@ -246,9 +332,11 @@ def _masks_from_counts(counts: Array, n_particles: int) -> Array:
 
 
 def sample_clouds(model: nnx.Module, key, counts: Array, *, n_particles: int,
-                  features: int = 3, steps: int = 40, method: str = "midpoint"):
-    """Integrates the flow-matching ODE for jets with ``counts`` (B,) real particles: returns
-    (x (B, P, F) in the standardised space, mask (B, P)). ``method``: 'euler' or 'midpoint'."""
+                  features: int = 3, steps: int = 40, method: str = "midpoint",
+                  cond: Array | None = None):
+    """Integrates the flow-matching ODE for jets with ``counts`` (B,) real particles (and, for a
+    two-stage model, the jet-level conditions ``cond`` (B, C)): returns (x (B, P, F) in the
+    standardised space, mask (B, P)). ``method``: 'euler' or 'midpoint'."""
     if method not in ("euler", "midpoint"):
         raise ValueError(f"sample_clouds: method={method!r}; use 'euler' or 'midpoint'")
     if steps < 1:
@@ -261,9 +349,9 @@ def sample_clouds(model: nnx.Module, key, counts: Array, *, n_particles: int,
 
     def step(i, x):
         t = i * dt
-        v = model(x, t * ones, mask)
+        v = model(x, t * ones, mask, cond)
         if method == "midpoint":
-            v = model(x + 0.5 * dt * v, (t + 0.5 * dt) * ones, mask)
+            v = model(x + 0.5 * dt * v, (t + 0.5 * dt) * ones, mask, cond)
         return x + dt * v
 
     x = jax.lax.fori_loop(0, steps, step, x)
