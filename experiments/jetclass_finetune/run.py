@@ -55,6 +55,26 @@ VARIANTS = {
                 ft_steps=300, ft_batch=64, ft_eval_every=30, ft_patience=5, ft_val_jets=2000,
                 sizes=(200, 1000), seeds=(0, 1, 2), max_pre_train=0, bootstrap=100,
                 warmup_steps=20),
+    # ParticleNet (Qu, Gouskos, "ParticleNet: Jet Tagging via Particle Clouds",
+    # arXiv:1902.08570) at reduced size: two EdgeConv blocks of k = 16 neighbours, channels
+    # (32, 32, 32) and (64, 64, 64), one fully connected layer of 128 (dropout 0.1); the paper:
+    # (64, 64, 64), (128, 128, 128), (256, 256, 256), FC 256. Same data, optimiser and budgets as
+    # the ParT variant.
+    "cpu_particlenet": dict(model_name="particlenet",
+                            model=dict(conv_params=((16, (32, 32, 32)), (16, (64, 64, 64))),
+                                       fc_params=((128, 0.1),)),
+                            max_particles=64, learning_rate=1e-3, weight_decay=0.01,
+                            body_lr_scale=0.3, pre_epochs=20, pre_batch=128, pre_eval_epochs=1.0,
+                            ft_steps=300, ft_batch=64, ft_eval_every=30, ft_patience=5,
+                            ft_val_jets=2000, sizes=(200, 1000), seeds=(0, 1, 2), max_pre_train=0,
+                            bootstrap=100, warmup_steps=20),
+    "smoke_particlenet": dict(model_name="particlenet",
+                              model=dict(conv_params=((4, (8, 8)),), fc_params=((8, 0.0),)),
+                              max_particles=16, learning_rate=3e-3, weight_decay=0.0,
+                              body_lr_scale=0.3, pre_epochs=1, pre_batch=64, pre_eval_epochs=1.0,
+                              ft_steps=20, ft_batch=32, ft_eval_every=10, ft_patience=2,
+                              ft_val_jets=200, sizes=(100,), seeds=(0,), max_pre_train=500,
+                              bootstrap=10, warmup_steps=2),
     "smoke": dict(model=dict(embed_dims=(8,), pair_embed_dims=(4,), num_heads=2,
                              num_layers=1, num_cls_layers=1, ffn_ratio=1),
                   max_particles=16, learning_rate=3e-3, weight_decay=0.0, body_lr_scale=0.3,
@@ -75,7 +95,7 @@ def _base(cfg, seed, task, num_classes, data):
     c.task = task
     c.data = data
     c.preprocessing = ml_collections.ConfigDict({"log_features": (), "standardize": True})
-    c.model = models.default_config("part")
+    c.model = models.default_config(cfg.get("model_name", "part"))
     for key, value in cfg["model"].items():
         with c.model.ignore_type():
             c.model[key] = value
@@ -253,7 +273,8 @@ def run(variant="cpu", workdir="runs/jetclass_finetune", jetclass=None, top=None
     margin = small["finetune_auc"]["mean"] - small["scratch_auc"]["mean"]
     spread = max(small["finetune_auc"]["std"], small["scratch_auc"]["std"])
     results = {
-        "variant": variant, "config": cfg, "jetclass_sample": str(jetclass),
+        "variant": variant, "model": cfg.get("model_name", "part"), "config": cfg,
+        "jetclass_sample": str(jetclass),
         "top_sample": str(top), "input_features": list(names_pre),
         "pretrain": pre, "runs": rows, "summary": summary,
         "bar": {"n_train": small["n_train"], "auc_margin": margin, "largest_seed_spread": spread,
@@ -315,7 +336,7 @@ def _plot(r, workdir):
         ax.set_xticks(n, [str(v) for v in n])
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xlabel("top-tagging training jets")
-        ax.set_title(f"ParT, {title}")
+        ax.set_title(f"{r.get('model', 'part')}, {title}")
         ax.grid(True, alpha=0.3)
     axes[0].legend(fontsize=8)
     fig.tight_layout()

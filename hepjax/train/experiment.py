@@ -126,6 +126,7 @@ def _pretrained(config, model_fn, workdir):
     from hepjax.train import finetune
     record = {}
     stored = finetune.restore_params(tc.init_from) if tc.init_from else None   # read eagerly
+    stats = finetune.restore_batch_stats(tc.init_from) if tc.init_from else None
 
     def build(rngs):
         model = model_fn(rngs)
@@ -137,7 +138,7 @@ def _pretrained(config, model_fn, workdir):
                                      f"the model (paths look like {names[:3]})")
         if tc.init_from:
             info = finetune.load_pretrained(model, tc.init_from, reinit=tuple(tc.init_reinit),
-                                            stored=stored)
+                                            stored=stored, stored_stats=stats)
             if not record:
                 record.update(info)
                 if jax.process_index() == 0:

@@ -24,6 +24,12 @@ regular expressions matched with ``re.search`` against that path:
   parameter into ``model`` except those matching ``reinit`` (they keep the fresh
   initialisation: the *replaced head*, whose shape may differ, e.g. 4 classes -> 2); a
   parameter that is missing from the checkpoint or has another shape is an error naming it.
+  Batch-normalisation running statistics (``nnx.BatchStat``: ParticleNet's, DeepJet's) are
+  copied the same way, as loading a PyTorch ``state_dict`` copies ``running_mean`` /
+  ``running_var``: a fine-tuned network starts from the pre-trained normalisation instead of
+  mean 0, variance 1 (a checkpoint written without them, e.g. by an older ``save_checkpoint``,
+  leaves them as initialised and says so in the report). Other model state (the dropout
+  stream's key) is never copied: it belongs to the new run's seed.
 * ``optimizer(model, learning_rate, body_lr_scale=0.1, head=(r"^out/",), freeze=(...))``: an
   ``optax.multi_transform`` with three groups: ``head`` (full learning rate), ``body`` (learning
   rate x ``body_lr_scale``) and ``frozen`` (``optax.set_to_zero``: frozen parameters stay
@@ -45,6 +51,7 @@ from flax import nnx
 from hepjax.train.checkpoint import CheckpointError
 
 __all__ = ["CheckpointError", "resolve_checkpoint", "read_config", "restore_params",
+           "restore_batch_stats",
            "param_paths", "load_pretrained", "param_labels", "optimizer", "set_learning_rate",
            "save_checkpoint",
            "matches"]
@@ -121,6 +128,17 @@ def read_config(init_from) -> dict | None:
 
 def restore_params(init_from) -> dict[str, np.ndarray]:
     """{path: array} of the parameters stored in the checkpoint ``init_from``."""
+    return _restore(init_from, "params")
+
+
+def restore_batch_stats(init_from) -> dict[str, np.ndarray]:
+    """{path: array} of the non-parameter model state stored in the checkpoint ``init_from``
+    (batch-norm statistics, also the dropout stream's key data: ``load_pretrained`` copies only
+    the entries the model holds as ``nnx.BatchStat``); {} for a checkpoint without any."""
+    return _restore(init_from, "model_state", required=False)
+
+
+def _restore(init_from, field: str, required: bool = True) -> dict[str, np.ndarray]:
     import orbax.checkpoint as ocp
 
     from hepjax.train.checkpoint import _attempt
@@ -138,22 +156,30 @@ def restore_params(init_from) -> dict[str, np.ndarray]:
         found = sorted(state) if isinstance(state, dict) else type(state).__name__
         raise CheckpointError(f"{step}: the checkpoint has no 'params' (a hepjax TrainState "
                               f"was expected; found {found})")
-    leaves = jax.tree_util.tree_flatten_with_path(state["params"])[0]
+    if field not in state and not required:
+        return {}
+    leaves = jax.tree_util.tree_flatten_with_path(state[field])[0]
     return {_path_str(p): np.asarray(v) for p, v in leaves}
 
 
 def load_pretrained(model: nnx.Module, init_from, reinit: Sequence[str] = (),
-                    stored: dict[str, np.ndarray] | None = None) -> dict:
-    """Copies the checkpoint's parameters into ``model`` (in place), except those whose path
-    matches a ``reinit`` pattern (left as initialised: a replaced head). Returns
-    {"loaded": [...], "reinitialised": [...], "unused": [checkpoint parameters not
-    copied: re-initialised or absent from the model],
-    "checkpoint": step directory}. Errors name the parameter: absent from the checkpoint, or a
-    shape or dtype that differs. ``stored``: ``restore_params(init_from)`` read beforehand
-    (orbax cannot restore inside a traced function, e.g. a model built under ``jax.eval_shape``)."""
+                    stored: dict[str, np.ndarray] | None = None,
+                    stored_stats: dict[str, np.ndarray] | None = None) -> dict:
+    """Copies the checkpoint's parameters and batch-norm statistics into ``model`` (in
+    place), except those whose path matches a ``reinit`` pattern (left as initialised: a
+    replaced head). Returns {"loaded": [...], "reinitialised": [...], "unused": [checkpoint
+    parameters not copied: re-initialised or absent from the model], "batch_stats_loaded":
+    [...], "batch_stats_reinitialised": [...] (matching ``reinit``, or every one when the
+    checkpoint holds none), "checkpoint": step directory}. Errors name the parameter or
+    statistic: absent from the checkpoint, or a shape that differs. ``stored`` /
+    ``stored_stats``: ``restore_params(init_from)`` / ``restore_batch_stats(init_from)`` read
+    beforehand (orbax cannot restore inside a traced function, e.g. a model built under
+    ``jax.eval_shape``)."""
     step = resolve_checkpoint(init_from)
     if stored is None:
         stored = restore_params(init_from)
+    if stored_stats is None:
+        stored_stats = restore_batch_stats(init_from)
     params = nnx.state(model, nnx.Param)
     leaves, treedef = jax.tree_util.tree_flatten_with_path(params)
     new, loaded, skipped = [], [], []
@@ -175,8 +201,37 @@ def load_pretrained(model: nnx.Module, init_from, reinit: Sequence[str] = (),
         new.append(jnp.asarray(s, dtype=v.dtype))
         loaded.append(name)
     nnx.update(model, jax.tree_util.tree_unflatten(treedef, new))
+    stats_loaded, stats_skipped = _load_batch_stats(model, step, stored_stats, reinit)
     return {"loaded": loaded, "reinitialised": skipped,
-            "unused": sorted(set(stored) - set(loaded)), "checkpoint": str(step)}
+            "unused": sorted(set(stored) - set(loaded)), "batch_stats_loaded": stats_loaded,
+            "batch_stats_reinitialised": stats_skipped, "checkpoint": str(step)}
+
+
+def _load_batch_stats(model, step, stored_stats, reinit):
+    stats = nnx.state(model, nnx.BatchStat)
+    leaves, treedef = jax.tree_util.tree_flatten_with_path(stats)
+    names = [_path_str(p) for p, _ in leaves]
+    if not leaves:
+        return [], []
+    if not any(n in stored_stats for n in names):      # a checkpoint written without them
+        return [], names
+    new, loaded, skipped = [], [], []
+    for name, (_, v) in zip(names, leaves):
+        if matches(name, reinit):
+            new.append(v)
+            skipped.append(name)
+            continue
+        if name not in stored_stats:
+            raise ValueError(f"{step}: the checkpoint has no batch statistic {name!r}; add a "
+                             "reinit pattern to initialise it afresh")
+        s = stored_stats[name]
+        if s.shape != v.shape:
+            raise ValueError(f"{step}: batch statistic {name!r} has shape {s.shape} in the "
+                             f"checkpoint and {tuple(v.shape)} in the model")
+        new.append(jnp.asarray(s, dtype=v.dtype))
+        loaded.append(name)
+    nnx.update(model, jax.tree_util.tree_unflatten(treedef, new))
+    return loaded, skipped
 
 
 def param_labels(params, head: Sequence[str] = (r"^out/",),
@@ -249,8 +304,9 @@ def save_checkpoint(workdir, model: nnx.Module, config: dict, step: int = 0,
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "config.json").write_text(json.dumps(config, indent=1, default=_json_default))
     params = nnx.state(model, nnx.Param)
-    state = TrainState(step=jnp.asarray(step, jnp.int32), params=params, model_state={},
-                       opt_state={}, key=jax.random.key(0))
+    state = TrainState(step=jnp.asarray(step, jnp.int32), params=params,
+                       model_state=nnx.state(model, nnx.BatchStat), opt_state={},
+                       key=jax.random.key(0))
     ck = Checkpointer(workdir, keep=1)
     try:
         ck.save(int(step), state, dict(meta or {}))

@@ -146,3 +146,63 @@ def test_bad_checkpoint_paths(tmp_path, pretrained):
             f.unlink()
     with pytest.raises(ft.CheckpointError, match="cannot restore"):
         ft.restore_params(bad)
+
+
+class _BNNet(nnx.Module):
+    """A body with batch normalisation and dropout (non-parameter state: running statistics
+    and the dropout stream's key) and a head with its own batch normalisation."""
+
+    def __init__(self, n_out, rngs):
+        self.body = nnx.Linear(6, 8, rngs=rngs)
+        self.bn = nnx.BatchNorm(8, momentum=0.9, rngs=rngs)
+        self.drop = nnx.Dropout(0.1, rngs=rngs)
+        self.out = nnx.Linear(8, n_out, rngs=rngs)
+        self.out_bn = nnx.BatchNorm(n_out, rngs=rngs)
+
+    def __call__(self, x):
+        return self.out_bn(self.out(self.drop(jnp.tanh(self.bn(self.body(x))))))
+
+
+def _stats(m):
+    leaves = jax.tree_util.tree_flatten_with_path(nnx.state(m, nnx.BatchStat))[0]
+    return {ft._path_str(p): np.array(v) for p, v in leaves}
+
+
+def test_batch_norm_statistics_are_loaded_not_the_dropout_key(tmp_path):
+    m = _BNNet(4, nnx.Rngs(0))
+    m.train()
+    x = jnp.asarray(np.random.default_rng(1).normal(2.0, 3.0, size=(64, 6)), jnp.float32)
+    for _ in range(5):                    # running statistics away from (0, 1)
+        m(x)
+    ref = _stats(m)
+    assert set(ref) == {"bn/mean", "bn/var", "out_bn/mean", "out_bn/var"}
+    assert np.abs(ref["bn/mean"]).max() > 0.1
+    run = tmp_path / "run"
+    ft.save_checkpoint(run, m, {"model": "bnnet"})
+    fresh = _BNNet(2, nnx.Rngs(5))
+    key_before = np.asarray(jax.random.key_data(fresh.drop.rngs.key[...]))
+    rep = ft.load_pretrained(fresh, run, reinit=(r"^out/", r"^out_bn/"))
+    got = _stats(fresh)
+    assert rep["batch_stats_loaded"] == ["bn/mean", "bn/var"]
+    assert rep["batch_stats_reinitialised"] == ["out_bn/mean", "out_bn/var"]
+    np.testing.assert_array_equal(got["bn/mean"], ref["bn/mean"])
+    np.testing.assert_array_equal(got["bn/var"], ref["bn/var"])
+    assert (got["out_bn/mean"] == 0).all() and (got["out_bn/var"] == 1).all()
+    # the new run keeps its own dropout stream
+    np.testing.assert_array_equal(
+        np.asarray(jax.random.key_data(fresh.drop.rngs.key[...])), key_before)
+    # the loaded network normalises as the pre-trained one: same body outputs in eval mode
+    fresh.eval()
+    m.eval()
+    np.testing.assert_allclose(fresh.bn(fresh.body(x)), m.bn(m.body(x)), rtol=1e-6, atol=1e-6)
+    # a statistic missing or with another shape is an error naming it
+    stats = ft.restore_batch_stats(run)
+    bad = dict(stats, **{"bn/var": np.ones(3, np.float32)})
+    with pytest.raises(ValueError, match="'bn/var' has shape"):
+        ft.load_pretrained(_BNNet(2, nnx.Rngs(5)), run, reinit=(r"^out",), stored_stats=bad)
+    with pytest.raises(ValueError, match="no batch statistic 'bn/var'"):
+        ft.load_pretrained(_BNNet(2, nnx.Rngs(5)), run, reinit=(r"^out",),
+                           stored_stats={k: v for k, v in stats.items() if k != "bn/var"})
+    # a checkpoint without statistics leaves them as initialised, and says so
+    rep = ft.load_pretrained(_BNNet(2, nnx.Rngs(5)), run, reinit=(r"^out",), stored_stats={})
+    assert rep["batch_stats_loaded"] == [] and len(rep["batch_stats_reinitialised"]) == 4
