@@ -17,6 +17,7 @@ context manager `use`.
                                unpack_symmetric_pairs   mirrored gather back
     materialize                materialize,             the identity
                                materialize_cotangent
+    spline_bins                select_bins              a where chain over the bins (autodiff)
 
 Kernels build on `hepjax.nn.activations` only; `hepjax.nn`'s layers use them through
 `from hepjax import kernels` (attribute access at call time, whichever package is imported
@@ -31,11 +32,12 @@ from hepjax.kernels.matmul import dense_matmul, edge_matmul
 from hepjax.kernels.pairs import rfp_pack, rfp_unpack, symmetric_pairs, unpack_symmetric_pairs
 from hepjax.kernels.rowwise import bn_gelu_mlp, bn_gelu_mlp_eval, tile_shape
 from hepjax.kernels.select import FAST_BACKENDS, mode, set_mode, use, uses_fast
+from hepjax.kernels.splines import select_bins
 
 __all__ = [
     "select", "FAST_BACKENDS", "mode", "set_mode", "use", "uses_fast",
     "bmm", "softmax_matmul", "dense_matmul", "edge_matmul", "dropout", "counter_hash_bits",
     "batch_norm_gelu", "masked_moments", "bn_gelu_mlp", "bn_gelu_mlp_eval", "tile_shape",
     "symmetric_pairs", "unpack_symmetric_pairs", "rfp_pack", "rfp_unpack", "materialize",
-    "materialize_cotangent",
+    "materialize_cotangent", "select_bins",
 ]

@@ -43,6 +43,7 @@ FAST_BACKENDS: dict[str, frozenset[str]] = {
     "rowwise": frozenset({"cpu"}),          # bn_gelu_mlp, bn_gelu_mlp_eval
     "pairs": frozenset({"cpu"}),            # symmetric_pairs, unpack_symmetric_pairs
     "materialize": frozenset({"cpu"}),      # materialize, materialize_cotangent
+    "spline_bins": frozenset({"cpu"}),      # select_bins (flows.ElementwiseSpline)
 }
 
 

@@ -81,6 +81,50 @@ def test_rational_quadratic_spline_inverse_and_derivative():
     np.testing.assert_allclose(ldt.reshape(-1), ld, rtol=1e-6, atol=1e-5)
 
 
+@pytest.mark.parametrize("inverse", [False, True])
+def test_shared_spline_parameters_match_the_per_sample_where_chain(inverse):
+    """Parameters (K, D) shared by the batch (``ElementwiseSpline``) take the path through
+    ``hepjax.kernels.select_bins`` (fast form on the CPU: gradient written out): the same
+    values as the per-sample path on the
+    parameters broadcast to (B, K, D), and the same gradients (for the parameters, the
+    per-sample gradients summed over the batch) to float32 rounding."""
+    rng = np.random.default_rng(3)
+    b, k, dim = 300, 6, 5
+    w, h = (jnp.asarray(rng.normal(size=(k, dim)), jnp.float32) for _ in range(2))
+    d = jnp.asarray(rng.normal(size=(k - 1, dim)), jnp.float32)
+    x = jnp.asarray(2.5 * rng.normal(size=(b, dim)), jnp.float32)    # some in the linear tails
+
+    def loss(x, w, h, d):
+        y, ld = flows.rational_quadratic_spline(x, w, h, d, bound=4.0, inverse=inverse,
+                                                bin_axis=-2)
+        return jnp.sum(jnp.sin(y)) + jnp.sum(ld * jnp.cos(x)), (y, ld)
+
+    def per_sample(x, w, h, d):
+        full = [jnp.broadcast_to(p, (b,) + p.shape) for p in (w, h, d)]
+        (val, aux), g = jax.value_and_grad(loss, (0, 1, 2, 3), has_aux=True)(x, *full)
+        return val, aux, (g[0],) + tuple(jnp.sum(gi, 0) for gi in g[1:])
+
+    shared = jax.jit(jax.value_and_grad(loss, (0, 1, 2, 3), has_aux=True))
+    (v1, (y1, ld1)), g1 = shared(x, w, h, d)
+    v2, (y2, ld2), g2 = jax.jit(per_sample)(x, w, h, d)
+    assert bool(jnp.any(jnp.abs(x) > 4.0))
+    np.testing.assert_array_equal(y1, y2)
+    np.testing.assert_array_equal(ld1, ld2)
+    for a, e in zip(g1, g2):
+        np.testing.assert_allclose(a, e, rtol=1e-5, atol=1e-5 * float(jnp.max(jnp.abs(e))))
+
+
+def test_flow_parameters_are_not_weakly_typed():
+    """A weakly typed parameter comes out of ``training.fit``'s jitted ``lax.scan`` strongly
+    typed, so the second chunk would miss jit's cache and recompile the training step."""
+    import optax
+    flow = flows.ConditionalFlow(4, 1, n_layers=2, kind="affine", hidden=(8,),
+                                 marginal_splines=2, rngs=nnx.Rngs(0))
+    state = nnx.state(flow)
+    leaves = jax.tree_util.tree_leaves((state, optax.adamw(1e-3).init(state)))
+    assert leaves and not any(getattr(l, "weak_type", False) for l in leaves)
+
+
 def test_flow_layouts_are_a_permutation_of_the_output_units():
     """layout="per_param" reads the conditioner's outputs parameter-major: the per_dim flow
     with its output units permuted to that order is the same function."""
