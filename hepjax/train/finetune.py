@@ -180,8 +180,25 @@ def load_pretrained(model: nnx.Module, init_from, reinit: Sequence[str] = (),
         stored = restore_params(init_from)
     if stored_stats is None:
         stored_stats = restore_batch_stats(init_from)
-    params = nnx.state(model, nnx.Param)
-    leaves, treedef = jax.tree_util.tree_flatten_with_path(params)
+    loaded, skipped = _copy_state(model, nnx.Param, stored, reinit, step, "parameter",
+                                  listing=True)
+    stats = nnx.state(model, nnx.BatchStat)
+    names = [_path_str(p) for p, _ in jax.tree_util.tree_flatten_with_path(stats)[0]]
+    if names and not any(n in stored_stats for n in names):  # a checkpoint written without them
+        stats_loaded, stats_skipped = [], names
+    else:
+        stats_loaded, stats_skipped = _copy_state(model, nnx.BatchStat, stored_stats, reinit,
+                                                  step, "batch statistic", listing=False)
+    return {"loaded": loaded, "reinitialised": skipped,
+            "unused": sorted(set(stored) - set(loaded)), "batch_stats_loaded": stats_loaded,
+            "batch_stats_reinitialised": stats_skipped, "checkpoint": str(step)}
+
+
+def _copy_state(model, kind, stored, reinit, step, what: str, listing: bool):
+    """Copies ``stored`` {path: array} into the model's ``kind`` state (in place), leaving the
+    entries matching ``reinit`` as initialised; (loaded, reinitialised) paths. A missing entry
+    or another shape is an error naming it (``what``: 'parameter', 'batch statistic')."""
+    leaves, treedef = jax.tree_util.tree_flatten_with_path(nnx.state(model, kind))
     new, loaded, skipped = [], [], []
     for p, v in leaves:
         name = _path_str(p)
@@ -190,44 +207,15 @@ def load_pretrained(model: nnx.Module, init_from, reinit: Sequence[str] = (),
             skipped.append(name)
             continue
         if name not in stored:
-            raise ValueError(f"{step}: the checkpoint has no parameter {name!r} (it has "
-                             f"{len(stored)}: {sorted(stored)[:4]} ...); add a reinit pattern to "
-                             "initialise it afresh")
+            have = f" (it has {len(stored)}: {sorted(stored)[:4]} ...)" if listing else ""
+            raise ValueError(f"{step}: the checkpoint has no {what} {name!r}{have}; add a reinit "
+                             "pattern to initialise it afresh")
         s = stored[name]
         if s.shape != v.shape:
-            raise ValueError(f"{step}: parameter {name!r} has shape {s.shape} in the checkpoint "
-                             f"and {tuple(v.shape)} in the model; add a reinit pattern (e.g. the "
-                             "head) or build the model with the checkpoint's config")
-        new.append(jnp.asarray(s, dtype=v.dtype))
-        loaded.append(name)
-    nnx.update(model, jax.tree_util.tree_unflatten(treedef, new))
-    stats_loaded, stats_skipped = _load_batch_stats(model, step, stored_stats, reinit)
-    return {"loaded": loaded, "reinitialised": skipped,
-            "unused": sorted(set(stored) - set(loaded)), "batch_stats_loaded": stats_loaded,
-            "batch_stats_reinitialised": stats_skipped, "checkpoint": str(step)}
-
-
-def _load_batch_stats(model, step, stored_stats, reinit):
-    stats = nnx.state(model, nnx.BatchStat)
-    leaves, treedef = jax.tree_util.tree_flatten_with_path(stats)
-    names = [_path_str(p) for p, _ in leaves]
-    if not leaves:
-        return [], []
-    if not any(n in stored_stats for n in names):      # a checkpoint written without them
-        return [], names
-    new, loaded, skipped = [], [], []
-    for name, (_, v) in zip(names, leaves):
-        if matches(name, reinit):
-            new.append(v)
-            skipped.append(name)
-            continue
-        if name not in stored_stats:
-            raise ValueError(f"{step}: the checkpoint has no batch statistic {name!r}; add a "
-                             "reinit pattern to initialise it afresh")
-        s = stored_stats[name]
-        if s.shape != v.shape:
-            raise ValueError(f"{step}: batch statistic {name!r} has shape {s.shape} in the "
-                             f"checkpoint and {tuple(v.shape)} in the model")
+            hint = ("; add a reinit pattern (e.g. the head) or build the model with the "
+                    "checkpoint's config") if listing else ""
+            raise ValueError(f"{step}: {what} {name!r} has shape {s.shape} in the checkpoint "
+                             f"and {tuple(v.shape)} in the model{hint}")
         new.append(jnp.asarray(s, dtype=v.dtype))
         loaded.append(name)
     nnx.update(model, jax.tree_util.tree_unflatten(treedef, new))
