@@ -18,7 +18,11 @@ arXiv:2301.08128; the smoke variant's) trained by conditional flow matching (Lip
 solver; the multiplicity is drawn from the training distribution. A "noise" row (the flow's
 prior pushed through the inverse scaling: independent Gaussian particles with the right
 marginal means and widths, i.e. the untrained model) and a "uniform" row (particles uniform in
-the cone sharing the jet pT equally) are trivially wrong references.
+the cone sharing the jet pT equally) are trivially wrong references. ``--two-stage``: the
+two-stage model (PC-Droid's design, Leigh et al. arXiv:2307.06836): ``pointcloud.JetLevelFlow``
+draws the cloud's relative mass and sum pT_rel given n, and the velocity field is conditioned
+on them (trained on each jet's own values); results add the first stage's W1 alone and how
+closely generated clouds follow the given and the test jets' own conditions ("stage1").
 
 Metrics (``jet_metrics``; Kansal et al. arXiv:2106.11535, 2211.10295): W1 of the relative jet
 mass, of the constituents' pT_rel (and eta_rel, phi_rel), of the five n = 4, d = 4 prime EFPs
