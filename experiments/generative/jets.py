@@ -54,7 +54,7 @@ VARIANTS = {
                   batch=128, lr=3e-3, chunk=300,
                   ode_steps=10, ema=0.0, w1_batches=5, fpd_min=40, fpd_max=2000, fpd_batches=5,
                   kpd_batches=5, kpd_size=2000, max_train=0, two_stage=False,
-                  stage1=dict(layers=4, hidden=(32, 32), bins=8, steps=250, batch=256, lr=3e-3)),
+                  stage1=dict(layers=2, hidden=(32, 32), bins=8, steps=250, batch=256, lr=3e-3)),
     # the 150,000-jet sample of experiments/top_tagging's cpu variant (80/10/10 split)
     "cpu": dict(data=dict(n_jets=150_000, workers=2, events_per_chunk=200,
                           ttv_fractions=(0.8, 0.1, 0.1)), classes=("top", "qcd"),
