@@ -487,12 +487,21 @@ def main(argv=None) -> dict:
         gen, timing[name] = sample_and_time(sample_fn, model, ref_cond, seed + 20 + i, sampler)
         bad = int((~np.isfinite(gen)).any(1).sum())
         zero_cfg, layer_cfg = calibration_configs(v, name, args, pre)
+        lcal = zcal = None
+
+        def to_voxels(g, calibrated=True):
+            """Model vectors at the reference energies -> voxels, through this model's
+            calibrations (fitted below; none fitted: the plain inverse)."""
+            if calibrated and lcal is not None:
+                g = lcal.apply(g, data["ref_e"])
+            return pre.inverse(g, data["ref_e"], shape, zcal if calibrated else None)
+
         if zero_cfg or layer_cfg:
             # calibrations fitted after training on the TRAINING showers only (never the test
             # or reference showers), from the model's vectors generated at the training energies
             t0 = time.perf_counter()
             gen_train = np.asarray(sampler(jax.random.key(seed + 30 + i), cond))
-            info, gen_cal, zcal = {}, gen, None
+            info = {}
             if layer_cfg:
                 x_train = pre.transform(data["train_voxels"], data["train_e"],
                                         np.random.default_rng(seed + 6))
@@ -500,7 +509,6 @@ def main(argv=None) -> dict:
                                             n_layers=shape[0], **layer_cfg)
                 np.savez(workdir / "models" / f"{name}_layer_calibration.npz", **lcal.to_dict())
                 gen_train = lcal.apply(gen_train, data["train_e"])
-                gen_cal = lcal.apply(gen, data["ref_e"])
                 info["layer_calibration"] = {"config": layer_cfg, "n_fit": len(cond),
                                              "seed": seed + 30 + i, "dequantisation_seed": seed + 6}
             if zero_cfg:
@@ -528,12 +536,10 @@ def main(argv=None) -> dict:
             cal_info[name] = info
             log(f"  {name}: calibrated on {len(cond)} training showers in "
                 f"{time.perf_counter() - t0:.1f} s: " + json.dumps(info, default=float))
-            voxels[name] = pre.inverse(gen_cal, data["ref_e"], shape, zcal)
-            voxels[f"{name}_uncalibrated"] = pre.inverse(gen, data["ref_e"], shape)
+        voxels[name] = to_voxels(gen)
+        if name in cal_info:
+            voxels[f"{name}_uncalibrated"] = to_voxels(gen, calibrated=False)
             energies[f"{name}_uncalibrated"] = data["ref_e"]
-        else:
-            lcal = zcal = None
-            voxels[name] = pre.inverse(gen, data["ref_e"], shape)
         energies[name] = data["ref_e"]
         if args.band_seeds:
             # the band test for more sampling seeds of the same model (and calibrations): how
@@ -546,9 +552,7 @@ def main(argv=None) -> dict:
                 for r in range(args.band_seeds):
                     g = np.asarray(sampler(jax.random.fold_in(jax.random.key(seed + 20 + i),
                                                               1000 + r), ref_cond))
-                    if calibrated and layer_cfg:
-                        g = lcal.apply(g, data["ref_e"])
-                    vx = pre.inverse(g, data["ref_e"], shape, zcal if calibrated else None)
+                    vx = to_voxels(g, calibrated)
                     cmp = M.compare_all(truth_feats, M.high_level_features(vx, data["ref_e"]))
                     counts.append(sum(c["in_band"] for c in cmp.values()))
                     for f, c in cmp.items():

@@ -297,6 +297,19 @@ class CaloPreprocessor:
         return v.reshape((n,) + tuple(shape))
 
 
+def _log_energy_edges(e_train, n_bins: int) -> np.ndarray:
+    """(n_bins + 1,) edges of ln E_inc with equal training populations (outer ones -inf, +inf)."""
+    edges = np.quantile(np.log(np.asarray(e_train, np.float64)),
+                        np.linspace(0.0, 1.0, n_bins + 1))
+    edges[0], edges[-1] = -np.inf, np.inf
+    return edges
+
+
+def _log_energy_bin(edges, e_inc) -> np.ndarray:
+    """Bin index of each incident energy for ``_log_energy_edges``."""
+    return np.searchsorted(edges[1:-1], np.log(np.asarray(e_inc, np.float64)), side="right")
+
+
 def _rank_bins(values, n_bins):
     """Bin index 0 .. n_bins - 1 of each value by its rank (equal populations; ties broken by
     position), and the n_bins + 1 edges between the bins (midpoints of the neighbouring sorted
@@ -356,8 +369,7 @@ class ZeroCalibration:
         return self.thresholds.shape[1]
 
     def bin_of(self, e_inc) -> np.ndarray:
-        return np.searchsorted(self.edges[1:-1], np.log(np.asarray(e_inc, np.float64)),
-                               side="right")
+        return _log_energy_bin(self.edges, e_inc)
 
     @staticmethod
     def _layer_fraction(v, e_inc):
@@ -387,10 +399,8 @@ class ZeroCalibration:
             raise ValueError(f"ZeroCalibration.fit: generated {gen.shape} and training "
                              f"{train.shape} voxels differ in shape")
         L = gen.shape[1]
-        le_t = np.log(np.asarray(e_train, np.float64))
-        edges = np.quantile(le_t, np.linspace(0.0, 1.0, n_bins + 1))
-        edges[0], edges[-1] = -np.inf, np.inf
-        cal = cls(edges=edges, thresholds=np.zeros((n_bins, n_layer_bins) + gen.shape[1:]),
+        cal = cls(edges=_log_energy_edges(e_train, n_bins),
+                  thresholds=np.zeros((n_bins, n_layer_bins) + gen.shape[1:]),
                   layer_edges=np.zeros((n_bins, L, n_layer_bins + 1)), floor=floor)
         b_gen, b_train = cal.bin_of(e_generated), cal.bin_of(e_train)
         r_gen = cls._layer_fraction(gen, e_generated)
@@ -473,18 +483,15 @@ class LayerCalibration:
     q_train: np.ndarray          # (B, L, Q)
 
     def bin_of(self, e_inc) -> np.ndarray:
-        return np.searchsorted(self.edges[1:-1], np.log(np.asarray(e_inc, np.float64)),
-                               side="right")
+        return _log_energy_bin(self.edges, e_inc)
 
     @classmethod
     def fit(cls, generated, e_generated, train_vectors, e_train, *, n_layers: int,
             n_bins: int = 5, n_quantiles: int = 101) -> "LayerCalibration":
         gen = np.asarray(generated, np.float64)
         tr = np.asarray(train_vectors, np.float64)
-        le_t = np.log(np.asarray(e_train, np.float64))
-        edges = np.quantile(le_t, np.linspace(0.0, 1.0, n_bins + 1))
-        edges[0], edges[-1] = -np.inf, np.inf
-        cal = cls(edges=edges, q_gen=np.zeros((n_bins, n_layers, n_quantiles)),
+        cal = cls(edges=_log_energy_edges(e_train, n_bins),
+                  q_gen=np.zeros((n_bins, n_layers, n_quantiles)),
                   q_train=np.zeros((n_bins, n_layers, n_quantiles)))
         b_gen, b_tr = cal.bin_of(e_generated), cal.bin_of(e_train)
         qs = np.linspace(0.0, 1.0, n_quantiles)
