@@ -7,13 +7,14 @@ qqbar -> Z(->nu nu) + g and qg -> Z(->nu nu) + (u, d, s) at 14 TeV with MPI, the
 R = 0.4 jet with 500 < pT < 550 GeV, |y| < 1.7, generator-level particles; 2M jets.
 
     python -m experiments.quark_gluon.run --variant smoke|cpu [--workdir DIR] [--n-jets N]
-        [--gen-minutes M] [--data-path FILE] [--epochs E] [--efn-epochs E] [--batch-size B]
+        [--gen-minutes M] [--gen-workers W] [--data-path FILE] [--epochs E] [--efn-epochs E] [--batch-size B]
         [--models pfn_id,pfn,efn,pfn_onehot[,particlenet,particlenet_id,part,part_id]]
         [--curve-models pfn_id] [--curve-fractions 0.1,0.3]
 
 1. Data (``hepjax.data.quark_gluon``): with ``--n-jets N`` exactly that sample (generated once and
-   cached under ~/.cache/hepjax); otherwise (cpu) chunks are simulated for ``--gen-minutes`` into
-   the seed's chunk pool, alternating the classes, and the sample is the largest the pool covers
+   cached under ~/.cache/hepjax or $HEPJAX_CACHE); otherwise (cpu) chunks are simulated for
+   ``--gen-minutes`` by ``--gen-workers`` processes into the seed's chunk pool, the class with
+   fewer jets next, and the sample is the largest the pool covers
    (a later run with that ``--n-jets`` reproduces it without simulating). Splits: 60 % train,
    30 % test, 10 % validation, seeded.
 2. Training (``hepjax.train.experiment.train``, the configs ``hepjax/configs/quark_gluon_pfn.py``
@@ -89,7 +90,8 @@ def prepare_data(args) -> int:
     else:
         def progress(covered, seconds):
             print(f"generation: {covered} jets after {seconds:.0f} s", flush=True)
-        n = quark_gluon.fill_chunk_pool(cfg, 60.0 * args.gen_minutes, args.max_jets, progress)
+        n = quark_gluon.fill_chunk_pool(cfg, 60.0 * args.gen_minutes, args.max_jets, progress,
+                                        workers=args.gen_workers)
     cfg.n_jets = n
     start = time.perf_counter()
     path = quark_gluon.generate_cached(cfg)
@@ -313,6 +315,8 @@ def main(argv=None) -> int:
                         help="an energyflow .npz (X, y; e.g. energyflow's own QG_jets files) or a "
                              "native .h5 instead of the generated sample")
     parser.add_argument("--gen-minutes", type=float, default=40.0)
+    parser.add_argument("--gen-workers", type=int, default=1,
+                        help="processes simulating chunks at once (the jets do not depend on it)")
     parser.add_argument("--max-jets", type=int, default=2_000_000)
     parser.add_argument("--epochs", type=int, default=0, help="maximum epochs (default: the config's)")
     parser.add_argument("--efn-epochs", type=int, default=0,

@@ -117,12 +117,26 @@ def _pool_jets(pool: pathlib.Path, process: int) -> int:
         chunk += 1
 
 
-def fill_chunk_pool(cfg, seconds: float, max_jets: int, progress=None) -> int:
-    """Simulates chunks into ``chunk_pool(cfg)`` for about ``seconds`` (the chunk under way is
-    finished), always the class with fewer jets next, until both classes hold ``max_jets // 2``.
-    Returns the largest even ``n_jets`` the pool now covers (2 x the smaller class): with that
-    ``cfg.n_jets``, ``generate_cached`` only reads chunks back. One process; the result depends
-    only on the seed, not on when it stopped (a larger budget gives a superset of the jets)."""
+def _chunk_jets(path) -> int:
+    with np.load(path) as saved:
+        return len(saved["n_constituents"])
+
+
+def fill_chunk_pool(cfg, seconds: float, max_jets: int, progress=None, workers: int = 1,
+                    executor=None) -> int:
+    """Simulates chunks into ``chunk_pool(cfg)`` for about ``seconds`` (chunks under way are
+    finished, none is started after), always the class with fewer jets next (counting the chunks
+    in flight at that class's mean jets per chunk), until both classes hold ``max_jets // 2``.
+    Returns the largest even ``n_jets`` the pool now covers (2 x the smaller class's jets in its
+    contiguous chunks 0, 1, ...): with that ``cfg.n_jets``, ``generate_cached`` only reads chunks
+    back. ``workers`` > 1 simulates that many chunks at once in separate processes (or on
+    ``executor``, a ``concurrent.futures`` executor); the lowest missing chunk index of a class
+    is simulated next, so a pool left with gaps by a killed run is filled in first. The jets
+    depend only on the seed (a chunk only on its index), never on ``workers`` or on when the
+    filling stopped: a larger budget gives a superset of the jets, and pools can be filled in
+    several sessions."""
+    import concurrent.futures
+    import multiprocessing
     import time
 
     from hepjax.data import generation
@@ -131,20 +145,66 @@ def fill_chunk_pool(cfg, seconds: float, max_jets: int, progress=None) -> int:
     pool = chunk_pool(cfg)
     pool.mkdir(parents=True, exist_ok=True)
     task = generation._task("quark-gluon", bool(cfg.mpi))
-    have = [_pool_jets(pool, k) for k in range(len(task.processes))]
-    start = time.perf_counter()
-    while min(have) < max_jets // 2 and time.perf_counter() - start < seconds:
-        k = int(np.argmin(have))
+    n_classes = len(task.processes)
+    done = [dict() for _ in range(n_classes)]        # chunk index -> jets, per class
+    for path in pool.glob("process*_chunk*.npz"):
+        k, _, chunk = path.stem[len("process"):].partition("_chunk")
+        if k.isdigit() and int(k) < n_classes and chunk.isdigit():
+            done[int(k)][int(chunk)] = _chunk_jets(path)
+    flight: dict = {}                                # future -> (class, chunk index)
+
+    def have(k):
+        mean = (sum(done[k].values()) / len(done[k])) if done[k] else 1.0
+        return sum(done[k].values()) + mean * sum(1 for c, _ in flight.values() if c == k)
+
+    def submit(run):
+        k = min(range(n_classes), key=have)
+        if have(k) >= max_jets // 2:
+            return False
+        taken = {j for c, j in flight.values() if c == k}
         chunk = 0
-        while (pool / f"process{k}_chunk{chunk:07d}.npz").is_file():
+        while chunk in done[k] or chunk in taken:
             chunk += 1
         args = (task, k, int(cfg.seed), chunk, str(cfg.detector),
                 generation.detector_lib.DetectorConfig(), int(cfg.events_per_chunk))
-        jets = generation._chunk_job(args, str(pool / f"process{k}_chunk{chunk:07d}.npz"))
-        have[k] += len(jets["n_constituents"])
-        if progress is not None:
-            progress(2 * min(have), time.perf_counter() - start)
-    return 2 * min(min(have), max_jets // 2)
+        flight[run(generation._chunk_job, args, str(pool / f"process{k}_chunk{chunk:07d}.npz"))] = (k, chunk)
+        return True
+
+    def covered():
+        return 2 * min(min(_pool_jets(pool, k) for k in range(n_classes)), max_jets // 2)
+
+    start = time.perf_counter()
+    own = None
+    if workers <= 1 and executor is None:
+        class _Now:   # runs each chunk in this process, as a finished future
+            def submit(self, fn, *args):
+                future = concurrent.futures.Future()
+                future.set_result(fn(*args))
+                return future
+        executor = _Now()
+    elif executor is None:
+        own = executor = concurrent.futures.ProcessPoolExecutor(
+            int(workers), mp_context=multiprocessing.get_context("spawn"))
+    try:
+        while True:
+            while (len(flight) < max(int(workers), 1)
+                   and time.perf_counter() - start < seconds and submit(executor.submit)):
+                pass
+            if not flight:
+                break
+            finished, _ = concurrent.futures.wait(list(flight),
+                                                  return_when=concurrent.futures.FIRST_COMPLETED)
+            for future in finished:
+                k, chunk = flight.pop(future)
+                done[k][chunk] = len(future.result()["n_constituents"])
+            if progress is not None:
+                progress(2 * min(sum(d.values()) for d in done), time.perf_counter() - start)
+    finally:
+        for future in flight:
+            future.cancel()
+        if own is not None:
+            own.shutdown(wait=True, cancel_futures=True)
+    return covered()
 
 
 def generate_cached(cfg, progress=None) -> pathlib.Path:

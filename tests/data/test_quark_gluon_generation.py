@@ -68,3 +68,47 @@ def test_quark_jets_are_light_and_in_the_window(monkeypatch):
     pt = np.hypot(jet[:, 1], jet[:, 2])
     y = 0.5 * np.log((jet[:, 0] + jet[:, 3]) / (jet[:, 0] - jet[:, 3]))
     assert np.all((pt > 500) & (pt < 550)) and np.all(np.abs(y) < 1.7)
+
+
+def _fake_pool(monkeypatch, tmp_path):
+    """``fill_chunk_pool`` on a fake simulator: class 0 makes 2-4 jets a chunk (as gluons, fewer
+    per chunk), class 1 makes 5; each chunk is written where the real ``_chunk_job`` writes it."""
+    calls = []
+
+    def fake_job(args, chunk_file=None):
+        k, chunk = args[1], args[3]
+        calls.append((k, chunk))
+        n = 2 + chunk % 3 if k == 0 else 5
+        out = {"n_constituents": np.full(n, 10 * k + chunk)}
+        np.savez(chunk_file, **out)
+        return out
+
+    monkeypatch.setattr(generation, "_chunk_job", fake_job)
+    cfg = defaults.quark_gluon_data(cache_dir=str(tmp_path))
+    return cfg, quark_gluon.chunk_pool(cfg), calls
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_fill_chunk_pool_balances_classes_and_resumes(monkeypatch, tmp_path, workers):
+    import concurrent.futures
+
+    cfg, pool, calls = _fake_pool(monkeypatch, tmp_path)
+    executor = concurrent.futures.ThreadPoolExecutor(workers) if workers > 1 else None
+    n = quark_gluon.fill_chunk_pool(cfg, 60.0, 40, workers=workers, executor=executor)
+    assert n == 40   # both classes reached 20 jets; the returned size is exactly covered
+    jets = [quark_gluon._pool_jets(pool, k) for k in (0, 1)]
+    # the class with fewer jets per chunk got more chunks: neither class overshoots by more
+    # than the chunks that were in flight when the other reached its target
+    assert 20 <= min(jets) and max(jets) <= 20 + 5 * workers
+    assert sum(k == 0 for k, _ in calls) > sum(k == 1 for k, _ in calls)
+    # a killed run's gap (chunk 1 of class 0 lost) is simulated first; only class 0 again
+    (pool / "process0_chunk0000001.npz").unlink()
+    calls.clear()
+    assert quark_gluon._pool_jets(pool, 0) == 2
+    n = quark_gluon.fill_chunk_pool(cfg, 60.0, 40, workers=workers, executor=executor)
+    assert calls[0] == (0, 1) and {k for k, _ in calls} == {0} and n == 40
+    jets = [quark_gluon._pool_jets(pool, k) for k in (0, 1)]
+    # no time: nothing simulated, the covered size returned
+    calls.clear()
+    assert quark_gluon.fill_chunk_pool(cfg, 0.0, 10_000, workers=workers, executor=executor) == 2 * min(jets)
+    assert calls == []
