@@ -157,14 +157,21 @@ def fill_chunk_pool(cfg, seconds: float, max_jets: int, progress=None, workers: 
         mean = (sum(done[k].values()) / len(done[k])) if done[k] else 1.0
         return sum(done[k].values()) + mean * sum(1 for c, _ in flight.values() if c == k)
 
-    def submit(run):
-        k = min(range(n_classes), key=have)
-        if have(k) >= max_jets // 2:
-            return False
+    def first_free(k):
         taken = {j for c, j in flight.values() if c == k}
         chunk = 0
         while chunk in done[k] or chunk in taken:
             chunk += 1
+        return chunk
+
+    def submit(run):
+        # a gap a killed run left (a missing chunk below a finished one) first: only the
+        # contiguous chunks 0, 1, ... make a sample
+        gaps = [k for k in range(n_classes) if done[k] and first_free(k) < max(done[k])]
+        k = gaps[0] if gaps else min(range(n_classes), key=have)
+        if not gaps and have(k) >= max_jets // 2:
+            return False
+        chunk = first_free(k)
         args = (task, k, int(cfg.seed), chunk, str(cfg.detector),
                 generation.detector_lib.DetectorConfig(), int(cfg.events_per_chunk))
         flight[run(generation._chunk_job, args, str(pool / f"process{k}_chunk{chunk:07d}.npz"))] = (k, chunk)

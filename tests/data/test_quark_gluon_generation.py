@@ -101,7 +101,10 @@ def test_fill_chunk_pool_balances_classes_and_resumes(monkeypatch, tmp_path, wor
     # than the chunks that were in flight when the other reached its target
     assert 20 <= min(jets) and max(jets) <= 20 + 5 * workers
     assert sum(k == 0 for k, _ in calls) > sum(k == 1 for k, _ in calls)
-    # a killed run's gap (chunk 1 of class 0 lost) is simulated first; only class 0 again
+    # a killed run's gap (chunk 1 of class 0 lost, a later chunk finished, so the class's jets
+    # still reach the target) is simulated first; only class 0 again
+    last = max(int(p.stem[-7:]) for p in pool.glob("process0_chunk*.npz"))
+    generation._chunk_job((None, 0, None, last + 1), str(pool / f"process0_chunk{last + 1:07d}.npz"))
     (pool / "process0_chunk0000001.npz").unlink()
     calls.clear()
     assert quark_gluon._pool_jets(pool, 0) == 2
