@@ -7,7 +7,7 @@ qqbar -> Z(->nu nu) + g and qg -> Z(->nu nu) + (u, d, s) at 14 TeV with MPI, the
 R = 0.4 jet with 500 < pT < 550 GeV, |y| < 1.7, generator-level particles; 2M jets.
 
     python -m experiments.quark_gluon.run --variant smoke|cpu [--workdir DIR] [--n-jets N]
-        [--gen-minutes M] [--gen-workers W] [--data-path FILE] [--epochs E] [--efn-epochs E] [--batch-size B]
+        [--gen-minutes M] [--gen-workers W] [--data-path FILE] [--epochs E] [--efn-epochs E] [--patience P] [--batch-size B]
         [--models pfn_id,pfn,efn,pfn_onehot[,particlenet,particlenet_id,part,part_id]]
         [--curve-models pfn_id] [--curve-fractions 0.1,0.3]
 
@@ -22,7 +22,7 @@ R = 0.4 jet with 500 < pT < 550 GeV, |y| < 1.7, generator-level particles; 2M je
    PFN on (z, y, phi), PFN-ID with energyflow's PDG-id float, PFN with one-hot detector
    classes, EFN; Adam 1e-3, batch ``--batch-size`` (default the configs' 64: the energyflow
    examples' 500 gives too few updates an epoch below ~10^5 training jets),
-   early stopping on the validation loss (patience 6, best checkpoint restored), at most
+   early stopping on the validation loss (patience 6 or ``--patience``, best checkpoint restored), at most
    ``--epochs`` (``--efn-epochs`` for the EFN). A learning curve: ``--curve-models`` on nested
    ``--curve-fractions`` of the training jets, each with the batch scaled by the fraction
    (at least 32), so that every point makes the same number of updates per epoch and only the
@@ -111,6 +111,8 @@ def train_one(name: str, args, n_jets: int, fraction: float = 1.0) -> dict:
         epochs = args.efn_epochs if name == "efn" and args.efn_epochs else args.epochs
         if epochs:
             config.train.num_epochs = epochs
+        if args.patience:
+            config.train.early_stopping.patience = args.patience
         if args.batch_size and name in MODELS:
             config.train.batch_size = args.batch_size
         # the same updates per epoch at every point of the learning curve
@@ -321,6 +323,8 @@ def main(argv=None) -> int:
     parser.add_argument("--epochs", type=int, default=0, help="maximum epochs (default: the config's)")
     parser.add_argument("--efn-epochs", type=int, default=0,
                         help="maximum epochs of the EFN (default: --epochs)")
+    parser.add_argument("--patience", type=int, default=0,
+                        help="early-stopping patience in epochs (default: the config's, 6)")
     parser.add_argument("--batch-size", type=int, default=0,
                         help="batch of the PFNs and the EFN (cpu variant; default: the config's "
                              "64; the energyflow examples' 500 once the sample is large)")
