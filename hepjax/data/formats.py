@@ -490,12 +490,17 @@ _PID_MASS = {11: 0.000511, 13: 0.10566, 22: 0.0, 130: 0.497611, 211: 0.13957, 32
 
 def p4_to_ptyphi(p4, pid=None) -> np.ndarray:
     """(N, M, 4) (E, px, py, pz) -> (N, M, 4) (pT, y, phi, pid) in the energyflow layout;
-    padded (E = 0) entries stay all zero; y and phi are 0 where undefined (E <= |pz|, pT = 0)."""
+    padded (E = 0) entries stay all zero; y and phi are 0 where undefined (E <= |pz|, pT = 0).
+    As in the energyflow files, every particle's phi is within pi of its jet's (the sum of the
+    particles), so a jet at phi = +-pi is not split in two (its phi may leave (-pi, pi])."""
     p4 = np.asarray(p4, np.float64)
     real = p4[..., 0] > 0
     pt = npkin.pt(p4)
     y = np.where(real, npkin.rapidity(p4), 0.0)
-    phi = np.where(real, npkin.phi(p4, pt), 0.0)
+    jet = np.where(real[..., None], p4, 0.0).sum(-2)
+    jet_phi = np.arctan2(jet[..., 2], jet[..., 1])[..., None]
+    phi = jet_phi + np.mod(npkin.phi(p4, pt) - jet_phi + np.pi, 2 * np.pi) - np.pi
+    phi = np.where(real, phi, 0.0)
     pid = np.zeros_like(pt) if pid is None else np.where(real, np.asarray(pid, np.float64), 0.0)
     return np.stack([pt, y, phi, pid], -1)
 

@@ -92,6 +92,21 @@ def test_energyflow_layout_round_trip(tmp_path):
         formats.read_energyflow_npz(tmp_path / "bad.npz")
 
 
+def test_energyflow_layout_keeps_phi_within_pi_of_the_jet():
+    """A jet at phi = pi: its particles at +3.1 and -3.1 rad come out at 3.1 and 2 pi - 3.1, as
+    in the energyflow files (no jet split across the wrap), pT and y unchanged."""
+    phi = np.array([[3.1, -3.1, 0.0]])
+    pt = np.array([[100.0, 50.0, 0.0]])
+    p4 = np.stack([pt * np.cosh(0.3), pt * np.cos(phi), pt * np.sin(phi), pt * np.sinh(0.3)], -1)
+    x = formats.p4_to_ptyphi(p4)
+    np.testing.assert_allclose(x[0, :2, 2], [3.1, 2 * np.pi - 3.1], atol=1e-9)
+    np.testing.assert_allclose(x[0, :2, :2], [[100.0, 0.3], [50.0, 0.3]], atol=1e-9)
+    assert np.all(x[0, 2] == 0)
+    # a jet at phi = 0 keeps (-pi, pi]
+    np.testing.assert_allclose(formats.p4_to_ptyphi(p4 * [1, -1, -1, 1])[0, :2, 2],
+                               [3.1 - np.pi, np.pi - 3.1], atol=1e-9)
+
+
 def test_jetclass_root_round_trip(tmp_path):
     uproot = pytest.importorskip("uproot")
     ak = pytest.importorskip("awkward")

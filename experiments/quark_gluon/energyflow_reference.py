@@ -1,0 +1,174 @@
+"""The independent check of our quark/gluon training: the Energy Flow Networks authors' own code
+(the energyflow package's PFN and EFN in Keras, and its preprocessing) trained on exactly the
+jets our run used, scored on the same test jets.
+
+Komiske, Metodiev, Thaler, "Energy Flow Networks: Deep Sets for Particle Jets", JHEP 01 (2019)
+121; the recipe of energyflow's ``examples/pfn_example.py`` and ``efn_example.py``: per jet,
+(y, phi) minus their pT-weighted mean, pT divided by the jet's sum, ``remap_pids`` for PFN-ID;
+``PFN(input_dim, Phi_sizes, F_sizes)`` / ``EFN(input_dim=2, ...)`` with a two-class softmax,
+categorical cross-entropy, Keras' Adam at its default 1e-3; here with our batch size, epochs and
+early stopping (patience, best weights restored) so that only the implementation differs.
+
+Two steps, in two environments (energyflow 1.4 needs TensorFlow and tf-keras, which hepjax does
+not install):
+
+    # 1. in hepjax's environment: the splits of a run's sample in energyflow's layout
+    python -m experiments.quark_gluon.energyflow_reference export --n-jets N [--train-fraction F] \
+        --out runs/quark_gluon/ef_sample.npz
+    # 2. in an environment with energyflow==1.4.0 tensorflow-cpu==2.20.0 tf-keras==2.20.1
+    python experiments/quark_gluon/energyflow_reference.py train --data runs/quark_gluon/ef_sample.npz \
+        --model pfn|pfn_id|efn --epochs E --patience P --batch-size B --out DIR \
+        [--ours runs/quark_gluon/RUN/test_outputs.npz]
+
+``train`` writes ``DIR/energyflow_MODEL.json`` (test AUC with its bootstrap error, the epochs,
+the versions) and ``DIR/energyflow_MODEL_scores.npz``; with ``--ours`` also our AUC and the
+paired bootstrap difference (energyflow - ours) on the same test jets (the labels must agree jet
+by jet, or it stops). Seeds: TensorFlow / numpy 0, bootstrap 1 (200 resamples).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import sys
+import time
+
+import numpy as np
+
+BOOTSTRAP = 200
+
+
+def export(args) -> None:
+    """The train / val / test jets of hepjax's quark/gluon loader (``config.data`` of the PFN
+    config with ``n_jets``, the nested ``train_fraction``) as energyflow (pT, y, phi, pid)."""
+    from hepjax.configs import quark_gluon_pfn
+    from hepjax.data import formats, quark_gluon
+    from hepjax.data.top_tagging import subset_splits
+
+    cfg = quark_gluon_pfn.get_config("none,cpu").data
+    cfg.n_jets = args.n_jets
+    cfg.train_fraction = args.train_fraction
+    jets = subset_splits(quark_gluon.load_jets(cfg), cfg)
+    arrays = {}
+    for split, part in jets.items():
+        arrays[f"X_{split}"] = formats.p4_to_ptyphi(part["p4"], part["pid"]).astype(np.float32)
+        arrays[f"y_{split}"] = part["label"]
+    out = pathlib.Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(out, **arrays)
+    print(json.dumps({"out": str(out), **{k: list(v.shape) for k, v in arrays.items()}}))
+
+
+def _auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """ROC AUC by ranks (ties averaged), the Mann-Whitney statistic."""
+    from scipy.stats import rankdata
+
+    r = rankdata(scores)
+    pos = labels == 1
+    n1, n0 = pos.sum(), (~pos).sum()
+    return float((r[pos].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+
+def _bootstrap(labels, *scores):
+    rng = np.random.default_rng(1)
+    draws = []
+    for _ in range(BOOTSTRAP):
+        i = rng.integers(0, len(labels), len(labels))
+        draws.append([_auc(labels[i], s[i]) for s in scores])
+    return np.asarray(draws)
+
+
+def _preprocess(X: np.ndarray, with_pid: bool) -> np.ndarray:
+    """energyflow's examples/pfn_example.py, verbatim in effect."""
+    X = np.array(X, np.float64)
+    for x in X:
+        mask = x[:, 0] > 0
+        yphi_avg = np.average(x[mask, 1:3], weights=x[mask, 0], axis=0)
+        x[mask, 1:3] -= yphi_avg
+        x[mask, 0] /= x[:, 0].sum()
+    if with_pid:
+        from energyflow.utils import remap_pids
+
+        remap_pids(X, pid_i=3)
+        return X
+    return X[..., :3]
+
+
+def train(args) -> None:
+    import energyflow
+    import tensorflow as tf
+    import tf_keras
+    from energyflow.archs import EFN, PFN
+    from energyflow.utils import to_categorical
+
+    tf.keras.utils.set_random_seed(0)
+    data = np.load(args.data)
+    X = {s: _preprocess(data[f"X_{s}"], args.model == "pfn_id") for s in ("train", "val", "test")}
+    y = {s: np.asarray(data[f"y_{s}"]).astype(np.int64) for s in ("train", "val", "test")}
+    Y = {s: to_categorical(y[s], num_classes=2) for s in y}
+    sizes = dict(Phi_sizes=(100, 100, 256), F_sizes=(100, 100, 100), summary=False)
+    if args.model == "efn":
+        model = EFN(input_dim=2, **sizes)
+        inputs = {s: [X[s][..., 0], X[s][..., 1:3]] for s in X}
+    else:
+        model = PFN(input_dim=X["train"].shape[-1], **sizes)
+        inputs = X
+    stop = tf_keras.callbacks.EarlyStopping(monitor="val_loss", patience=args.patience,
+                                            restore_best_weights=True)
+    start = time.perf_counter()
+    history = model.fit(inputs["train"], Y["train"], epochs=args.epochs, batch_size=args.batch_size,
+                        validation_data=(inputs["val"], Y["val"]), callbacks=[stop], verbose=2)
+    seconds = time.perf_counter() - start
+    scores = model.predict(inputs["test"], batch_size=1000, verbose=0)[:, 1]
+    out = pathlib.Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    np.savez(out / f"energyflow_{args.model}_scores.npz", scores=scores, labels=y["test"])
+    result = {"model": args.model, "implementation": "energyflow (Keras)",
+              "train_jets": len(y["train"]), "val_jets": len(y["val"]), "test_jets": len(y["test"]),
+              "epochs_run": len(history.history["loss"]), "best_epoch":
+              int(np.argmin(history.history["val_loss"])) + 1, "batch_size": args.batch_size,
+              "patience": args.patience, "max_epochs": args.epochs, "train_seconds": round(seconds, 1),
+              "auc": _auc(y["test"], scores),
+              "versions": {"energyflow": energyflow.__version__, "tensorflow": tf.__version__,
+                           "tf_keras": tf_keras.__version__, "numpy": np.__version__,
+                           "python": sys.version.split()[0]}}
+    if args.ours:
+        ours = np.load(args.ours)
+        labels = np.asarray(ours["labels"]).astype(np.int64)
+        if not np.array_equal(labels, y["test"]):
+            raise SystemExit(f"{args.ours}: its test labels differ from {args.data}'s; not the same jets")
+        mine = np.asarray(ours["outputs"], np.float64).reshape(len(labels), -1)[:, -1]
+        draws = _bootstrap(labels, scores, mine)
+        result.update({"ours": str(args.ours), "ours_auc": _auc(labels, mine),
+                       "auc_err": float(draws[:, 0].std()), "ours_auc_err": float(draws[:, 1].std()),
+                       "energyflow_minus_ours": _auc(labels, scores) - _auc(labels, mine),
+                       "energyflow_minus_ours_err": float((draws[:, 0] - draws[:, 1]).std())})
+    else:
+        result["auc_err"] = float(_bootstrap(y["test"], scores)[:, 0].std())
+    (out / f"energyflow_{args.model}.json").write_text(json.dumps(result, indent=1))
+    print(json.dumps(result))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="step", required=True)
+    e = sub.add_parser("export", help="hepjax's splits in energyflow's layout (hepjax's environment)")
+    e.add_argument("--n-jets", type=int, required=True)
+    e.add_argument("--train-fraction", type=float, default=1.0)
+    e.add_argument("--out", required=True)
+    t = sub.add_parser("train", help="energyflow's PFN / EFN (an energyflow + tf-keras environment)")
+    t.add_argument("--data", required=True)
+    t.add_argument("--model", choices=("pfn", "pfn_id", "efn"), default="pfn")
+    t.add_argument("--epochs", type=int, default=40)
+    t.add_argument("--patience", type=int, default=6)
+    t.add_argument("--batch-size", type=int, default=64)
+    t.add_argument("--out", required=True)
+    t.add_argument("--ours", default="", help="our run's test_outputs.npz, for the paired difference")
+    args = parser.parse_args(argv)
+    export(args) if args.step == "export" else train(args)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
