@@ -16,6 +16,7 @@ not install):
     python -m experiments.quark_gluon.energyflow_reference export --n-jets N [--train-fraction F] \
         --out runs/quark_gluon/ef_sample.npz
     # 2. in an environment with energyflow==1.4.0 tensorflow-cpu==2.20.0 tf-keras==2.20.1
+    #    numpy==1.26.4 ml-dtypes==0.5.1 (energyflow's wasserstein extension builds against numpy 1)
     python experiments/quark_gluon/energyflow_reference.py train --data runs/quark_gluon/ef_sample.npz \
         --model pfn|pfn_id|efn --epochs E --patience P --batch-size B --out DIR \
         [--ours runs/quark_gluon/RUN/test_outputs.npz]
@@ -88,8 +89,12 @@ def _preprocess(X: np.ndarray, with_pid: bool) -> np.ndarray:
         x[mask, 0] /= x[:, 0].sum()
     if with_pid:
         from energyflow.utils import remap_pids
+        from energyflow.utils.data_utils import PID2FLOAT_MAP
 
-        remap_pids(X, pid_i=3)
+        unknown = set(np.unique(X[..., 3][X[..., 0] > 0]).astype(int)) - set(PID2FLOAT_MAP)
+        if unknown:
+            raise SystemExit(f"particle ids {sorted(unknown)} are not in energyflow's PID2FLOAT_MAP")
+        remap_pids(X, pid_i=3, error_on_unknown=False)   # the padding's pid 0 -> 0
         return X
     return X[..., :3]
 
