@@ -7,14 +7,15 @@ qqbar -> Z(->nu nu) + g and qg -> Z(->nu nu) + (u, d, s) at 14 TeV with MPI, the
 R = 0.4 jet with 500 < pT < 550 GeV, |y| < 1.7, generator-level particles; 2M jets.
 
     python -m experiments.quark_gluon.run --variant smoke|cpu [--workdir DIR] [--n-jets N]
-        [--gen-minutes M] [--gen-workers W] [--data-path FILE] [--epochs E] [--efn-epochs E] [--patience P] [--batch-size B]
+        [--gen-minutes M] [--gen-workers W] [--gen-only] [--data-path FILE] [--epochs E] [--efn-epochs E] [--patience P] [--batch-size B]
         [--models pfn_id,pfn,efn,pfn_onehot[,particlenet,particlenet_id,part,part_id]]
         [--curve-models pfn_id] [--curve-fractions 0.1,0.3]
 
 1. Data (``hepjax.data.quark_gluon``): with ``--n-jets N`` exactly that sample (generated once and
    cached under ~/.cache/hepjax or $HEPJAX_CACHE); otherwise (cpu) chunks are simulated for
    ``--gen-minutes`` by ``--gen-workers`` processes into the seed's chunk pool, the class with
-   fewer jets next, and the sample is the largest the pool covers
+   fewer jets next, and the sample is the largest the pool covers (``--gen-only`` only grows the
+   pool, e.g. over several sessions with ``HEPJAX_CACHE`` on a disk that persists)
    (a later run with that ``--n-jets`` reproduces it without simulating). Splits: 60 % train,
    30 % test, 10 % validation, seeded.
 2. Training (``hepjax.train.experiment.train``, the configs ``hepjax/configs/quark_gluon_pfn.py``
@@ -320,6 +321,8 @@ def main(argv=None) -> int:
     parser.add_argument("--gen-workers", type=int, default=1,
                         help="processes simulating chunks at once (the jets do not depend on it)")
     parser.add_argument("--max-jets", type=int, default=2_000_000)
+    parser.add_argument("--gen-only", action="store_true",
+                        help="only simulate into the chunk pool for --gen-minutes, print its size")
     parser.add_argument("--epochs", type=int, default=0, help="maximum epochs (default: the config's)")
     parser.add_argument("--efn-epochs", type=int, default=0,
                         help="maximum epochs of the EFN (default: --epochs)")
@@ -339,6 +342,16 @@ def main(argv=None) -> int:
     if unknown:
         parser.error(f"unknown models {unknown}; choose from {known}")
     start = time.perf_counter()
+    if args.gen_only:   # grow the chunk pool (across sessions: it persists in the cache dir)
+        from hepjax.data import quark_gluon
+
+        def progress(covered, seconds):
+            print(f"generation: {covered} jets after {seconds:.0f} s", flush=True)
+        n = quark_gluon.fill_chunk_pool(model_config("pfn", args.variant).data,
+                                        60.0 * args.gen_minutes, args.max_jets, progress,
+                                        workers=args.gen_workers)
+        print(f"the pool covers {n} jets (use --n-jets {n})", flush=True)
+        return 0
     n_jets = prepare_data(args)
     gen_info = {"seconds": round(time.perf_counter() - start, 1), "n_jets": n_jets}
     jobs = [(name, 1.0) for name in names]
