@@ -20,6 +20,9 @@ not install):
     python experiments/quark_gluon/energyflow_reference.py train --data runs/quark_gluon/ef_sample.npz \
         --model pfn|pfn_id|efn --epochs E --patience P --batch-size B --out DIR \
         [--ours runs/quark_gluon/RUN/test_outputs.npz]
+    # 3. (either environment with scipy) the paired difference, if our run finished after step 2
+    python experiments/quark_gluon/energyflow_reference.py compare --model M --out DIR \
+        --ours runs/quark_gluon/RUN/test_outputs.npz
 
 ``train`` writes ``DIR/energyflow_MODEL.json`` (test AUC with its bootstrap error, the epochs,
 the versions) and ``DIR/energyflow_MODEL_scores.npz``; with ``--ours`` also our AUC and the
@@ -99,6 +102,30 @@ def _preprocess(X: np.ndarray, with_pid: bool) -> np.ndarray:
     return X[..., :3]
 
 
+def _paired(labels: np.ndarray, scores: np.ndarray, ours_path: str) -> dict:
+    """Our run's AUC on the same test jets and the paired bootstrap difference energyflow - ours."""
+    ours = np.load(ours_path)
+    mine_labels = np.asarray(ours["labels"]).astype(np.int64)
+    if not np.array_equal(mine_labels, labels):
+        raise SystemExit(f"{ours_path}: its test labels differ from the reference's; not the same jets")
+    mine = np.asarray(ours["outputs"], np.float64).reshape(len(labels), -1)[:, -1]
+    draws = _bootstrap(labels, scores, mine)
+    return {"ours": str(ours_path), "ours_auc": _auc(labels, mine),
+            "ours_auc_err": float(draws[:, 1].std()),
+            "energyflow_minus_ours": _auc(labels, scores) - _auc(labels, mine),
+            "energyflow_minus_ours_err": float((draws[:, 0] - draws[:, 1]).std())}
+
+
+def compare(args) -> None:
+    """``train``'s result with the paired difference to our run added (our run may finish later)."""
+    out = pathlib.Path(args.out)
+    saved = np.load(out / f"energyflow_{args.model}_scores.npz")
+    result = json.loads((out / f"energyflow_{args.model}.json").read_text())
+    result.update(_paired(np.asarray(saved["labels"]).astype(np.int64), saved["scores"], args.ours))
+    (out / f"energyflow_{args.model}.json").write_text(json.dumps(result, indent=1))
+    print(json.dumps(result))
+
+
 def train(args) -> None:
     import energyflow
     import tensorflow as tf
@@ -137,19 +164,9 @@ def train(args) -> None:
               "versions": {"energyflow": energyflow.__version__, "tensorflow": tf.__version__,
                            "tf_keras": tf_keras.__version__, "numpy": np.__version__,
                            "python": sys.version.split()[0]}}
+    result["auc_err"] = float(_bootstrap(y["test"], scores)[:, 0].std())
     if args.ours:
-        ours = np.load(args.ours)
-        labels = np.asarray(ours["labels"]).astype(np.int64)
-        if not np.array_equal(labels, y["test"]):
-            raise SystemExit(f"{args.ours}: its test labels differ from {args.data}'s; not the same jets")
-        mine = np.asarray(ours["outputs"], np.float64).reshape(len(labels), -1)[:, -1]
-        draws = _bootstrap(labels, scores, mine)
-        result.update({"ours": str(args.ours), "ours_auc": _auc(labels, mine),
-                       "auc_err": float(draws[:, 0].std()), "ours_auc_err": float(draws[:, 1].std()),
-                       "energyflow_minus_ours": _auc(labels, scores) - _auc(labels, mine),
-                       "energyflow_minus_ours_err": float((draws[:, 0] - draws[:, 1]).std())})
-    else:
-        result["auc_err"] = float(_bootstrap(y["test"], scores)[:, 0].std())
+        result.update(_paired(y["test"], scores, args.ours))
     (out / f"energyflow_{args.model}.json").write_text(json.dumps(result, indent=1))
     print(json.dumps(result))
 
@@ -170,8 +187,12 @@ def main(argv=None) -> int:
     t.add_argument("--batch-size", type=int, default=64)
     t.add_argument("--out", required=True)
     t.add_argument("--ours", default="", help="our run's test_outputs.npz, for the paired difference")
+    c = sub.add_parser("compare", help="add the paired difference to our run to a finished train step")
+    c.add_argument("--model", choices=("pfn", "pfn_id", "efn"), default="pfn")
+    c.add_argument("--out", required=True, help="the train step's --out")
+    c.add_argument("--ours", required=True, help="our run's test_outputs.npz")
     args = parser.parse_args(argv)
-    export(args) if args.step == "export" else train(args)
+    {"export": export, "train": train, "compare": compare}[args.step](args)
     return 0
 
 
