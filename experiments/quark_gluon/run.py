@@ -7,7 +7,7 @@ qqbar -> Z(->nu nu) + g and qg -> Z(->nu nu) + (u, d, s) at 14 TeV with MPI, the
 R = 0.4 jet with 500 < pT < 550 GeV, |y| < 1.7, generator-level particles; 2M jets.
 
     python -m experiments.quark_gluon.run --variant smoke|cpu [--workdir DIR] [--n-jets N]
-        [--gen-minutes M] [--gen-workers W] [--gen-only] [--data-path FILE] [--epochs E] [--efn-epochs E] [--patience P] [--batch-size B]
+        [--gen-minutes M] [--gen-workers W] [--gen-only] [--data-path FILE] [--epochs E] [--efn-epochs E] [--patience P] [--length-sort-window W] [--batch-size B]
         [--models pfn_id,pfn,efn,pfn_onehot[,particlenet,particlenet_id,part,part_id]]
         [--curve-models pfn_id] [--curve-fractions 0.1,0.3]
 
@@ -114,6 +114,8 @@ def train_one(name: str, args, n_jets: int, fraction: float = 1.0) -> dict:
             config.train.num_epochs = epochs
         if args.patience:
             config.train.early_stopping.patience = args.patience
+        if args.length_sort_window >= 0:
+            config.train.length_sort_window = args.length_sort_window
         if args.batch_size and name in MODELS:
             config.train.batch_size = args.batch_size
         # the same updates per epoch at every point of the learning curve
@@ -328,6 +330,9 @@ def main(argv=None) -> int:
                         help="maximum epochs of the EFN (default: --epochs)")
     parser.add_argument("--patience", type=int, default=0,
                         help="early-stopping patience in epochs (default: the config's, 6)")
+    parser.add_argument("--length-sort-window", type=int, default=-1,
+                        help="batches of similar lengths from windows of this many batches "
+                             "(default: the config's, 0 = off; the 2026-12-07 table used 8)")
     parser.add_argument("--batch-size", type=int, default=0,
                         help="batch of the PFNs and the EFN (cpu variant; default: the config's "
                              "64; the energyflow examples' 500 once the sample is large)")

@@ -142,8 +142,8 @@ def quark_gluon_data(**fields) -> ml_collections.ConfigDict:
         "path": "",
         "cache_dir": "",
         "seed": 2019,                       # generation seed; also seeds splits and subsets
-        "n_jets": 22_468,                   # the paper: 2M; experiments/quark_gluon's sample
-                                            # (62 min of one busy core)
+        "n_jets": 22_468,                   # the paper: 2M; experiments/quark_gluon trains on
+                                            # 165,148 (--n-jets; 90 min of 2 processes)
         "detector": "none",                 # generator level, as the energyflow sample
         "mpi": True,                        # multi-parton interactions on, as that sample
         "workers": 1,
