@@ -77,6 +77,17 @@ def model_config(name: str, variant: str):
     return module.get_config(f"{pid},{tail}")
 
 
+def fill_pool(args) -> int:
+    """Simulates into the chunk pool for ``--gen-minutes``; returns the sample size it covers."""
+    from hepjax.data import quark_gluon
+
+    def progress(covered, seconds):
+        print(f"generation: {covered} jets after {seconds:.0f} s", flush=True)
+    return quark_gluon.fill_chunk_pool(model_config("pfn", args.variant).data,
+                                       60.0 * args.gen_minutes, args.max_jets, progress,
+                                       workers=args.gen_workers)
+
+
 def prepare_data(args) -> int:
     """Makes the cached sample; returns its number of jets."""
     from hepjax.data import quark_gluon
@@ -89,10 +100,7 @@ def prepare_data(args) -> int:
     elif args.variant == "smoke":
         n = 400
     else:
-        def progress(covered, seconds):
-            print(f"generation: {covered} jets after {seconds:.0f} s", flush=True)
-        n = quark_gluon.fill_chunk_pool(cfg, 60.0 * args.gen_minutes, args.max_jets, progress,
-                                        workers=args.gen_workers)
+        n = fill_pool(args)
     cfg.n_jets = n
     start = time.perf_counter()
     path = quark_gluon.generate_cached(cfg)
@@ -348,13 +356,7 @@ def main(argv=None) -> int:
         parser.error(f"unknown models {unknown}; choose from {known}")
     start = time.perf_counter()
     if args.gen_only:   # grow the chunk pool (across sessions: it persists in the cache dir)
-        from hepjax.data import quark_gluon
-
-        def progress(covered, seconds):
-            print(f"generation: {covered} jets after {seconds:.0f} s", flush=True)
-        n = quark_gluon.fill_chunk_pool(model_config("pfn", args.variant).data,
-                                        60.0 * args.gen_minutes, args.max_jets, progress,
-                                        workers=args.gen_workers)
+        n = fill_pool(args)
         print(f"the pool covers {n} jets (use --n-jets {n})", flush=True)
         return 0
     n_jets = prepare_data(args)

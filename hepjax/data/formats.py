@@ -497,10 +497,8 @@ def p4_to_ptyphi(p4, pid=None) -> np.ndarray:
     real = p4[..., 0] > 0
     pt = npkin.pt(p4)
     y = np.where(real, npkin.rapidity(p4), 0.0)
-    jet = np.where(real[..., None], p4, 0.0).sum(-2)
-    jet_phi = np.arctan2(jet[..., 2], jet[..., 1])[..., None]
-    phi = jet_phi + np.mod(npkin.phi(p4, pt) - jet_phi + np.pi, 2 * np.pi) - np.pi
-    phi = np.where(real, phi, 0.0)
+    jet_phi = npkin.phi(npkin.jet_momentum(p4, real))[..., None]
+    phi = np.where(real, jet_phi + npkin.delta_phi(npkin.phi(p4, pt), jet_phi), 0.0)
     pid = np.zeros_like(pt) if pid is None else np.where(real, np.asarray(pid, np.float64), 0.0)
     return np.stack([pt, y, phi, pid], -1)
 

@@ -177,8 +177,14 @@ def fill_chunk_pool(cfg, seconds: float, max_jets: int, progress=None, workers: 
         flight[run(generation._chunk_job, args, str(pool / f"process{k}_chunk{chunk:07d}.npz"))] = (k, chunk)
         return True
 
-    def covered():
-        return 2 * min(min(_pool_jets(pool, k) for k in range(n_classes)), max_jets // 2)
+    def covered():   # _pool_jets from what is known, without reading the chunks again
+        contiguous = []
+        for chunks in done:
+            total, chunk = 0, 0
+            while chunk in chunks:
+                total, chunk = total + chunks[chunk], chunk + 1
+            contiguous.append(total)
+        return 2 * min(min(contiguous), max_jets // 2)
 
     start = time.perf_counter()
     own = None

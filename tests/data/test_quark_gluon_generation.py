@@ -115,3 +115,7 @@ def test_fill_chunk_pool_balances_classes_and_resumes(monkeypatch, tmp_path, wor
     calls.clear()
     assert quark_gluon.fill_chunk_pool(cfg, 0.0, 10_000, workers=workers, executor=executor) == 2 * min(jets)
     assert calls == []
+    # ... and with a gap only the contiguous chunks 0, 1, ... count
+    (pool / "process1_chunk0000001.npz").unlink()
+    assert quark_gluon.fill_chunk_pool(cfg, 0.0, 10_000, workers=workers, executor=executor) == 2 * 5
+    assert calls == []
