@@ -189,3 +189,23 @@ def test_particlenet_and_part_configs_build_and_train_one_step(npz):
         loss, params = jax.eval_shape(one_step, batch)
         assert loss.shape == () and loss.dtype == np.float32
         assert sum(int(np.prod(x.shape)) for x in jax.tree.leaves(params)) > 0
+
+
+def test_features_equal_energyflow_example_preprocessing():
+    """Our PFN inputs (z, y - <y>, phi - <phi>) equal energyflow's examples/pfn_example.py
+    preprocessing (``energyflow_reference._preprocess``) of the same jets in energyflow's layout,
+    also for a jet across phi = +-pi."""
+    from experiments.quark_gluon import energyflow_reference
+
+    rng = np.random.default_rng(5)
+    n, p = 6, 12
+    pt = rng.exponential(20.0, (n, p)) + 1.0
+    y = rng.normal(0.0, 0.2, (n, p))
+    phi = rng.normal(0.0, 0.2, (n, p)) + np.array([0.0, 1.0, -2.0, np.pi, -np.pi + 0.05, 2.5])[:, None]
+    p4 = np.stack([pt * np.cosh(y), pt * np.cos(phi), pt * np.sin(phi), pt * np.sinh(y)], -1)
+    mask = np.arange(p)[None] < rng.integers(3, p + 1, n)[:, None]
+    p4 = np.where(mask[..., None], p4, 0.0)
+    ours, _ = quark_gluon.particle_features(p4, mask)
+    theirs = energyflow_reference._preprocess(formats.p4_to_ptyphi(p4), with_pid=False)
+    np.testing.assert_allclose(np.where(mask[..., None], ours, 0.0),
+                               np.where(mask[..., None], theirs, 0.0), atol=1e-6)
