@@ -133,7 +133,7 @@ def train(args) -> None:
     from energyflow.archs import EFN, PFN
     from energyflow.utils import to_categorical
 
-    tf.keras.utils.set_random_seed(0)
+    tf.keras.utils.set_random_seed(args.seed)
     data = np.load(args.data)
     X = {s: _preprocess(data[f"X_{s}"], args.model == "pfn_id") for s in ("train", "val", "test")}
     y = {s: np.asarray(data[f"y_{s}"]).astype(np.int64) for s in ("train", "val", "test")}
@@ -155,7 +155,7 @@ def train(args) -> None:
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     np.savez(out / f"energyflow_{args.model}_scores.npz", scores=scores, labels=y["test"])
-    result = {"model": args.model, "implementation": "energyflow (Keras)",
+    result = {"model": args.model, "implementation": "energyflow (Keras)", "seed": args.seed,
               "train_jets": len(y["train"]), "val_jets": len(y["val"]), "test_jets": len(y["test"]),
               "epochs_run": len(history.history["loss"]), "best_epoch":
               int(np.argmin(history.history["val_loss"])) + 1, "batch_size": args.batch_size,
@@ -185,6 +185,7 @@ def main(argv=None) -> int:
     t.add_argument("--epochs", type=int, default=40)
     t.add_argument("--patience", type=int, default=6)
     t.add_argument("--batch-size", type=int, default=64)
+    t.add_argument("--seed", type=int, default=0, help="tf.keras.utils.set_random_seed")
     t.add_argument("--out", required=True)
     t.add_argument("--ours", default="", help="our run's test_outputs.npz, for the paired difference")
     c = sub.add_parser("compare", help="add the paired difference to our run to a finished train step")

@@ -8,6 +8,7 @@ R = 0.4 jet with 500 < pT < 550 GeV, |y| < 1.7, generator-level particles; 2M je
 
     python -m experiments.quark_gluon.run --variant smoke|cpu [--workdir DIR] [--n-jets N]
         [--gen-minutes M] [--gen-workers W] [--gen-only] [--data-path FILE] [--epochs E] [--efn-epochs E] [--patience P] [--length-sort-window W] [--batch-size B]
+        [--seed S] [--init torch|he] [--adam-eps EPS]
         [--models pfn_id,pfn,efn,pfn_onehot[,particlenet,particlenet_id,part,part_id]]
         [--curve-models pfn_id] [--curve-fractions 0.1,0.3]
 
@@ -112,7 +113,7 @@ def train_one(name: str, args, n_jets: int, fraction: float = 1.0) -> dict:
     from hepjax.train import experiment
 
     config = model_config(name, args.variant)
-    config.seed = SEED
+    config.seed = args.seed
     config.data.n_jets = n_jets
     config.data.path = args.data_path
     config.data.train_fraction = fraction
@@ -126,6 +127,10 @@ def train_one(name: str, args, n_jets: int, fraction: float = 1.0) -> dict:
             config.train.length_sort_window = args.length_sort_window
         if args.batch_size and name in MODELS:
             config.train.batch_size = args.batch_size
+        if args.init and name in MODELS:
+            config.model.init = args.init
+        if args.adam_eps:
+            config.optimizer.eps = args.adam_eps
         # the same updates per epoch at every point of the learning curve
         config.train.batch_size = max(32, int(round(config.train.batch_size * fraction)))
     tag = name if fraction == 1.0 else f"{name}_f{fraction:g}"
@@ -206,8 +211,9 @@ def write_outputs(rows: list[dict], args, n_jets: int, gen_info: dict) -> str:
     table = "\n".join(lines)
     suffix = args.variant
     (out / f"table_{suffix}.md").write_text(table + "\n")
-    result = {"variant": args.variant, "n_jets": n_jets, "data_seed": 2019, "network_seed": SEED,
-              "bootstrap_resamples": BOOTSTRAP, "generation": gen_info, "rows": rows,
+    result = {"variant": args.variant, "n_jets": n_jets, "data_seed": 2019, "network_seed": args.seed,
+              "bootstrap_resamples": BOOTSTRAP, "init": args.init or "config", "adam_eps": args.adam_eps or "config",
+              "generation": gen_info, "rows": rows,
               "multiplicity_baseline": base, "paper_auc": PAPER_AUC,
               "environment": _environment()}
     (out / f"results_{suffix}.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -344,6 +350,12 @@ def main(argv=None) -> int:
     parser.add_argument("--batch-size", type=int, default=0,
                         help="batch of the PFNs and the EFN (cpu variant; default: the config's "
                              "64; the energyflow examples' 500 once the sample is large)")
+    parser.add_argument("--seed", type=int, default=SEED, help="the networks' seed (config.seed)")
+    parser.add_argument("--init", choices=("", "torch", "he"), default="",
+                        help="initialisation of the PFNs and the EFN (default: the configs'; "
+                             "'he' is energyflow's: He-uniform kernels, Glorot output, zero biases)")
+    parser.add_argument("--adam-eps", type=float, default=0.0,
+                        help="Adam's epsilon (default: optax's 1e-8; Keras' is 1e-7)")
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--curve-models", default="pfn_id")
     parser.add_argument("--curve-fractions", default="0.1,0.3")

@@ -125,6 +125,8 @@ def test_configs_select_the_dataset_and_inputs():
         assert c.model.name == "pfn" and tuple(c.model.phi_sizes) == (100, 100, 256)
         # batches are not sorted by length: the multiplicity would make them one class each
         assert c.train.length_sort_window == 0
+        # energyflow's initialisation (He-uniform, zero biases): +0.006-0.008 in AUC at 10k jets
+        assert c.model.init == "he"
     efn = quark_gluon_efn.get_config("")
     assert efn.model.name == "efn" and tuple(efn.model.f_sizes) == (100, 100, 100)
     with pytest.raises(ValueError, match="unknown particle ID"):
