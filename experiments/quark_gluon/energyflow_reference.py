@@ -23,6 +23,10 @@ not install):
     # 3. (either environment with scipy) the paired difference, if our run finished after step 2
     python experiments/quark_gluon/energyflow_reference.py compare --model M --out DIR \
         --ours runs/quark_gluon/RUN/test_outputs.npz
+    # 4. several seeds of each on the same test jets: means, seed spread, difference of the means
+    python experiments/quark_gluon/energyflow_reference.py seeds \
+        energyflow=DIR_S0/energyflow_pfn_id_scores.npz,DIR_S1/... ours=RUN_S0/test_outputs.npz,... \
+        [--out summary.json]
 
 ``train`` writes ``DIR/energyflow_MODEL.json`` (test AUC with its bootstrap error, the epochs,
 the versions) and ``DIR/energyflow_MODEL_scores.npz``; with ``--ours`` also our AUC and the
@@ -126,6 +130,53 @@ def compare(args) -> None:
     print(json.dumps(result))
 
 
+def _scores(path: str) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, scores) of our run's test_outputs.npz or energyflow's *_scores.npz."""
+    saved = np.load(path)
+    if "scores" in saved:
+        return np.asarray(saved["labels"]).astype(np.int64), np.asarray(saved["scores"], np.float64)
+    labels = np.asarray(saved["labels"]).astype(np.int64)
+    return labels, np.asarray(saved["outputs"], np.float64).reshape(len(labels), -1)[:, -1]
+
+
+def seeds(args) -> None:
+    """Several trainings per implementation (seeds, variants) on the same test jets: every run's
+    AUC with its bootstrap error, each group's mean and seed-to-seed standard deviation, and the
+    difference of the group means with its error (the seed spread over sqrt(runs), added in
+    quadrature; the test jets are common, so their fluctuation cancels to first order)."""
+    groups = {}
+    labels = None
+    for spec in args.group:
+        name, _, paths = spec.partition("=")
+        runs = []
+        for path in paths.split(","):
+            y, s = _scores(path)
+            if labels is None:
+                labels = y
+            elif not np.array_equal(y, labels):
+                raise SystemExit(f"{path}: its test labels differ from the first run's; not the same jets")
+            runs.append({"path": path, "auc": _auc(y, s), "auc_err": float(_bootstrap(y, s)[:, 0].std())})
+        aucs = np.array([r["auc"] for r in runs])
+        groups[name] = {"runs": runs, "mean": float(aucs.mean()),
+                        "seed_std": float(aucs.std(ddof=1)) if len(aucs) > 1 else float("nan"),
+                        "mean_err": float(aucs.std(ddof=1) / np.sqrt(len(aucs))) if len(aucs) > 1
+                        else float("nan")}
+    names = list(groups)
+    ref = groups[names[0]]
+    for name in names[1:]:
+        g = groups[name]
+        g[f"minus_{names[0]}"] = g["mean"] - ref["mean"]
+        g[f"minus_{names[0]}_err"] = float(np.hypot(g["mean_err"], ref["mean_err"]))
+    result = {"test_jets": int(len(labels)), "bootstrap": BOOTSTRAP, "groups": groups}
+    if args.out:
+        pathlib.Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+    for name, g in groups.items():
+        diff = (f"  {name} - {names[0]}: {g[f'minus_{names[0]}']:+.4f} +- {g[f'minus_{names[0]}_err']:.4f}"
+                if name != names[0] else "")
+        print(f"{name}: " + " ".join(f"{r['auc']:.4f}" for r in g["runs"])
+              + f"  mean {g['mean']:.4f} +- {g['mean_err']:.4f} (seed std {g['seed_std']:.4f})" + diff)
+
+
 def train(args) -> None:
     import energyflow
     import tensorflow as tf
@@ -192,8 +243,14 @@ def main(argv=None) -> int:
     c.add_argument("--model", choices=("pfn", "pfn_id", "efn"), default="pfn")
     c.add_argument("--out", required=True, help="the train step's --out")
     c.add_argument("--ours", required=True, help="our run's test_outputs.npz")
+    g = sub.add_parser("seeds", help="several runs per implementation on the same test jets: "
+                                     "means, seed spread, differences of the means")
+    g.add_argument("group", nargs="+",
+                   help="NAME=PATH[,PATH...]: test_outputs.npz or energyflow *_scores.npz files; "
+                        "the first group is the reference of the differences")
+    g.add_argument("--out", default="", help="write the summary here (JSON)")
     args = parser.parse_args(argv)
-    {"export": export, "train": train, "compare": compare}[args.step](args)
+    {"export": export, "train": train, "compare": compare, "seeds": seeds}[args.step](args)
     return 0
 
 

@@ -211,3 +211,43 @@ def test_features_equal_energyflow_example_preprocessing():
     theirs = energyflow_reference._preprocess(formats.p4_to_ptyphi(p4), with_pid=False)
     np.testing.assert_allclose(np.where(mask[..., None], ours, 0.0),
                                np.where(mask[..., None], theirs, 0.0), atol=1e-6)
+
+
+def test_seed_summary_means_and_differences(tmp_path, capsys):
+    """``energyflow_reference seeds``: each run's AUC equals hepjax.metrics.roc_auc on the same
+    scores, group means / sample standard deviations / the difference of the means as numpy
+    computes them, from both file layouts (ours and energyflow's); other test jets are refused."""
+    import json
+
+    from experiments.quark_gluon import energyflow_reference
+    from hepjax import metrics
+
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 2, 400)
+    paths, aucs = {"a": [], "b": []}, {"a": [], "b": []}
+    for g, shift in (("a", 0.5), ("b", 1.0)):
+        for k in range(3):
+            s = labels * shift + rng.normal(0.0, 1.0, len(labels))
+            path = tmp_path / f"{g}{k}.npz"
+            if g == "a":   # energyflow's *_scores.npz
+                np.savez(path, scores=s, labels=labels)
+            else:          # our run's test_outputs.npz: outputs (N, 1)
+                np.savez(path, outputs=s[:, None].astype(np.float32), labels=labels)
+                s = s.astype(np.float32).astype(np.float64)
+            paths[g].append(str(path))
+            aucs[g].append(float(metrics.roc_auc(labels, s)))
+    out = tmp_path / "summary.json"
+    energyflow_reference.main(["seeds", "a=" + ",".join(paths["a"]), "b=" + ",".join(paths["b"]),
+                               "--out", str(out)])
+    got = json.loads(out.read_text())["groups"]
+    for g in "ab":
+        np.testing.assert_allclose([r["auc"] for r in got[g]["runs"]], aucs[g], atol=1e-12)
+        assert got[g]["mean"] == pytest.approx(np.mean(aucs[g]), abs=1e-12)
+        assert got[g]["seed_std"] == pytest.approx(np.std(aucs[g], ddof=1), abs=1e-12)
+    assert got["b"]["minus_a"] == pytest.approx(np.mean(aucs["b"]) - np.mean(aucs["a"]), abs=1e-12)
+    assert got["b"]["minus_a_err"] == pytest.approx(
+        np.hypot(np.std(aucs["a"], ddof=1), np.std(aucs["b"], ddof=1)) / np.sqrt(3), abs=1e-12)
+    assert "b - a" in capsys.readouterr().out
+    np.savez(tmp_path / "other.npz", scores=rng.normal(size=400), labels=1 - labels)
+    with pytest.raises(SystemExit, match="other.npz: its test labels differ"):
+        energyflow_reference.main(["seeds", f"a={paths['a'][0]},{tmp_path / 'other.npz'}"])
