@@ -157,24 +157,26 @@ def seeds(args) -> None:
                 raise SystemExit(f"{path}: its test labels differ from the first run's; not the same jets")
             runs.append({"path": path, "auc": _auc(y, s), "auc_err": float(_bootstrap(y, s)[:, 0].std())})
         aucs = np.array([r["auc"] for r in runs])
-        groups[name] = {"runs": runs, "mean": float(aucs.mean()),
-                        "seed_std": float(aucs.std(ddof=1)) if len(aucs) > 1 else float("nan"),
-                        "mean_err": float(aucs.std(ddof=1) / np.sqrt(len(aucs))) if len(aucs) > 1
-                        else float("nan")}
+        spread = float(aucs.std(ddof=1)) if len(aucs) > 1 else None   # null for a single run
+        groups[name] = {"runs": runs, "mean": float(aucs.mean()), "seed_std": spread,
+                        "mean_err": spread / np.sqrt(len(aucs)) if spread is not None else None}
     names = list(groups)
     ref = groups[names[0]]
     for name in names[1:]:
         g = groups[name]
         g[f"minus_{names[0]}"] = g["mean"] - ref["mean"]
-        g[f"minus_{names[0]}_err"] = float(np.hypot(g["mean_err"], ref["mean_err"]))
+        g[f"minus_{names[0]}_err"] = (float(np.hypot(g["mean_err"], ref["mean_err"]))
+                                      if None not in (g["mean_err"], ref["mean_err"]) else None)
     result = {"test_jets": int(len(labels)), "bootstrap": BOOTSTRAP, "groups": groups}
     if args.out:
         pathlib.Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+    fmt = lambda v: "n/a" if v is None else f"{v:.4f}"  # noqa: E731
     for name, g in groups.items():
-        diff = (f"  {name} - {names[0]}: {g[f'minus_{names[0]}']:+.4f} +- {g[f'minus_{names[0]}_err']:.4f}"
-                if name != names[0] else "")
+        diff = (f"  {name} - {names[0]}: {g[f'minus_{names[0]}']:+.4f} +- "
+                f"{fmt(g[f'minus_{names[0]}_err'])}" if name != names[0] else "")
         print(f"{name}: " + " ".join(f"{r['auc']:.4f}" for r in g["runs"])
-              + f"  mean {g['mean']:.4f} +- {g['mean_err']:.4f} (seed std {g['seed_std']:.4f})" + diff)
+              + f"  mean {g['mean']:.4f} +- {fmt(g['mean_err'])} (seed std {fmt(g['seed_std'])})"
+              + diff)
 
 
 def train(args) -> None:
