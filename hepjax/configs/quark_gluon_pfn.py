@@ -8,12 +8,12 @@ Per-particle inputs (z, y, phi) centred on the jet's pT-weighted centroid, z = p
 (the paper's PFN); ``:id`` adds energyflow's PDG-id float (the paper's PFN-ID), ``:onehot``
 eight one-hot detector classes (photon, charged hadron +/-, neutral hadron, e-/e+, mu-/mu+;
 the information of the paper's PFN-Ex). Network: Phi (100, 100, 256), F (100, 100, 100), ReLU
-(``hepjax.models.pfn``); training as the energyflow examples that reproduce the paper
-(examples/pfn_example.py: Keras Adam at its default learning rate 1e-3, early stopping on the
-validation loss), at most ``EPOCHS`` epochs, but batches of ``BATCH`` = 64 instead of their 500:
-on ~9k training jets batch 500 gives 18 updates an epoch (PFN-ID's test AUC 0.8439 after 20
-epochs, against 0.8461 with batch 64). experiments/quark_gluon trains its 165k-jet sample at
-batch 128 for up to 50 epochs with patience 8 (run.py's flags): shorter training cost it 0.01-0.015
+(``hepjax.models.pfn``) initialised as energyflow's Keras layers (``INIT`` below); training as
+the energyflow examples that reproduce the paper (examples/pfn_example.py: Keras Adam at its
+default learning rate 1e-3, early stopping on the validation loss), at most ``EPOCHS`` epochs,
+but batches of ``BATCH`` = 64 instead of their 500: on ~9k training jets batch 500 gives 18
+updates an epoch. experiments/quark_gluon trains its generated sample (179,616 jets) at batch
+128 for up to 50 epochs with patience 8 (run.py's flags): shorter training cost it 0.01-0.015
 in AUC (its README).
 
 ``get_config("PID[,VARIANT]")``: PID one of none (default), id, onehot; VARIANT '' (the
