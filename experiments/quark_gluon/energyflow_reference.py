@@ -106,13 +106,21 @@ def _preprocess(X: np.ndarray, with_pid: bool) -> np.ndarray:
     return X[..., :3]
 
 
+def _scores(path) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, scores) of our run's test_outputs.npz (outputs (N, K): the last column) or
+    energyflow's *_scores.npz (scores (N,))."""
+    saved = np.load(path)
+    labels = np.asarray(saved["labels"]).astype(np.int64)
+    if "scores" in saved:
+        return labels, np.asarray(saved["scores"], np.float64)
+    return labels, np.asarray(saved["outputs"], np.float64).reshape(len(labels), -1)[:, -1]
+
+
 def _paired(labels: np.ndarray, scores: np.ndarray, ours_path: str) -> dict:
     """Our run's AUC on the same test jets and the paired bootstrap difference energyflow - ours."""
-    ours = np.load(ours_path)
-    mine_labels = np.asarray(ours["labels"]).astype(np.int64)
+    mine_labels, mine = _scores(ours_path)
     if not np.array_equal(mine_labels, labels):
         raise SystemExit(f"{ours_path}: its test labels differ from the reference's; not the same jets")
-    mine = np.asarray(ours["outputs"], np.float64).reshape(len(labels), -1)[:, -1]
     draws = _bootstrap(labels, scores, mine)
     return {"ours": str(ours_path), "ours_auc": _auc(labels, mine),
             "ours_auc_err": float(draws[:, 1].std()),
@@ -123,20 +131,10 @@ def _paired(labels: np.ndarray, scores: np.ndarray, ours_path: str) -> dict:
 def compare(args) -> None:
     """``train``'s result with the paired difference to our run added (our run may finish later)."""
     out = pathlib.Path(args.out)
-    saved = np.load(out / f"energyflow_{args.model}_scores.npz")
     result = json.loads((out / f"energyflow_{args.model}.json").read_text())
-    result.update(_paired(np.asarray(saved["labels"]).astype(np.int64), saved["scores"], args.ours))
+    result.update(_paired(*_scores(out / f"energyflow_{args.model}_scores.npz"), args.ours))
     (out / f"energyflow_{args.model}.json").write_text(json.dumps(result, indent=1))
     print(json.dumps(result))
-
-
-def _scores(path: str) -> tuple[np.ndarray, np.ndarray]:
-    """(labels, scores) of our run's test_outputs.npz or energyflow's *_scores.npz."""
-    saved = np.load(path)
-    if "scores" in saved:
-        return np.asarray(saved["labels"]).astype(np.int64), np.asarray(saved["scores"], np.float64)
-    labels = np.asarray(saved["labels"]).astype(np.int64)
-    return labels, np.asarray(saved["outputs"], np.float64).reshape(len(labels), -1)[:, -1]
 
 
 def seeds(args) -> None:
