@@ -251,3 +251,51 @@ def test_seed_summary_means_and_differences(tmp_path, capsys):
     np.savez(tmp_path / "other.npz", scores=rng.normal(size=400), labels=1 - labels)
     with pytest.raises(SystemExit, match="other.npz: its test labels differ"):
         energyflow_reference.main(["seeds", f"a={paths['a'][0]},{tmp_path / 'other.npz'}"])
+
+
+def _pairwise_auc(labels, scores):
+    """AUC by counting pairs (ties half), the definition, for small samples."""
+    pos, neg = scores[labels == 1], scores[labels == 0]
+    diff = pos[:, None] - neg[None, :]
+    return float(((diff > 0) + 0.5 * (diff == 0)).mean())
+
+
+def test_pthat_window_mixture_auc_equals_replicated_sample():
+    """pthat_window: the slice task changes only its process's pTHat window; the mixture weights
+    put each slice into its class in proportion to its rate, so with rates that make every weight
+    an integer multiple the weighted AUC equals the pair-counting AUC of the sample with each jet
+    repeated that many times."""
+    from experiments.quark_gluon import pthat_window
+    from hepjax.data import generation
+
+    task = pthat_window.slice_task(1, 300, 380)
+    assert "PhaseSpace:pTHatMin = 300" in task.processes[1].settings
+    assert "PhaseSpace:pTHatMax = 380" in task.processes[1].settings
+    assert not [s for s in task.processes[1].settings if s.endswith("450.") or s.endswith("650.")]
+    assert task.processes[0] == generation.TASKS["quark-gluon"].processes[0]
+
+    rng = np.random.default_rng(5)
+    y_in = rng.integers(0, 2, 60)
+    s_in = y_in + rng.normal(0, 1.0, 60)
+    n_in = [int(np.sum(y_in == k)) for k in (0, 1)]
+    # out-of-window: 10 gluon jets below the window, 12 quark jets below, 5 quark jets above
+    slices = [(0, (300, 380), 10), (1, (300, 380), 12), (1, (650, 800), 5)]
+    y_out = np.concatenate([np.full(n, k) for k, _, n in slices])
+    s_out = 0.3 * y_out + rng.normal(0, 1.0, len(y_out))
+    # rates chosen so that per-jet weights are 1 (in window) and 3, 2, 4 (the slices)
+    table = [{"class": k, "pthat": list(pthat_window.RECIPE_WINDOW), "rate_mb": n_in[k] * 1e-12}
+             for k in (0, 1)]
+    table += [{"class": k, "pthat": list(w), "rate_mb": m * n * 1e-12}
+              for (k, w, n), m in zip(slices, (3, 2, 4))]
+    w_in, w_slices = pthat_window.mixture_weights(table, y_in, slices)
+    np.testing.assert_allclose(w_in, 1e-12)
+    np.testing.assert_allclose(w_slices, [3e-12, 2e-12, 4e-12])
+    w_out = np.concatenate([np.full(n, w) for (_, _, n), w in zip(slices, w_slices)])
+    got = pthat_window._auc_difference(y_in, s_in, w_in, y_out, s_out, w_out, n_boot=20)
+    repeat = np.rint(w_out / 1e-12).astype(int)
+    y_rep = np.concatenate([y_in, np.repeat(y_out, repeat)])
+    s_rep = np.concatenate([s_in, np.repeat(s_out, repeat)])
+    assert got["auc_in_window"] == pytest.approx(_pairwise_auc(y_in, s_in), abs=1e-12)
+    assert got["auc_mixture"] == pytest.approx(_pairwise_auc(y_rep, s_rep), abs=1e-12)
+    assert got["difference"] == pytest.approx(got["auc_mixture"] - got["auc_in_window"])
+    assert 0 < got["difference_err"] < 0.2
