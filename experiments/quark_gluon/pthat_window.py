@@ -16,7 +16,7 @@ seeded independently of the training pool), counts the jets that pass the jet se
 reads Pythia's cross section of the slice (``Info.sigmaGen``, averaged over chunks). The rate
 of selected jets per slice is sigma x acceptance; its share of all selected jets of the class
 is what a window that leaves the slice out removes. Writes ``rates.json`` and keeps the
-selected jets of every slice (``slice_jets.npz``).
+selected jets of every slice as native jets files (``slices/c{class}_{low}_{high}.h5``).
 
 ``evaluate``: takes a trained quark/gluon run (``hepjax train`` / ``run.py`` workdir, trained
 on the standard sample) and scores (a) its own test split (in-window jets) and (b) the slices'
@@ -100,7 +100,7 @@ def rates(args) -> dict:
     context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(args.workers, mp_context=context) as pool:
         results = list(pool.map(_chunk, *zip(*jobs), chunksize=4))
-    table, arrays = [], {}
+    table, jets = [], {}
     for k in (0, 1):
         for low, high in SLICES:
             rows = [r for j, r in zip(jobs, results) if j[:3] == (k, low, high)]
@@ -115,10 +115,9 @@ def rates(args) -> dict:
                           "sigma_mb": sigma, "sigma_err_mb": sigma_err, "rate_mb": sigma * acc,
                           "rate_err_mb": sigma * np.sqrt(max(n_sel, 1)) / events
                           if n_sel else sigma * 1.84 / events})   # 0 jets: the 84 % Poisson upper limit
-            for key in ("p4", "pid", "n_constituents", "jet_p4"):
-                arrays[f"c{k}_{low}_{high}_{key}"] = (
-                    np.concatenate([r[0][key] for r in rows]) if n_sel else
-                    np.zeros((0,) + rows[0][0][key].shape[1:], rows[0][0][key].dtype))
+            if n_sel:
+                jets[(k, low, high)] = {key: np.concatenate([r[0][key] for r in rows])
+                                        for key in ("p4", "pid", "charge", "n_constituents", "jet_p4")}
     summary = {"slices": table, "recipe_window": list(RECIPE_WINDOW), "seed": SEED,
                "events_per_chunk": EVENTS_PER_CHUNK, "versions": _versions()}
     for k, name in ((0, "gluon"), (1, "quark")):
@@ -132,9 +131,26 @@ def rates(args) -> dict:
                          "jets_in_window_per_event": next(r["acceptance"] for r in rows
                                                           if tuple(r["pthat"]) == RECIPE_WINDOW),
                          "jets_per_event_all_slices": total / sum(r["sigma_mb"] for r in rows)}
-    np.savez_compressed(out / "slice_jets.npz", **arrays)
+    write_slices(out, jets)
     (out / "rates.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def slice_path(out, k: int, low: float, high: float) -> pathlib.Path:
+    return pathlib.Path(out) / "slices" / f"c{k}_{low:g}_{high:g}.h5"
+
+
+def write_slices(out, jets: dict) -> None:
+    """Each slice's selected jets ({(class, low, high): simulate_chunk arrays}) as a native jets
+    file (``hepjax.data.formats.write_native``, label = class), read back with ``read_native``
+    exactly as the training sample is."""
+    from hepjax.data import formats
+
+    for (k, low, high), arrays in jets.items():
+        path = slice_path(out, k, low, high)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        formats.write_native(path, {**arrays, "label": np.full(len(arrays["p4"]), k, np.int64)},
+                             meta={"task": "quark-gluon", "pthat": [low, high]})
 
 
 def _versions() -> dict:
@@ -160,19 +176,6 @@ def _predict(workdir, jets: dict) -> np.ndarray:
     for batch, n_valid in eval_batches(arrays, run.spec.eval_batch_size, run.spec.length_buckets):
         outputs.append(np.asarray(eval_step(run.state, batch)[2])[:n_valid])
     return np.concatenate(outputs)
-
-
-def _native(saved, key: str, label: int, max_particles: int) -> dict:
-    p4 = saved[f"{key}_p4"][:, :max_particles]
-    n = np.minimum(saved[f"{key}_n_constituents"], max_particles)
-    mask = np.arange(p4.shape[1])[None] < n[:, None]
-    if p4.shape[1] < max_particles:
-        pad = max_particles - p4.shape[1]
-        p4 = np.pad(p4, ((0, 0), (0, pad), (0, 0)))
-        mask = np.pad(mask, ((0, 0), (0, pad)))
-    pid = np.pad(saved[f"{key}_pid"], ((0, 0), (0, max(0, max_particles - saved[f"{key}_pid"].shape[1]))))
-    return {"p4": p4, "pid": pid[:, :max_particles] * mask, "mask": mask,
-            "label": np.full(len(p4), label, np.int64)}
 
 
 def mixture_weights(table: list[dict], labels_in: np.ndarray, slices_out: list[tuple]) -> tuple:
@@ -209,37 +212,38 @@ def _auc_difference(y_in, s_in, w_in, y_out, s_out, w_out, n_boot: int, seed: in
 
 
 def evaluate(args) -> dict:
-    from hepjax.data import quark_gluon
+    from hepjax.data import formats, quark_gluon
     from hepjax.train import experiment
 
     out = pathlib.Path(args.out)
     workdir = pathlib.Path(args.workdir)
     summary = json.loads((out / "rates.json").read_text())
     config = experiment._read_config(workdir)
-    test = quark_gluon.load_splits(config.data, ("test",))
     test_raw = quark_gluon.load_jets(config.data)["test"]
-    saved = np.load(out / "slice_jets.npz")
     max_particles = int(config.data.max_particles)
     # in-window: the run's own test split (scores written by the run)
     with np.load(workdir / "test_outputs.npz") as f:
         y_in = np.asarray(f["labels"], np.int64)
         s_in = np.asarray(f["outputs"], np.float64).reshape(len(y_in), -1)[:, -1]
-    if len(y_in) != len(test["test"]["label"]):
+    if len(y_in) != len(test_raw["label"]):
         raise ValueError(f"{workdir}/test_outputs.npz: {len(y_in)} scores, test split has "
-                         f"{len(test['test']['label'])} jets")
-    # the out-of-window jets are scored here: check that this path reproduces the run's scores
-    first = {key: test_raw[key][:512] for key in ("p4", "pid", "mask", "label")}
-    again = _predict(workdir, first).astype(np.float64).reshape(len(first["label"]), -1)[:, -1]
-    if not np.allclose(again, s_in[:512], atol=1e-5):
-        raise RuntimeError(f"{workdir}: rescoring the test jets does not reproduce test_outputs.npz "
-                           f"(max difference {np.abs(again - s_in[:512]).max():.2e})")
-    mult_in = test["test"]["mask"].sum(1).astype(np.float64)
+                         f"{len(test_raw['label'])} jets")
+    mult_in = test_raw["mask"].sum(1).astype(np.float64)
     outside = [(k, (lo, hi)) for k in (0, 1) for lo, hi in SLICES
-               if (lo, hi) != RECIPE_WINDOW and len(saved[f"c{k}_{lo}_{hi}_n_constituents"])]
-    jets = [_native(saved, f"c{k}_{lo}_{hi}", k, max_particles) for k, (lo, hi) in outside]
-    merged = {key: np.concatenate([j[key] for j in jets]) for key in jets[0]}
-    s_out = _predict(workdir, merged).astype(np.float64)
-    s_out = s_out.reshape(len(merged["label"]), -1)[:, -1]
+               if (lo, hi) != RECIPE_WINDOW and slice_path(out, k, lo, hi).is_file()]
+    jets = [formats.read_native(slice_path(out, k, lo, hi), max_particles) for k, (lo, hi) in outside]
+    keys = ("p4", "pid", "mask", "label")
+    merged = {key: np.concatenate([j[key] for j in jets]) for key in keys}
+    # one pass scores 512 of the run's test jets (to check that this path reproduces its saved
+    # scores) and the out-of-window jets
+    n_check = min(512, len(y_in))
+    scores = _predict(workdir, {key: np.concatenate([test_raw[key][:n_check], merged[key]])
+                                for key in keys}).astype(np.float64)
+    scores = scores.reshape(n_check + len(merged["label"]), -1)[:, -1]
+    again, s_out = scores[:n_check], scores[n_check:]
+    if not np.allclose(again, s_in[:n_check], atol=1e-5):
+        raise RuntimeError(f"{workdir}: rescoring the test jets does not reproduce test_outputs.npz "
+                           f"(max difference {np.abs(again - s_in[:n_check]).max():.2e})")
     y_out = merged["label"]
     mult_out = merged["mask"].sum(1).astype(np.float64)
     w_in, w_slices = mixture_weights(summary["slices"], y_in,
