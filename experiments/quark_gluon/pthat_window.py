@@ -162,20 +162,10 @@ def _versions() -> dict:
 def _predict(workdir, jets: dict) -> np.ndarray:
     """The run's signal probabilities on native-like jets (p4, pid, mask, label)."""
     from hepjax.data import quark_gluon
-    from hepjax.data.pipeline import eval_batches
     from hepjax.train import experiment
-    from hepjax.train.step import compile_steps
 
-    config = experiment._read_config(workdir)
-    arrays, _ = quark_gluon.represent(jets, config.data)
-    run = experiment.restore_run(workdir, arrays["features"].shape[1:], config=config)
-    _, eval_step = compile_steps(run.graphdefs, run.task, run.optimizer, None,
-                                 ensemble=run.spec.ensemble, precision=run.spec.precision)
-    arrays = experiment._transform(run.fitted, arrays)
-    outputs = []
-    for batch, n_valid in eval_batches(arrays, run.spec.eval_batch_size, run.spec.length_buckets):
-        outputs.append(np.asarray(eval_step(run.state, batch)[2])[:n_valid])
-    return np.concatenate(outputs)
+    arrays, _ = quark_gluon.represent(jets, experiment._read_config(workdir).data)
+    return experiment.predict_run(workdir, arrays=arrays)[0]
 
 
 def mixture_weights(table: list[dict], labels_in: np.ndarray, slices_out: list[tuple]) -> tuple:

@@ -205,11 +205,13 @@ def _read_config(workdir):
     return spec_lib.complete(config_lib.from_json(path.read_text()))
 
 
-def _restored_steps(workdir, data_path, which, mesh_of):
+def _restored_steps(workdir, data_path, which, mesh_of, raw=None):
     """(run, raw arrays, preprocessed arrays, compiled eval step, mesh) of a finished run for
-    evaluation on ``data_path``; ``config.json`` is read once."""
+    evaluation on ``data_path`` (or on ``raw``, model inputs as ``load_eval_data`` returns them);
+    ``config.json`` is read once."""
     config = _read_config(workdir)
-    raw = load_eval_data(config, data_path)
+    if raw is None:
+        raw = load_eval_data(config, data_path)
     run = restore_run(workdir, raw["features"].shape[1:], which, config=config)
     mesh = mesh_of(run.spec)
     _, eval_step = compile_steps(run.graphdefs, run.task, run.optimizer, mesh,
@@ -231,11 +233,13 @@ def evaluate_run(workdir, data_path: str | None = None, which: str = "best") -> 
     return result
 
 
-def predict_run(workdir, data_path: str | None = None, which: str = "best"):
-    """(outputs, labels) of a finished run on its test split or ``data_path``: signal
-    probabilities (N,) for binary tasks, class probabilities (N, C) for multi-class; with an
-    ensemble, (K, N[, C]) per member."""
-    run, raw, arrays, eval_step, _ = _restored_steps(workdir, data_path, which, lambda spec: None)
+def predict_run(workdir, data_path: str | None = None, which: str = "best", arrays=None):
+    """(outputs, labels) of a finished run on its test split, ``data_path``, or ``arrays`` (model
+    inputs before the run's preprocessing: ``features``, ``label`` and the dataset's other
+    inputs, e.g. ``mask``): signal probabilities (N,) for binary tasks, class probabilities
+    (N, C) for multi-class; with an ensemble, (K, N[, C]) per member."""
+    run, raw, arrays, eval_step, _ = _restored_steps(workdir, data_path, which, lambda spec: None,
+                                                     raw=arrays)
     ensemble = run.spec.ensemble
     outputs = []
     for batch, n_valid in eval_batches(arrays, run.spec.eval_batch_size, run.spec.length_buckets):
